@@ -1,0 +1,182 @@
+//! `devenv init`: write a commented starter devenv.toml, or with `--example` a complete example
+//! project (devenv.toml, an umbrella chart with Postgres and OpenSearch subcharts, values).
+//! Existing files are never overwritten unless `--force` says so.
+
+use std::path::{Path, PathBuf};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::state::write_atomic;
+use crate::templates;
+
+/// Write a starter devenv.toml (or a whole example project) into the current directory.
+///
+/// Without --example, devenv.toml points `chart` at the first Helm chart found below the
+/// directory. Nothing is overwritten unless --force is given.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also write an example project: an umbrella chart (api, worker, Postgres and OpenSearch
+    /// subcharts) and team values, ready for `devenv up`.
+    #[arg(long)]
+    pub example: bool,
+    /// Project name (default: the directory's name, made a valid DNS label).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Overwrite files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Show which files would be written, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
+    let dir = &ctx.cwd;
+    let files: Vec<(PathBuf, String)> = if args.example {
+        templates::EXAMPLE
+            .iter()
+            .map(|(_, dest, text)| {
+                let text = match (*dest, &args.name) {
+                    ("devenv.toml", Some(name)) => {
+                        text.replacen("name = \"shop\"", &format!("name = \"{name}\""), 1)
+                    }
+                    _ => text.to_string(),
+                };
+                (PathBuf::from(dest), text)
+            })
+            .collect()
+    } else {
+        let name = args.name.clone().unwrap_or_else(|| name_from_dir(dir));
+        let chart = find_chart(dir)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "deploy/chart".to_string());
+        let text = templates::STARTER_CONFIG
+            .replace("{{name}}", &name)
+            .replace("{{chart}}", &chart);
+        vec![(PathBuf::from("devenv.toml"), text)]
+    };
+
+    let existing: Vec<&Path> = files
+        .iter()
+        .map(|(p, _)| p.as_path())
+        .filter(|p| dir.join(p).exists())
+        .collect();
+    if !existing.is_empty() && !args.force {
+        return Err(Error::Usage {
+            message: format!(
+                "{} already exist{}: {}",
+                if existing.len() == 1 {
+                    "this file"
+                } else {
+                    "these files"
+                },
+                if existing.len() == 1 { "s" } else { "" },
+                existing
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            help: "nothing was written; pass --force to overwrite them".into(),
+        });
+    }
+
+    let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    if !args.dry_run {
+        for (rel, text) in &files {
+            let path = dir.join(rel);
+            write_atomic(&path, text.as_bytes())?;
+        }
+    }
+    if ctx.ui.json {
+        println!(
+            "{}",
+            serde_json::json!({ "dry_run": args.dry_run, "directory": dir, "files": paths })
+        );
+        return Ok(0);
+    }
+    let verb = if args.dry_run { "would write" } else { "wrote" };
+    for p in &paths {
+        ctx.ui.say(format!("{verb} {p}"));
+    }
+    if !args.dry_run {
+        ctx.ui.say(format!(
+            "\nnext: `devenv doctor` to check this machine, then `devenv up --dry-run` to see the plan{}",
+            if args.example {
+                ""
+            } else {
+                " (edit devenv.toml first: chart, values, services)"
+            }
+        ));
+    }
+    Ok(0)
+}
+
+/// A DNS-label form of the directory's name ("My Shop_2" → "my-shop-2").
+fn name_from_dir(dir: &Path) -> String {
+    let raw = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let mut name = String::new();
+    for c in raw.chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            name.push(c);
+        } else if !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    let name: String = name.trim_matches('-').chars().take(40).collect();
+    let name = name.trim_end_matches('-').to_string();
+    if name.is_empty() { "app".into() } else { name }
+}
+
+/// The first directory holding a Chart.yaml, up to three levels down, skipping hidden and
+/// dependency directories; subcharts under `charts/` are not candidates.
+fn find_chart(dir: &Path) -> Option<PathBuf> {
+    fn walk(dir: &Path, base: &Path, depth: usize) -> Option<PathBuf> {
+        if dir.join("Chart.yaml").is_file() {
+            return dir.strip_prefix(base).ok().map(Path::to_path_buf);
+        }
+        if depth == 0 {
+            return None;
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .filter(|p| {
+                let n = p.file_name().unwrap_or_default().to_string_lossy();
+                !n.starts_with('.')
+                    && !["node_modules", "target", "vendor", "charts"].contains(&n.as_ref())
+            })
+            .collect();
+        entries.sort();
+        entries.into_iter().find_map(|p| walk(&p, base, depth - 1))
+    }
+    walk(dir, dir, 3).filter(|p| !p.as_os_str().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_names_become_dns_labels() {
+        assert_eq!(name_from_dir(Path::new("/x/My Shop_2")), "my-shop-2");
+        assert_eq!(name_from_dir(Path::new("/x/---")), "app");
+    }
+
+    #[test]
+    fn a_chart_below_the_directory_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("ops/helm/shop/charts/db")).unwrap();
+        std::fs::write(d.path().join("ops/helm/shop/Chart.yaml"), "name: shop").unwrap();
+        std::fs::write(
+            d.path().join("ops/helm/shop/charts/db/Chart.yaml"),
+            "name: db",
+        )
+        .unwrap();
+        assert_eq!(find_chart(d.path()), Some(PathBuf::from("ops/helm/shop")));
+    }
+}

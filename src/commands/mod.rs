@@ -1,0 +1,21 @@
+//! One module per subcommand, each with its clap `Args` and an `exec`.
+
+pub mod completions;
+pub mod doctor;
+pub mod init;
+pub mod up;
+
+use crate::cli::Command;
+use crate::context::Context;
+use crate::error::Error;
+
+/// Run the chosen subcommand; the exit code is returned for commands whose result is not
+/// simply success or error (doctor exits 1 when a check fails).
+pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
+    match command {
+        Command::Init(args) => init::exec(args, ctx),
+        Command::Up(args) => up::exec(args, ctx).await,
+        Command::Doctor(args) => doctor::exec(args, ctx).await,
+        Command::Completions(args) => completions::exec(args),
+    }
+}

@@ -1,0 +1,530 @@
+//! devenv.toml: the team's shared description of the environment, written once by the platform
+//! team and committed at the repository root. Per-developer choices (offload toggles, a driver
+//! override) never go here; they live in [`crate::state`].
+//!
+//! Loading is strict: unknown keys are refused with a suggestion, and every error names the file,
+//! line, column and dotted key, because a typo silently ignored here costs a developer an
+//! afternoon. Every key is documented in `docs/config.md`; a test keeps the two in step.
+
+mod locate;
+mod size;
+mod suggest;
+mod validate;
+
+pub use locate::line_col;
+pub use size::Size;
+pub use suggest::closest;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file name devenv looks for, from the working directory upwards.
+pub const FILE_NAME: &str = "devenv.toml";
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub project: Project,
+    #[serde(default)]
+    pub vm: Vm,
+    #[serde(default)]
+    pub mount: Mount,
+    #[serde(default)]
+    pub remote: Option<Remote>,
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+}
+
+/// `[project]`: names and the chart.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// Names the minikube profile (`devenv-<name>`), the Helm release and the namespaces.
+    pub name: String,
+    /// The umbrella Helm chart, relative to the project root.
+    #[serde(default = "default_chart")]
+    pub chart: PathBuf,
+    /// Namespace of the local release; defaults to `name`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Values files passed to Helm in order, before devenv's generated overlay.
+    #[serde(default)]
+    pub values: Vec<PathBuf>,
+}
+
+fn default_chart() -> PathBuf {
+    PathBuf::from("deploy/chart")
+}
+
+impl Project {
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The minikube profile: prefixed so devenv never touches a profile it did not create.
+    pub fn profile(&self) -> String {
+        format!("devenv-{}", self.name)
+    }
+
+    /// The Helm release name of the local environment.
+    pub fn release(&self) -> &str {
+        &self.name
+    }
+}
+
+/// `[vm]`: the minikube VM.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Vm {
+    /// `auto`, or a driver name (`kvm2`, `vfkit`, `hyperkit`).
+    pub driver: String,
+    pub cpus: u32,
+    pub memory: Size,
+    pub disk: Size,
+    pub kubernetes_version: String,
+    /// kubelet's `max-pods`: the seed kept scheduling fast at about 60 pods per node.
+    pub max_pods: u32,
+}
+
+impl Default for Vm {
+    fn default() -> Self {
+        Vm {
+            driver: "auto".to_string(),
+            cpus: 4,
+            memory: Size::from_gib(6),
+            disk: Size::from_gib(40),
+            kubernetes_version: "v1.31.0".to_string(),
+            max_pods: 60,
+        }
+    }
+}
+
+/// `[mount]`: the source tree, exported by the host over NFS and mounted inside the VM.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mount {
+    /// Directory exported from the host, relative to the project root.
+    pub source: PathBuf,
+    /// Mount point inside the VM; the chart mounts it into pods with hostPath.
+    pub target: String,
+    /// NFS mount options used inside the VM.
+    pub options: String,
+}
+
+/// NFSv3 over TCP without locking or ACL round trips, with attribute caching cut to 1 s so edits
+/// on the host show up quickly: the options that made `stat`-heavy page loads fast.
+pub const DEFAULT_MOUNT_OPTIONS: &str = "vers=3,tcp,nolock,noacl,async,actimeo=1";
+
+impl Default for Mount {
+    fn default() -> Self {
+        Mount {
+            source: PathBuf::from("."),
+            target: "/src".to_string(),
+            options: DEFAULT_MOUNT_OPTIONS.to_string(),
+        }
+    }
+}
+
+/// `[remote]`: the shared dev cluster that takes offloaded services.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Remote {
+    /// kubeconfig context of the shared dev cluster.
+    pub context: String,
+    #[serde(default)]
+    pub connect: Connect,
+}
+
+/// How local pods reach an offloaded service.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Connect {
+    /// A port-forward through the remote API server (works from any network).
+    #[default]
+    Tunnel,
+    /// The remote Service's routable address (needs a route from the laptop).
+    Direct,
+}
+
+/// `[services.<name>]`: one service of the chart that devenv knows about.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Top-level key of the chart's values that holds this service (`<key>.enabled`).
+    #[serde(default)]
+    pub values_key: Option<String>,
+    /// DNS name the other services use to reach it.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// The team's default placement; `devenv offload` overrides it per developer.
+    #[serde(default)]
+    pub offload: Placement,
+    /// Globs (relative to the project root) whose changes trigger `on_change`.
+    #[serde(default)]
+    pub watch: Vec<String>,
+    #[serde(default)]
+    pub on_change: OnChange,
+}
+
+impl Service {
+    /// `port` and `ports` together, in order.
+    pub fn all_ports(&self) -> Vec<u16> {
+        self.port
+            .iter()
+            .copied()
+            .chain(self.ports.iter().copied())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    #[default]
+    Local,
+    Remote,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChange {
+    Restart,
+    Helm,
+    Forward,
+    #[default]
+    None,
+}
+
+/// A devenv.toml that parsed and passed validation, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file, as found or given.
+    pub file: PathBuf,
+    /// The project root: the directory holding the file. Relative paths start here.
+    pub root: PathBuf,
+    pub config: Config,
+}
+
+impl Loaded {
+    pub fn chart_dir(&self) -> PathBuf {
+        self.root.join(&self.config.project.chart)
+    }
+
+    pub fn source_dir(&self) -> PathBuf {
+        self.root.join(&self.config.mount.source)
+    }
+}
+
+/// One thing wrong with the file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path, empty when the problem is not about one key (a syntax error).
+    pub key: String,
+    pub message: String,
+    pub help: Option<String>,
+    /// The offending source line, for display.
+    pub snippet: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no {FILE_NAME} in {} or any parent directory", .start.display())]
+    NotFound { start: PathBuf },
+    #[error("cannot read {}", .file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(.file, .problems))]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            ConfigError::NotFound { .. } => Some(
+                "run `devenv init` to write a starter devenv.toml (or `devenv init --example` for a complete example project), or point at one with --config".to_string(),
+            ),
+            ConfigError::Read { .. } => None,
+            ConfigError::Invalid { .. } => {
+                Some("every key is described in docs/config.md".to_string())
+            }
+        }
+    }
+
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+}
+
+fn render_problems(file: &Path, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let key = if p.key.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", p.key)
+        };
+        out.push_str(&format!(
+            "{}:{}:{}: {key}{}",
+            file.display(),
+            p.line,
+            p.column,
+            p.message
+        ));
+        if !p.snippet.is_empty() {
+            out.push_str(&format!(
+                "\n  {:>4} | {}\n       | {}^",
+                p.line,
+                p.snippet,
+                " ".repeat(p.column.saturating_sub(1))
+            ));
+        }
+        if let Some(h) = &p.help {
+            out.push_str(&format!("\n       = help: {h}"));
+        }
+    }
+    out
+}
+
+/// Find devenv.toml in `start` or the nearest parent directory.
+pub fn find(start: &Path) -> Result<PathBuf, ConfigError> {
+    for dir in start.ancestors() {
+        let candidate = dir.join(FILE_NAME);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(ConfigError::NotFound {
+        start: start.to_path_buf(),
+    })
+}
+
+/// Read, parse and validate a devenv.toml.
+pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
+    let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let root = file
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    let invalid = |problems| ConfigError::Invalid {
+        file: file.to_path_buf(),
+        problems,
+    };
+    let config = parse(&source).map_err(|p| invalid(vec![p]))?;
+    let loaded = Loaded {
+        file: file.to_path_buf(),
+        root,
+        config,
+    };
+    let problems = validate::validate(&loaded, &source);
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(invalid(problems))
+    }
+}
+
+/// Parse the text into a [`Config`], locating any error.
+pub fn parse(source: &str) -> Result<Config, Problem> {
+    toml::from_str::<Config>(source).map_err(|e| problem_from_toml(source, &e))
+}
+
+fn problem_from_toml(source: &str, err: &toml::de::Error) -> Problem {
+    let offset = err.span().map(|s| s.start).unwrap_or(0);
+    let doc = locate::Doc::parse(source);
+    let mut key = doc
+        .as_ref()
+        .and_then(|d| d.path_at(offset))
+        .unwrap_or_default();
+    let message = err.message().trim().to_string();
+    let mut help = None;
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        let field = rest.trim_matches('`');
+        key = if key.is_empty() {
+            field.to_string()
+        } else {
+            format!("{key}.{field}")
+        };
+        help = Some(format!("add `{field} = …` here; see docs/config.md"));
+    } else if let Some((word, expected)) = unknown_and_expected(&message) {
+        if let Some(best) = closest(&word, expected.iter().map(String::as_str)) {
+            help = Some(format!("did you mean `{best}`?"));
+        } else {
+            help = Some(format!("expected one of: {}", expected.join(", ")));
+        }
+    }
+    let (line, column) = line_col(source, offset);
+    Problem {
+        line,
+        column,
+        key,
+        message,
+        help,
+        snippet: locate::line_text(source, line).to_string(),
+    }
+}
+
+/// From serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the
+/// misspelt word and the valid ones.
+fn unknown_and_expected(message: &str) -> Option<(String, Vec<String>)> {
+    if !message.starts_with("unknown field") && !message.starts_with("unknown variant") {
+        return None;
+    }
+    let words: Vec<String> = message
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    let (first, rest) = words.split_first()?;
+    Some((first.clone(), rest.to_vec()))
+}
+
+/// Build a [`Problem`] at a key path of `source` (used by validation).
+pub(crate) fn problem_at(
+    source: &str,
+    doc: Option<&locate::Doc<'_>>,
+    path: &[&str],
+    message: impl Into<String>,
+    help: Option<String>,
+) -> Problem {
+    let offset = doc
+        .and_then(|d| d.span_of(path).or_else(|| d.key_span_of(path)))
+        .or_else(|| {
+            // A key left at its default is not in the file: point at its table instead.
+            doc.and_then(|d| d.key_span_of(&path[..path.len().saturating_sub(1)]))
+        })
+        .map(|s| s.start)
+        .unwrap_or(0);
+    let (line, column) = line_col(source, offset);
+    Problem {
+        line,
+        column,
+        key: path.join("."),
+        message: message.into(),
+        help,
+        snippet: locate::line_text(source, line).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_everything_but_the_project_name() {
+        let c = parse("[project]\nname = \"shop\"\n").unwrap();
+        assert_eq!(c.vm, Vm::default());
+        assert_eq!(c.vm.max_pods, 60);
+        assert_eq!(c.mount.options, DEFAULT_MOUNT_OPTIONS);
+        assert_eq!(c.project.namespace(), "shop");
+        assert_eq!(c.project.profile(), "devenv-shop");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_a_suggestion() {
+        let p = parse("[project]\nname = \"shop\"\n[vm]\ncpu = 4\n").unwrap_err();
+        assert_eq!((p.line, p.column), (4, 1));
+        assert_eq!(p.key, "vm.cpu");
+        assert!(p.message.contains("unknown field `cpu`"), "{}", p.message);
+        assert_eq!(p.help.as_deref(), Some("did you mean `cpus`?"));
+    }
+
+    #[test]
+    fn a_missing_required_key_names_the_full_path() {
+        let p = parse("[project]\nchart = \"c\"\n").unwrap_err();
+        assert_eq!(p.key, "project.name");
+    }
+
+    #[test]
+    fn a_misspelt_enum_value_suggests_the_right_one() {
+        let p =
+            parse("[project]\nname = \"s\"\n[services.api]\non_change = \"restat\"\n").unwrap_err();
+        assert_eq!(p.key, "services.api.on_change");
+        assert_eq!(p.line, 4);
+        assert_eq!(p.help.as_deref(), Some("did you mean `restart`?"));
+    }
+}
+
+#[cfg(test)]
+mod docs_tests {
+    use super::*;
+
+    /// Every key of the schema, as dotted paths (`services.NAME.port`), from a fully populated
+    /// config so that optional keys appear too.
+    fn schema_keys() -> Vec<String> {
+        let mut c = parse("[project]\nname = \"x\"\n").unwrap();
+        c.remote = Some(Remote {
+            context: "c".into(),
+            connect: Connect::Tunnel,
+        });
+        c.services.insert("NAME".into(), Service::default());
+        let mut keys = Vec::new();
+        collect(&serde_json::to_value(&c).unwrap(), "", &mut keys);
+        keys.sort();
+        keys
+    }
+
+    fn collect(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    let is_table = v.is_object() && !matches!(path.as_str(), "services.NAME");
+                    if is_table || path == "services" || path == "services.NAME" {
+                        collect(v, &path, out);
+                    } else {
+                        out.push(path);
+                    }
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+
+    #[test]
+    fn docs_config_md_documents_exactly_the_schema() {
+        let doc = include_str!("../../docs/config.md");
+        let mut documented: Vec<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("### `"))
+            .filter_map(|l| l.strip_suffix('`'))
+            .map(str::to_string)
+            .collect();
+        documented.sort();
+        assert_eq!(documented, schema_keys());
+    }
+}

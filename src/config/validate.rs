@@ -1,0 +1,326 @@
+//! Checks that serde cannot express: ranges, formats, paths that must exist, names that must be
+//! unique, and keys that must exist in the chart. Every problem is reported, not just the first,
+//! each located at its key.
+
+use std::collections::BTreeMap;
+
+use devenv_drivers::{Choice, Registry, SelectError};
+
+use super::locate::Doc;
+use super::{Loaded, Placement, Problem, Size, problem_at};
+use crate::helm::Chart;
+
+pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
+    let doc = Doc::parse(source);
+    let mut v = Validator {
+        source,
+        doc: doc.as_ref(),
+        problems: Vec::new(),
+    };
+    let c = &loaded.config;
+
+    // [project]
+    if let Err(why) = dns_label(&c.project.name, 40) {
+        v.add(
+            &["project", "name"],
+            why,
+            Some("use lowercase letters, digits and '-', e.g. \"shop\"".into()),
+        );
+    }
+    if let Some(ns) = &c.project.namespace
+        && let Err(why) = dns_label(ns, 63)
+    {
+        v.add(&["project", "namespace"], why, None);
+    }
+    let chart_dir = loaded.chart_dir();
+    let chart = match Chart::read(&chart_dir) {
+        Ok(chart) => Some(chart),
+        Err(e) => {
+            v.add(
+                &["project", "chart"],
+                e.to_string(),
+                Some(
+                    "point it at the directory that holds Chart.yaml, relative to devenv.toml"
+                        .into(),
+                ),
+            );
+            None
+        }
+    };
+    for (i, file) in c.project.values.iter().enumerate() {
+        if !loaded.root.join(file).is_file() {
+            let idx = i.to_string();
+            v.add(
+                &["project", "values", &idx],
+                format!("values file {} does not exist", file.display()),
+                None,
+            );
+        }
+    }
+
+    // [vm]
+    match Choice::parse(&c.vm.driver) {
+        Choice::Auto => {}
+        Choice::Named(name) => {
+            if let Err(e) = Registry::builtin().get(&name) {
+                let help = e.help();
+                let message = match &e {
+                    SelectError::Unknown { .. } => format!("unknown driver \"{name}\""),
+                    other => other.to_string(),
+                };
+                v.add(&["vm", "driver"], message, help);
+            }
+        }
+    }
+    if !(2..=64).contains(&c.vm.cpus) {
+        v.add(
+            &["vm", "cpus"],
+            format!("{} cpus is out of range", c.vm.cpus),
+            Some("minikube needs at least 2; use 2 to 64".into()),
+        );
+    }
+    v.size(
+        &["vm", "memory"],
+        c.vm.memory,
+        Size::from_gib(2),
+        Size::from_gib(512),
+    );
+    v.size(
+        &["vm", "disk"],
+        c.vm.disk,
+        Size::from_gib(10),
+        Size::from_gib(4096),
+    );
+    if !kubernetes_version_ok(&c.vm.kubernetes_version) {
+        v.add(
+            &["vm", "kubernetes_version"],
+            format!(
+                "\"{}\" is not a Kubernetes version",
+                c.vm.kubernetes_version
+            ),
+            Some("write it like \"v1.31.0\" (or \"stable\" / \"latest\")".into()),
+        );
+    }
+    if !(10..=250).contains(&c.vm.max_pods) {
+        v.add(
+            &["vm", "max_pods"],
+            format!("{} pods per node is out of range", c.vm.max_pods),
+            Some("use 10 to 250; about 60 keeps scheduling fast".into()),
+        );
+    }
+
+    // [mount]
+    let source_dir = loaded.source_dir();
+    if !source_dir.is_dir() {
+        v.add(
+            &["mount", "source"],
+            format!("{} is not a directory", c.mount.source.display()),
+            Some("the source tree to export, relative to devenv.toml (usually \".\")".into()),
+        );
+    }
+    if !c.mount.target.starts_with('/') || c.mount.target == "/" {
+        v.add(
+            &["mount", "target"],
+            format!(
+                "\"{}\" must be an absolute path other than /",
+                c.mount.target
+            ),
+            Some("e.g. \"/src\"".into()),
+        );
+    }
+    if c.mount.options.is_empty()
+        || c.mount.options.chars().any(char::is_whitespace)
+        || c.mount.options.split(',').any(str::is_empty)
+    {
+        v.add(
+            &["mount", "options"],
+            format!(
+                "\"{}\" is not a comma-separated option list",
+                c.mount.options
+            ),
+            Some(format!("e.g. \"{}\"", super::DEFAULT_MOUNT_OPTIONS)),
+        );
+    }
+
+    // [remote]
+    if let Some(r) = &c.remote
+        && r.context.trim().is_empty()
+    {
+        v.add(
+            &["remote", "context"],
+            "must name a kubeconfig context",
+            None,
+        );
+    }
+
+    // [services.*]
+    let mut hosts: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut keys: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, s) in &c.services {
+        let at = |key: &'static str| ["services", name.as_str(), key];
+        if let Err(why) = dns_label(name, 63) {
+            v.add(&["services", name], format!("service name {why}"), None);
+        }
+        if let Some(host) = &s.host {
+            if let Err(why) = dns_label(host, 63) {
+                v.add(&at("host"), why, None);
+            }
+            if let Some(other) = hosts.insert(host, name) {
+                v.add(
+                    &at("host"),
+                    format!("host \"{host}\" is already used by service \"{other}\""),
+                    Some("each service needs its own DNS name".into()),
+                );
+            }
+        }
+        if let Some(key) = &s.values_key {
+            if let Some(other) = keys.insert(key, name) {
+                v.add(
+                    &at("values_key"),
+                    format!("values_key \"{key}\" is already used by service \"{other}\""),
+                    None,
+                );
+            }
+            if let Some(chart) = &chart
+                && !chart.has_value_key(key)
+            {
+                let known = chart.value_keys();
+                let help = match super::closest(key, known.iter().map(String::as_str)) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("the chart's top-level values are: {}", known.join(", ")),
+                };
+                v.add(
+                    &at("values_key"),
+                    format!(
+                        "the chart {} has no value \"{key}\"",
+                        c.project.chart.display()
+                    ),
+                    Some(help),
+                );
+            }
+        }
+        if s.port.is_some() && !s.ports.is_empty() {
+            v.add(
+                &at("ports"),
+                "give either `port` or `ports`, not both",
+                None,
+            );
+        }
+        if s.all_ports().contains(&0) {
+            v.add(&at("port"), "port 0 is not a port", None);
+        }
+        if s.offload == Placement::Remote {
+            for (present, key) in [
+                (s.values_key.is_some(), "values_key"),
+                (s.host.is_some(), "host"),
+                (!s.all_ports().is_empty(), "port"),
+            ] {
+                if !present {
+                    v.add(
+                        &at("offload"),
+                        format!("an offloaded service needs `{key}`"),
+                        Some(format!("add `{key} = …` to [services.{name}]")),
+                    );
+                }
+            }
+            if c.remote.is_none() {
+                v.add(
+                    &at("offload"),
+                    "offload = \"remote\" needs a [remote] section",
+                    Some(
+                        "add [remote] with the kubeconfig `context` of the shared dev cluster"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        for (i, glob) in s.watch.iter().enumerate() {
+            if glob.trim().is_empty() || glob.starts_with('/') {
+                let idx = i.to_string();
+                v.add(
+                    &["services", name, "watch", &idx],
+                    format!("\"{glob}\" must be a glob relative to the project root"),
+                    None,
+                );
+            }
+        }
+    }
+    v.problems
+}
+
+struct Validator<'a> {
+    source: &'a str,
+    doc: Option<&'a Doc<'a>>,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn add(&mut self, path: &[&str], message: impl Into<String>, help: Option<String>) {
+        self.problems
+            .push(problem_at(self.source, self.doc, path, message, help));
+    }
+
+    fn size(&mut self, path: &[&str], value: Size, min: Size, max: Size) {
+        if value < min || value > max {
+            self.add(
+                path,
+                format!("{value} is out of range"),
+                Some(format!("use {min} to {max}")),
+            );
+        }
+    }
+}
+
+/// A Kubernetes DNS label (RFC 1123): what namespaces, Services and minikube profiles accept.
+fn dns_label(name: &str, max: usize) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if name.is_empty() {
+        Err("must not be empty".into())
+    } else if name.len() > max {
+        Err(format!("\"{name}\" is longer than {max} characters"))
+    } else if !ok_chars || name.starts_with('-') || name.ends_with('-') {
+        Err(format!(
+            "\"{name}\" is not a DNS label (lowercase letters, digits and '-', not at the ends)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn kubernetes_version_ok(v: &str) -> bool {
+    if v == "stable" || v == "latest" {
+        return true;
+    }
+    let Some(rest) = v.strip_prefix('v') else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels_follow_rfc_1123() {
+        assert!(dns_label("shop-2", 40).is_ok());
+        assert!(dns_label("Shop", 40).is_err());
+        assert!(dns_label("-shop", 40).is_err());
+        assert!(dns_label("sh op", 40).is_err());
+        assert!(dns_label(&"a".repeat(41), 40).is_err());
+    }
+
+    #[test]
+    fn kubernetes_versions_need_the_v_and_three_numbers() {
+        assert!(kubernetes_version_ok("v1.31.0"));
+        assert!(kubernetes_version_ok("stable"));
+        assert!(!kubernetes_version_ok("1.31.0"));
+        assert!(!kubernetes_version_ok("v1.31"));
+    }
+}

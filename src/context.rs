@@ -1,0 +1,109 @@
+//! Everything a command may learn about its surroundings, gathered once at start-up: the
+//! working directory, the relevant environment variables, the output settings and the process
+//! runner. Commands never read `std::env` themselves, so tests control all of it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cli::Global;
+use crate::config::{self, ConfigError, Loaded};
+use crate::error::Error;
+use crate::process::{Platform, Runner, SystemRunner};
+use crate::state::StateDir;
+use crate::ui::Ui;
+
+pub struct Context {
+    /// The directory devenv acts in (`-C` applied).
+    pub cwd: PathBuf,
+    /// `--config`, when given.
+    pub config_file: Option<PathBuf>,
+    /// `$DEVENV_HOME`, when set.
+    pub devenv_home: Option<PathBuf>,
+    pub platform: Platform,
+    /// The NFS exports file (`$DEVENV_EXPORTS_FILE`, else /etc/exports): tests point it at a
+    /// temp file so the machine's own is never touched.
+    pub exports_file: PathBuf,
+    /// The developer's login name, for names on the shared cluster.
+    pub user: String,
+    pub ui: Ui,
+    pub runner: Arc<dyn Runner>,
+}
+
+impl Context {
+    /// Gather the context from the process environment.
+    pub fn from_env(global: &Global) -> Result<Context, Error> {
+        let start = std::env::current_dir().map_err(Error::io("read", "the current directory"))?;
+        let cwd = match &global.directory {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => start.join(dir),
+            None => start,
+        };
+        if !cwd.is_dir() {
+            return Err(Error::Usage {
+                message: format!("-C {}: no such directory", cwd.display()),
+                help: "give an existing directory".into(),
+            });
+        }
+        let config_file = global.config.as_ref().map(|f| {
+            if f.is_absolute() {
+                f.clone()
+            } else {
+                cwd.join(f)
+            }
+        });
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let platform = Platform::detect();
+        Ok(Context {
+            cwd,
+            config_file,
+            devenv_home: std::env::var_os("DEVENV_HOME").map(PathBuf::from),
+            platform,
+            exports_file: std::env::var_os("DEVENV_EXPORTS_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(crate::nfs::EXPORTS_FILE)),
+            user: user_name(
+                std::env::var("USER")
+                    .or_else(|_| std::env::var("LOGNAME"))
+                    .ok(),
+            ),
+            ui: Ui::new(
+                global.color,
+                no_color,
+                global.quiet,
+                global.verbose,
+                global.json,
+            ),
+            runner: Arc::new(SystemRunner::new(platform)),
+        })
+    }
+
+    /// Find and load devenv.toml (`--config`, else the nearest one upwards from the cwd).
+    pub fn load_config(&self) -> Result<Loaded, ConfigError> {
+        let file = match &self.config_file {
+            Some(f) => f.clone(),
+            None => config::find(&self.cwd)?,
+        };
+        config::load(&file)
+    }
+
+    pub fn state_dir(&self) -> Result<StateDir, Error> {
+        Ok(StateDir::locate(self.devenv_home.clone())?)
+    }
+}
+
+/// The login name as a DNS label fragment (it becomes part of a namespace name).
+fn user_name(raw: Option<String>) -> String {
+    let cleaned: String = raw
+        .unwrap_or_default()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let cleaned = cleaned.trim_matches('-').to_string();
+    if cleaned.is_empty() {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        format!("uid{}", unsafe { libc::getuid() })
+    } else {
+        cleaned
+    }
+}

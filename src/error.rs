@@ -1,0 +1,69 @@
+//! The error `run()` returns: each module's typed error, plus what the user should do next.
+//! `main` prints `error: <message>`, the causes, and a `help:` line.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::helm::ChartError;
+use crate::process::ProcessError;
+use crate::state::StateError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Driver(#[from] devenv_drivers::SelectError),
+    #[error(transparent)]
+    Chart(#[from] ChartError),
+    #[error("cannot {action} {}", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command was used in a way it does not support; `help` says the right way.
+    #[error("{message}")]
+    Usage { message: String, help: String },
+}
+
+impl Error {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// The user's next step, shown as `help:`.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Error::Config(e) => e.help(),
+            Error::State(e) => e.help(),
+            Error::Process(e) => e.help(),
+            Error::Driver(e) => e.help(),
+            Error::Chart(_) => None,
+            Error::Io { .. } => None,
+            Error::Usage { help, .. } => Some(help.clone()),
+        }
+    }
+
+    /// Exit code: 2 for a problem with what the user asked or wrote (usage, devenv.toml), 1 for
+    /// everything that failed while doing it.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage { .. } | Error::Config(ConfigError::Invalid { .. }) => 2,
+            _ => 1,
+        }
+    }
+}

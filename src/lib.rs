@@ -1,0 +1,49 @@
+//! devenv: the same local Kubernetes environment on every developer's laptop, with one command.
+//!
+//! `run()` parses the command line, gathers the [`context::Context`] and dispatches to one module
+//! per subcommand under `commands/`. Everything that touches the outside world goes through a
+//! small set of modules: [`process`] for programs, [`state`] for per-user files, [`machine`] for
+//! what the VM drivers need to know about the host.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod helm;
+pub mod machine;
+pub mod minikube;
+pub mod nfs;
+pub mod plan;
+pub mod process;
+pub mod state;
+pub mod templates;
+pub mod ui;
+
+pub use error::Error;
+
+use clap::Parser;
+
+/// Parse the arguments and run the command. Returns the process exit code.
+pub async fn run() -> Result<i32, Error> {
+    let cli = cli::Cli::parse();
+    init_tracing(&cli.global);
+    let ctx = context::Context::from_env(&cli.global)?;
+    commands::dispatch(cli.command, &ctx).await
+}
+
+/// `-v` shows each command devenv runs, `-vv` everything; logs go to stderr.
+fn init_tracing(global: &cli::Global) {
+    let level = match global.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(global.color == cli::ColorChoice::Always)
+        .try_init();
+}

@@ -1,0 +1,150 @@
+//! This machine as the VM drivers see it: the implementation of [`devenv_drivers::Host`] on top
+//! of the process runner and the file system. Each probe runs with a short timeout so a hung
+//! libvirtd cannot hang `devenv doctor`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use devenv_drivers::{Arch, BoxFuture, FileInfo, Host, Os, ProbeOutput};
+
+use crate::process::{Cmd, Runner};
+
+/// How long one health probe may take. Generous because libvirtd answers `domcapabilities` by
+/// probing QEMU, which takes seconds on hosts where KVM is unusable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Machine {
+    runner: Arc<dyn Runner>,
+    groups: Vec<String>,
+    os_version: Option<String>,
+}
+
+impl Machine {
+    /// Probe the facts every check needs once (group membership, OS version).
+    pub async fn probe(runner: Arc<dyn Runner>) -> Machine {
+        let first_line = |out: Result<crate::process::Output, _>| {
+            out.ok()
+                .filter(|o| o.success())
+                .map(|o| o.stdout.trim().to_string())
+        };
+        let groups = first_line(
+            runner
+                .output(&Cmd::new("id").arg("-Gn").read_only().timeout(PROBE_TIMEOUT))
+                .await,
+        )
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+        let os_version = if cfg!(target_os = "macos") {
+            first_line(
+                runner
+                    .output(
+                        &Cmd::new("sw_vers")
+                            .arg("-productVersion")
+                            .read_only()
+                            .timeout(PROBE_TIMEOUT),
+                    )
+                    .await,
+            )
+        } else {
+            None
+        };
+        Machine {
+            runner,
+            groups,
+            os_version,
+        }
+    }
+}
+
+pub fn current_os() -> Os {
+    if cfg!(target_os = "linux") {
+        Os::Linux
+    } else if cfg!(target_os = "macos") {
+        Os::MacOs
+    } else {
+        Os::Other
+    }
+}
+
+pub fn current_arch() -> Arch {
+    if cfg!(target_arch = "x86_64") {
+        Arch::X86_64
+    } else if cfg!(target_arch = "aarch64") {
+        Arch::Aarch64
+    } else {
+        Arch::Other
+    }
+}
+
+impl Host for Machine {
+    fn os(&self) -> Os {
+        current_os()
+    }
+
+    fn arch(&self) -> Arch {
+        current_arch()
+    }
+
+    fn os_version(&self) -> Option<String> {
+        self.os_version.clone()
+    }
+
+    fn uid(&self) -> u32 {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        unsafe { libc::getuid() }
+    }
+
+    fn groups(&self) -> Vec<String> {
+        self.groups.clone()
+    }
+
+    fn which(&self, program: &str) -> Option<PathBuf> {
+        which::which(program).ok()
+    }
+
+    fn file_info(&self, path: &Path) -> Option<FileInfo> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileInfo {
+            uid: meta.uid(),
+            mode: meta.mode(),
+            read_write: access_rw(path),
+        })
+    }
+
+    fn read_file(&self, path: &Path) -> Option<String> {
+        std::fs::read_to_string(path).ok()
+    }
+
+    fn run<'a>(
+        &'a self,
+        program: &'a str,
+        args: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<ProbeOutput, String>> {
+        Box::pin(async move {
+            let cmd = Cmd::new(program)
+                .args(args)
+                .read_only()
+                .timeout(PROBE_TIMEOUT);
+            match self.runner.output(&cmd).await {
+                Ok(out) => Ok(ProbeOutput {
+                    code: out.code,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                }),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+/// Whether the real user may open `path` for reading and writing (what opening /dev/kvm needs).
+fn access_rw(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
+}

@@ -1,0 +1,450 @@
+//! The one way devenv starts external programs (minikube, helm, kubectl, virsh, exportfs, sudo…).
+//!
+//! A [`Cmd`] says what to run, for how long at most, and whether it changes anything. A [`Runner`]
+//! runs it: [`SystemRunner`] for real, [`DryRunRunner`] to print what would run while still
+//! answering read-only probes. Commands that mutate are thus never executed by accident in a
+//! dry run, and business logic never calls `std::process` or `tokio::process` itself.
+//!
+//! Errors keep "could not start" (not installed → the install command for this OS) apart from
+//! "exited with N" (the command line and the last lines of stderr) and "timed out".
+
+mod install;
+mod quote;
+
+pub use install::{Platform, install_hint};
+pub use quote::{join, quote, ssh_command_line};
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use devenv_drivers::BoxFuture;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+
+/// How long a command may run when its builder does not say: long enough for `minikube start`
+/// on a slow laptop, short enough that a hung tool does not hang devenv forever.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How many trailing stderr lines an "exited with N" error keeps.
+const STDERR_TAIL_LINES: usize = 12;
+
+/// A command to run.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    program: String,
+    args: Vec<OsString>,
+    env: Vec<(String, OsString)>,
+    cwd: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    read_only: bool,
+}
+
+impl Cmd {
+    /// A command that may change something (the safe default: a dry run will not execute it).
+    pub fn new(program: impl Into<String>) -> Self {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            stdin: None,
+            timeout: DEFAULT_TIMEOUT,
+            read_only: false,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.into(), value.as_ref().to_owned()));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
+    }
+
+    /// Marks a probe that only reads: a dry run executes it for real to decide what would change.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    pub fn get_args(&self) -> &[OsString] {
+        &self.args
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub fn get_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The command line as a user could paste it into a shell, every word quoted as needed.
+    /// Environment variables set on the command come first (`KEY=value cmd …`).
+    pub fn display(&self) -> String {
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote(&v.to_string_lossy())))
+            .collect();
+        let cmd =
+            join(std::iter::once(self.program.as_str()).chain(args.iter().map(String::as_str)));
+        if env.is_empty() {
+            cmd
+        } else {
+            format!("{} {cmd}", env.join(" "))
+        }
+    }
+}
+
+impl std::fmt::Display for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+/// What a finished command printed and how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; `None` when the process was killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Which stream a line came from, for [`Runner::output_streaming`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives each line of output as it arrives (for the progress UI).
+pub type LineSink<'a> = &'a (dyn Fn(Stream, &str) + Send + Sync);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The program is not on PATH.
+    #[error("`{program}` is not installed (not found on PATH)")]
+    NotFound { program: String, install: String },
+    /// The program exists but could not be started.
+    #[error("could not start `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The program ran and failed.
+    #[error("`{command}` {}", exit_description(*.code))]
+    Exited {
+        command: String,
+        code: Option<i32>,
+        /// The last lines of its stderr (or stdout when stderr was empty).
+        tail: String,
+    },
+    /// The program ran past its time limit and was killed.
+    #[error("`{command}` did not finish within {}s and was stopped", .after.as_secs())]
+    TimedOut { command: String, after: Duration },
+}
+
+fn exit_description(code: Option<i32>) -> String {
+    match code {
+        Some(n) => format!("exited with status {n}"),
+        None => "was killed by a signal".to_string(),
+    }
+}
+
+impl ProcessError {
+    /// The next step for the user.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            ProcessError::NotFound { install, .. } => Some(format!("install it: {install}")),
+            ProcessError::Exited { tail, .. } if !tail.is_empty() => {
+                Some(format!("its last output was:\n{tail}"))
+            }
+            ProcessError::TimedOut { command, .. } => {
+                Some(format!("run `{command}` yourself to see where it hangs"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs commands. Object-safe so the runner can be swapped (real, dry run, test recorder)
+/// without touching the logic that builds the commands.
+pub trait Runner: Send + Sync {
+    /// Run `cmd` to completion and return its output whatever its exit code (probes such as
+    /// `minikube status` report through the exit code). `sink` sees each line as it arrives.
+    fn output_streaming<'a>(
+        &'a self,
+        cmd: &'a Cmd,
+        sink: Option<LineSink<'a>>,
+    ) -> BoxFuture<'a, Result<Output, ProcessError>>;
+
+    /// Like [`Runner::output_streaming`] without a sink.
+    fn output<'a>(&'a self, cmd: &'a Cmd) -> BoxFuture<'a, Result<Output, ProcessError>> {
+        self.output_streaming(cmd, None)
+    }
+
+    /// Run `cmd` and turn a non-zero exit into [`ProcessError::Exited`].
+    fn run<'a>(&'a self, cmd: &'a Cmd) -> BoxFuture<'a, Result<Output, ProcessError>> {
+        Box::pin(async move {
+            let out = self.output(cmd).await?;
+            check_success(cmd, out)
+        })
+    }
+}
+
+/// Turn a failed [`Output`] into the error that names the command and its last stderr lines.
+pub fn check_success(cmd: &Cmd, out: Output) -> Result<Output, ProcessError> {
+    if out.success() {
+        return Ok(out);
+    }
+    let text = if out.stderr.trim().is_empty() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    Err(ProcessError::Exited {
+        command: cmd.display(),
+        code: out.code,
+        tail: tail_lines(text, STDERR_TAIL_LINES),
+    })
+}
+
+/// The last `n` non-empty lines of `text`, carriage returns (from `minikube ssh`'s tty) removed.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs commands on this machine.
+#[derive(Debug, Clone)]
+pub struct SystemRunner {
+    platform: Platform,
+}
+
+impl SystemRunner {
+    pub fn new(platform: Platform) -> Self {
+        SystemRunner { platform }
+    }
+
+    /// Where `program` would be found, honouring a `PATH` set on the command.
+    fn resolve(&self, cmd: &Cmd) -> Result<PathBuf, ProcessError> {
+        let path_override = cmd.env.iter().rev().find(|(k, _)| k == "PATH");
+        let found = match path_override {
+            Some((_, path)) => {
+                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+                which::which_in(&cmd.program, Some(path), cwd)
+            }
+            None => which::which(&cmd.program),
+        };
+        found.map_err(|_| ProcessError::NotFound {
+            program: cmd.program.clone(),
+            install: install_hint(&cmd.program, self.platform),
+        })
+    }
+}
+
+impl Runner for SystemRunner {
+    fn output_streaming<'a>(
+        &'a self,
+        cmd: &'a Cmd,
+        sink: Option<LineSink<'a>>,
+    ) -> BoxFuture<'a, Result<Output, ProcessError>> {
+        Box::pin(async move {
+            let program = self.resolve(cmd)?;
+            let started = Instant::now();
+            let mut command = tokio::process::Command::new(&program);
+            command
+                .args(&cmd.args)
+                .stdin(if cmd.stdin.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            for (k, v) in &cmd.env {
+                command.env(k, v);
+            }
+            if let Some(dir) = &cmd.cwd {
+                command.current_dir(dir);
+            }
+            tracing::debug!(command = %cmd.display(), "running");
+            let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
+                command: cmd.display(),
+                source,
+            })?;
+            if let (Some(data), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
+                tokio::spawn(async move {
+                    // A child that exits without reading its input is not an error here; its
+                    // exit status says what happened.
+                    let _ = stdin.write_all(&data).await;
+                });
+            }
+            let stdout = child.stdout.take().expect("stdout is piped");
+            let stderr = child.stderr.take().expect("stderr is piped");
+            let work = async {
+                let (out, err, status) = tokio::join!(
+                    collect_lines(stdout, Stream::Stdout, sink),
+                    collect_lines(stderr, Stream::Stderr, sink),
+                    child.wait()
+                );
+                (out, err, status)
+            };
+            match tokio::time::timeout(cmd.timeout, work).await {
+                Ok((stdout, stderr, status)) => {
+                    let status = status.map_err(|source| ProcessError::Spawn {
+                        command: cmd.display(),
+                        source,
+                    })?;
+                    let out = Output {
+                        code: status.code(),
+                        stdout,
+                        stderr,
+                        elapsed: started.elapsed(),
+                    };
+                    tracing::debug!(command = %cmd.display(), code = ?out.code, elapsed = ?out.elapsed, "finished");
+                    Ok(out)
+                }
+                Err(_) => {
+                    // kill_on_drop would do it too; kill now so the error is only reported once
+                    // the process is gone.
+                    let _ = child.kill().await;
+                    Err(ProcessError::TimedOut {
+                        command: cmd.display(),
+                        after: cmd.timeout,
+                    })
+                }
+            }
+        })
+    }
+}
+
+async fn collect_lines(
+    reader: impl AsyncRead + Unpin,
+    stream: Stream,
+    sink: Option<LineSink<'_>>,
+) -> String {
+    let mut reader = BufReader::new(reader);
+    let mut all = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Some(sink) = sink {
+                    let text = String::from_utf8_lossy(&line);
+                    sink(stream, text.trim_end_matches(['\n', '\r']));
+                }
+                all.extend_from_slice(&line);
+            }
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// Prints commands that would change something instead of running them; read-only probes still
+/// run through the inner runner so the dry run can tell what would change.
+pub struct DryRunRunner {
+    inner: Arc<dyn Runner>,
+    skipped: Mutex<Vec<String>>,
+    print: bool,
+}
+
+impl DryRunRunner {
+    /// `print`: write each skipped command to stdout as `would run: …` as it happens.
+    pub fn new(inner: Arc<dyn Runner>, print: bool) -> Self {
+        DryRunRunner {
+            inner,
+            skipped: Mutex::new(Vec::new()),
+            print,
+        }
+    }
+
+    /// Every mutating command that was not run, in order.
+    pub fn skipped(&self) -> Vec<String> {
+        self.skipped.lock().expect("lock poisoned").clone()
+    }
+}
+
+impl Runner for DryRunRunner {
+    fn output_streaming<'a>(
+        &'a self,
+        cmd: &'a Cmd,
+        sink: Option<LineSink<'a>>,
+    ) -> BoxFuture<'a, Result<Output, ProcessError>> {
+        if cmd.is_read_only() {
+            return self.inner.output_streaming(cmd, sink);
+        }
+        let line = cmd.display();
+        if self.print {
+            println!("would run: {line}");
+        }
+        self.skipped.lock().expect("lock poisoned").push(line);
+        Box::pin(async {
+            Ok(Output {
+                code: Some(0),
+                ..Output::default()
+            })
+        })
+    }
+}
+
+/// The absolute form of `path` for messages, without touching the file system.
+pub fn display_path(path: &Path) -> String {
+    path.display().to_string()
+}
