@@ -1,0 +1,199 @@
+//! The command line as a user meets it: help, completions, colours, `init`.
+
+mod support;
+
+use predicates::prelude::*;
+use support::Env;
+
+#[test]
+fn top_level_help_lists_only_working_commands_and_examples() {
+    let out = Env::new().devenv().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    insta::assert_snapshot!("help", String::from_utf8(out.stdout).unwrap());
+}
+
+#[test]
+fn up_help_says_that_it_only_plans_in_this_version() {
+    let out = Env::new().devenv().args(["up", "--help"]).output().unwrap();
+    insta::assert_snapshot!("up_help", String::from_utf8(out.stdout).unwrap());
+}
+
+#[test]
+fn version_is_the_package_version() {
+    Env::new()
+        .devenv()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(format!("devenv {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        Env::new()
+            .devenv()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("doctor"));
+    }
+}
+
+#[test]
+fn bash_completion_script_is_valid_bash() {
+    let env = Env::new();
+    let out = env.devenv().args(["completions", "bash"]).output().unwrap();
+    let file = env.write("devenv.bash", &String::from_utf8(out.stdout).unwrap());
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn an_unknown_command_is_a_usage_error() {
+    Env::new()
+        .devenv()
+        .arg("frobnicate")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unrecognized subcommand"));
+}
+
+#[test]
+fn up_without_dry_run_refuses_and_says_what_works() {
+    let env = Env::new();
+    env.example();
+    env.devenv()
+        .arg("up")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("devenv up --dry-run"));
+    assert!(env.minikube_calls().is_empty(), "nothing was run");
+}
+
+#[test]
+fn colour_is_off_with_no_color_and_on_with_color_always() {
+    let env = Env::new();
+    env.example();
+    let plain = env.devenv().args(["doctor"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains('\x1b'));
+    let coloured = env
+        .devenv()
+        .args(["--color", "always", "doctor"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&coloured.stdout).contains("\x1b["));
+}
+
+#[test]
+fn init_writes_a_commented_starter_that_names_the_directory() {
+    let env = Env::new();
+    env.devenv()
+        .arg("init")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("wrote devenv.toml"));
+    let text = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    assert!(text.contains("name = \"shop\""));
+    assert!(text.contains("# auto picks the healthy native driver"));
+    // It parses: the only problem is the chart the user has yet to point at.
+    let out = env.devenv().args(["up", "--dry-run"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("project.chart"), "{err}");
+    assert_eq!(err.matches("devenv.toml:").count(), 1, "{err}");
+}
+
+#[test]
+fn init_points_chart_at_an_existing_chart() {
+    let env = Env::new();
+    env.write(
+        "ops/helm/Chart.yaml",
+        "apiVersion: v2\nname: shop\nversion: 0.1.0\n",
+    );
+    env.devenv().arg("init").assert().success();
+    let text = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    assert!(text.contains("chart = \"ops/helm\""), "{text}");
+}
+
+#[test]
+fn init_never_overwrites_without_force() {
+    let env = Env::new();
+    env.write("devenv.toml", "# mine\n");
+    env.devenv()
+        .arg("init")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists: devenv.toml"))
+        .stderr(predicate::str::contains("--force"));
+    assert_eq!(
+        std::fs::read_to_string(env.project.join("devenv.toml")).unwrap(),
+        "# mine\n"
+    );
+    env.devenv().args(["init", "--force"]).assert().success();
+    assert_ne!(
+        std::fs::read_to_string(env.project.join("devenv.toml")).unwrap(),
+        "# mine\n"
+    );
+}
+
+#[test]
+fn init_dry_run_writes_nothing() {
+    let env = Env::new();
+    env.devenv()
+        .args(["init", "--example", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "would write deploy/chart/Chart.yaml",
+        ));
+    assert!(!env.project.join("devenv.toml").exists());
+}
+
+#[test]
+fn init_json_lists_the_files() {
+    let env = Env::new();
+    let out = env
+        .devenv()
+        .args(["--json", "init", "--example"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = v["files"].as_array().unwrap();
+    assert!(files.iter().any(|f| f == "deploy/values-dev.yaml"));
+    for f in files {
+        assert!(env.project.join(f.as_str().unwrap()).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn example_project_config_is_valid() {
+    let env = Env::new();
+    env.example();
+    env.devenv().args(["up", "--dry-run"]).assert().success();
+}
+
+#[test]
+fn dash_c_runs_in_another_directory_and_config_names_a_file() {
+    let env = Env::new();
+    env.example();
+    let elsewhere = env.home.path();
+    Env::new()
+        .devenv()
+        .current_dir(elsewhere)
+        .args(["-C", env.project.to_str().unwrap(), "up", "--dry-run"])
+        .env("DEVENV_EXPORTS_FILE", &env.exports)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Plan for project shop"));
+    let cfg = env.project.join("devenv.toml");
+    Env::new()
+        .devenv()
+        .current_dir(elsewhere)
+        .args(["--config", cfg.to_str().unwrap(), "up", "--dry-run"])
+        .assert()
+        .success();
+}

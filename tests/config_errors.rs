@@ -1,0 +1,204 @@
+//! A malformed devenv.toml is reported with file, line, column and key, exits 2, and never
+//! panics. Each case is a kind of mistake people make.
+
+mod support;
+
+use support::Env;
+
+/// A valid base the cases below break one piece of.
+const CHART: &str = "apiVersion: v2\nname: shop\nversion: 0.1.0\ndependencies:\n  - name: postgresql\n    version: 0.1.0\n";
+
+fn env_with_chart() -> Env {
+    let env = Env::new();
+    env.write("deploy/chart/Chart.yaml", CHART);
+    env.write("deploy/chart/values.yaml", "api:\n  replicas: 1\n");
+    env
+}
+
+/// Run `devenv up --dry-run` on `toml` and return stderr, asserting exit code 2 and no panic.
+fn rejected(toml: &str) -> String {
+    let env = env_with_chart();
+    env.write("devenv.toml", toml);
+    let out = env.devenv().args(["up", "--dry-run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing planned for a broken file");
+    stderr
+}
+
+/// The error names `devenv.toml:<line>:<col>: <key>:`.
+fn assert_located(stderr: &str, line: usize, key: &str) {
+    let needle = format!("devenv.toml:{line}:");
+    let at = stderr
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {needle} in:\n{stderr}"));
+    let rest = &stderr[at + needle.len()..];
+    let after_col = rest.split_once(": ").map(|(_, r)| r).unwrap_or("");
+    assert!(
+        after_col.starts_with(&format!("{key}: ")),
+        "expected key {key} after the position in:\n{stderr}"
+    );
+}
+
+#[test]
+fn toml_syntax_error_points_at_the_line() {
+    let e = rejected("[project]\nname = \"shop\n");
+    assert!(e.contains("devenv.toml:2:"), "{e}");
+}
+
+#[test]
+fn unknown_key_suggests_the_right_one() {
+    let e = rejected("[project]\nname = \"shop\"\n\n[vm]\ncpu = 4\n");
+    assert_located(&e, 5, "vm.cpu");
+    assert!(e.contains("did you mean `cpus`?"), "{e}");
+}
+
+#[test]
+fn unknown_table_is_refused() {
+    let e = rejected("[project]\nname = \"shop\"\n\n[mounts]\nsource = \".\"\n");
+    assert_located(&e, 4, "mounts");
+    assert!(e.contains("did you mean `mount`?"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = rejected("[project]\nname = \"shop\"\n[vm]\ncpus = \"four\"\n");
+    assert_located(&e, 4, "vm.cpus");
+    assert!(e.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn missing_project_name_is_named() {
+    let e = rejected("[project]\nchart = \"deploy/chart\"\n");
+    assert!(e.contains("project.name: missing field `name`"), "{e}");
+}
+
+#[test]
+fn memory_without_a_unit_is_refused() {
+    let e = rejected("[project]\nname = \"shop\"\n[vm]\nmemory = \"6144\"\n");
+    assert_located(&e, 4, "vm.memory");
+    assert!(e.contains("has no unit"), "{e}");
+}
+
+#[test]
+fn memory_with_an_unknown_unit_is_refused() {
+    let e = rejected("[project]\nname = \"shop\"\n[vm]\nmemory = \"6q\"\n");
+    assert_located(&e, 4, "vm.memory");
+}
+
+#[test]
+fn too_few_cpus_for_minikube() {
+    let e = rejected("[project]\nname = \"shop\"\n[vm]\ncpus = 1\n");
+    assert_located(&e, 4, "vm.cpus");
+    assert!(e.contains("at least 2"), "{e}");
+}
+
+#[test]
+fn too_little_memory_is_out_of_range() {
+    let e = rejected("[project]\nname = \"shop\"\n[vm]\nmemory = \"512m\"\n");
+    assert_located(&e, 4, "vm.memory");
+    assert!(e.contains("out of range"), "{e}");
+}
+
+#[test]
+fn virtualbox_is_refused_with_the_reason() {
+    let e = rejected("[project]\nname = \"shop\"\n[vm]\ndriver = \"virtualbox\"\n");
+    assert_located(&e, 4, "vm.driver");
+    assert!(e.contains("300%"), "{e}");
+}
+
+#[test]
+fn project_name_must_be_a_dns_label() {
+    let e = rejected("[project]\nname = \"My Shop\"\n");
+    assert_located(&e, 2, "project.name");
+}
+
+#[test]
+fn chart_directory_must_exist() {
+    let e = rejected("[project]\nname = \"shop\"\nchart = \"nowhere\"\n");
+    assert_located(&e, 3, "project.chart");
+    assert!(e.contains("not a Helm chart"), "{e}");
+}
+
+#[test]
+fn values_files_must_exist() {
+    let e = rejected("[project]\nname = \"shop\"\nvalues = [\"deploy/missing.yaml\"]\n");
+    assert_located(&e, 3, "project.values.0");
+}
+
+#[test]
+fn values_key_must_exist_in_the_chart() {
+    let e =
+        rejected("[project]\nname = \"shop\"\n\n[services.postgres]\nvalues_key = \"postgres\"\n");
+    assert_located(&e, 5, "services.postgres.values_key");
+    assert!(e.contains("did you mean `postgresql`?"), "{e}");
+}
+
+#[test]
+fn two_services_cannot_share_a_host() {
+    let e = rejected(
+        "[project]\nname = \"shop\"\n[services.a]\nhost = \"db\"\n[services.b]\nhost = \"db\"\n",
+    );
+    assert_located(&e, 6, "services.b.host");
+    assert!(e.contains("already used by service \"a\""), "{e}");
+}
+
+#[test]
+fn duplicate_service_tables_are_a_syntax_error() {
+    let e =
+        rejected("[project]\nname = \"shop\"\n[services.a]\nport = 1\n[services.a]\nport = 2\n");
+    assert!(e.contains("devenv.toml:5:"), "{e}");
+}
+
+#[test]
+fn misspelt_on_change_value_suggests_the_valid_one() {
+    let e = rejected("[project]\nname = \"shop\"\n[services.api]\non_change = \"restat\"\n");
+    assert_located(&e, 4, "services.api.on_change");
+    assert!(e.contains("did you mean `restart`?"), "{e}");
+}
+
+#[test]
+fn port_out_of_range_is_refused() {
+    let e = rejected("[project]\nname = \"shop\"\n[services.db]\nport = 70000\n");
+    assert_located(&e, 4, "services.db.port");
+}
+
+#[test]
+fn offloaded_service_needs_a_remote_section() {
+    let e = rejected(
+        "[project]\nname = \"shop\"\n[services.db]\nvalues_key = \"postgresql\"\nhost = \"db\"\nport = 5432\noffload = \"remote\"\n",
+    );
+    assert_located(&e, 7, "services.db.offload");
+    assert!(e.contains("[remote]"), "{e}");
+}
+
+#[test]
+fn relative_mount_target_is_refused() {
+    let e = rejected("[project]\nname = \"shop\"\n[mount]\ntarget = \"src\"\n");
+    assert_located(&e, 4, "mount.target");
+}
+
+#[test]
+fn bad_kubernetes_version_is_refused() {
+    let e = rejected("[project]\nname = \"shop\"\n[vm]\nkubernetes_version = \"1.31\"\n");
+    assert_located(&e, 4, "vm.kubernetes_version");
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let e = rejected("[project]\nname = \"shop\"\n[vm]\ncpus = 1\nmax_pods = 5000\n");
+    assert_located(&e, 4, "vm.cpus");
+    assert_located(&e, 5, "vm.max_pods");
+}
+
+#[test]
+fn no_config_at_all_says_how_to_make_one() {
+    let env = Env::new();
+    env.devenv()
+        .args(["up", "--dry-run"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("no devenv.toml"))
+        .stderr(predicates::str::contains("devenv init"));
+}

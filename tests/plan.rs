@@ -1,0 +1,204 @@
+//! `devenv up --dry-run` prints the whole plan for the example project (stages in dependency
+//! order, exact commands and file edits) and changes nothing.
+
+mod support;
+
+use predicates::prelude::*;
+use support::Env;
+
+fn plan(env: &Env) -> String {
+    let out = env.devenv().args(["up", "--dry-run"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.redact(&String::from_utf8(out.stdout).unwrap())
+}
+
+/// uid/gid differ between machines; the snapshots are taken as root.
+fn redact_owner(text: &str) -> String {
+    // SAFETY: getuid/getgid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    text.replace(
+        &format!("anonuid={uid},anongid={gid}"),
+        "anonuid=[UID],anongid=[GID]",
+    )
+    .replace(&format!(" uid={uid}"), " uid=[UID]")
+}
+
+#[test]
+fn cold_plan_for_the_example_project() {
+    let env = Env::new();
+    env.example();
+    insta::assert_snapshot!("cold_plan", redact_owner(&plan(&env)));
+}
+
+#[test]
+fn the_dry_run_only_asks_minikube_read_only_questions() {
+    let env = Env::new();
+    env.example();
+    plan(&env);
+    let calls = env.minikube_calls();
+    assert!(
+        calls.contains(&"status -p devenv-shop -o json".to_string()),
+        "{calls:?}"
+    );
+    for call in &calls {
+        assert!(
+            ["status -p devenv-shop -o json", "version --short"].contains(&call.as_str()),
+            "only read-only minikube calls, got {call}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&env.exports).unwrap(),
+        "# /etc/exports of a test\n",
+        "the exports file is untouched"
+    );
+    assert!(!env.state.join("projects").exists() || walk_files(&env.state).is_empty());
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_running_vm_is_left_alone() {
+    let env = Env::new();
+    env.example();
+    assert!(
+        env.minikube(&[
+            "start",
+            "-p",
+            "devenv-shop",
+            "--driver=kvm2",
+            "--cpus=4",
+            "--memory=6g"
+        ])
+        .status
+        .success()
+    );
+    let p = plan(&env);
+    assert!(p.contains("devenv-shop is running"), "{p}");
+    assert!(!p.contains("run    minikube start"), "{p}");
+}
+
+#[test]
+fn a_stopped_vm_is_started_again() {
+    let env = Env::new();
+    env.example();
+    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    env.minikube(&["stop", "-p", "devenv-shop"]);
+    let p = plan(&env);
+    assert!(p.contains("exists and is stopped"), "{p}");
+    assert!(p.contains("run    minikube start -p devenv-shop"), "{p}");
+}
+
+#[test]
+fn without_minikube_the_plan_still_shows_the_start() {
+    let env = Env::new().without_minikube();
+    env.example();
+    let p = plan(&env);
+    assert!(
+        p.contains("run    minikube start -p devenv-shop --driver=kvm2"),
+        "{p}"
+    );
+}
+
+#[test]
+fn an_existing_block_needs_no_edit() {
+    let env = Env::new();
+    env.example();
+    let first = plan(&env);
+    // Put exactly the block the plan shows into the exports file.
+    let block: String = first
+        .lines()
+        .skip_while(|l| !l.contains("+# BEGIN devenv shop"))
+        .take(3)
+        .map(|l| l.trim().trim_start_matches('+').to_string() + "\n")
+        .collect();
+    let block = block.replace(
+        "[PROJECT]",
+        &env.project.canonicalize().unwrap().to_string_lossy(),
+    );
+    std::fs::write(&env.exports, format!("# other\n{block}")).unwrap();
+    let second = plan(&env);
+    assert!(second.contains("already exports"), "{second}");
+    assert!(!second.contains("exportfs -ra"), "{second}");
+}
+
+#[test]
+fn json_plan_has_argv_for_every_command() {
+    let env = Env::new();
+    env.example();
+    let out = env
+        .devenv()
+        .args(["--json", "up", "--dry-run"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["preflight", "exports", "vm", "mount", "release", "summary"]
+    );
+    let vm = &v["stages"][2]["actions"][0]["argv"];
+    assert_eq!(vm[0], "minikube");
+    assert!(
+        vm.as_array()
+            .unwrap()
+            .contains(&serde_json::json!("--extra-config=kubelet.max-pods=60"))
+    );
+}
+
+#[test]
+fn a_service_offloaded_by_the_team_gets_remote_and_bridge_stages() {
+    let env = Env::new();
+    env.example();
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write(
+        "devenv.toml",
+        &toml.replacen(
+            "port = 9200\noffload = \"local\"",
+            "port = 9200\noffload = \"remote\"",
+            1,
+        ),
+    );
+    let p = plan(&env);
+    assert!(p.contains("remote:search  (after preflight)"), "{p}");
+    assert!(
+        p.contains("bridge:search  (after vm, remote:search)"),
+        "{p}"
+    );
+    assert!(p.contains("release  (after mount, bridge:search)"), "{p}");
+    assert!(p.contains("\"enabled\": false"), "{p}");
+    assert!(p.contains("--namespace devenv-ann-shop"), "{p}");
+}
+
+#[test]
+fn an_unhealthy_driver_is_warned_about_on_stderr() {
+    let env = Env::new().without_minikube();
+    env.example();
+    env.devenv()
+        .args(["up", "--dry-run"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("preflight would stop"))
+        .stderr(predicate::str::contains("fix:"));
+}
