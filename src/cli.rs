@@ -12,6 +12,7 @@ Examples:
   devenv init --example        Write devenv.toml and an example chart into this directory
   devenv doctor                Check this laptop: VM drivers, minikube, helm, kubectl
   devenv up --dry-run          Show every step `up` would take, touching nothing
+  devenv exports apply         Export the source tree to the VM over NFS (/etc/exports)
   devenv completions zsh > ~/.zfunc/_devenv
 
 Docs: docs/getting-started.md, docs/config.md";
@@ -64,5 +65,6 @@ pub enum Command {
     Init(commands::init::Args),
     Up(commands::up::Args),
     Doctor(commands::doctor::Args),
+    Exports(commands::exports::Args),
     Completions(commands::completions::Args),
 }

@@ -2,6 +2,7 @@
 //! working directory, the relevant environment variables, the output settings and the process
 //! runner. Commands never read `std::env` themselves, so tests control all of it.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -25,6 +26,14 @@ pub struct Context {
     pub exports_file: PathBuf,
     /// The developer's login name, for names on the shared cluster.
     pub user: String,
+    /// `/usr/share/firmlinks` on macOS (or `$DEVENV_FIRMLINKS_FILE`): which top-level paths are
+    /// firmlinks into `/System/Volumes/Data`. Empty elsewhere.
+    pub firmlinks: String,
+    /// `$DEVENV_EXPORTS_RELOAD`: a command line that replaces the NFS server reload (for tests
+    /// and NFS servers devenv does not know).
+    pub exports_reload: Option<String>,
+    /// Whether a person can answer prompts (stdin is a terminal).
+    pub interactive: bool,
     pub ui: Ui,
     pub runner: Arc<dyn Runner>,
 }
@@ -66,6 +75,15 @@ impl Context {
                     .or_else(|_| std::env::var("LOGNAME"))
                     .ok(),
             ),
+            firmlinks: std::env::var_os("DEVENV_FIRMLINKS_FILE")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    cfg!(target_os = "macos").then(|| PathBuf::from("/usr/share/firmlinks"))
+                })
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .unwrap_or_default(),
+            exports_reload: std::env::var("DEVENV_EXPORTS_RELOAD").ok(),
+            interactive: std::io::stdin().is_terminal(),
             ui: Ui::new(
                 global.color,
                 no_color,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::config::ConfigError;
 use crate::helm::ChartError;
+use crate::nfs::apply::ApplyError;
 use crate::process::ProcessError;
 use crate::state::StateError;
 
@@ -20,6 +21,8 @@ pub enum Error {
     Driver(#[from] devenv_drivers::SelectError),
     #[error(transparent)]
     Chart(#[from] ChartError),
+    #[error(transparent)]
+    Exports(#[from] ApplyError),
     #[error("cannot {action} {}", .path.display())]
     Io {
         action: &'static str,
@@ -53,6 +56,7 @@ impl Error {
             Error::Process(e) => e.help(),
             Error::Driver(e) => e.help(),
             Error::Chart(_) => None,
+            Error::Exports(e) => e.help(),
             Error::Io { .. } => None,
             Error::Usage { help, .. } => Some(help.clone()),
         }

@@ -16,6 +16,7 @@ pub mod minikube;
 pub mod nfs;
 pub mod plan;
 pub mod process;
+pub mod reconcile;
 pub mod state;
 pub mod templates;
 pub mod ui;

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use devenv_drivers::{Arch, BoxFuture, FileInfo, Host, Os, ProbeOutput};
+use devenv_drivers::{
+    Arch, BoxFuture, Choice, Driver, DriverStatus, FileInfo, Host, Os, ProbeOutput, Registry,
+    SelectError,
+};
 
 use crate::process::{Cmd, Runner};
 
@@ -147,4 +150,52 @@ fn access_rw(path: &Path) -> bool {
     };
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
     unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
+}
+
+/// The driver a setting names, without probing its health (for what only depends on the
+/// driver's kind: the exports dialect, its host-only network, its minikube flags). `auto` gives
+/// the driver `auto` prefers on this OS.
+pub fn driver_for(choice: &Choice) -> Result<&'static dyn Driver, SelectError> {
+    let registry = Registry::builtin();
+    let supported = registry.for_host(current_os(), current_arch());
+    match choice {
+        Choice::Auto => supported
+            .into_iter()
+            .next()
+            .ok_or(SelectError::NoneHealthy {
+                statuses: Vec::new(),
+            }),
+        Choice::Named(name) => {
+            let driver = registry.get(name)?;
+            if supported.iter().any(|d| d.name() == driver.name()) {
+                Ok(driver)
+            } else {
+                Err(SelectError::Unsupported {
+                    name: driver.name().to_string(),
+                    os: current_os(),
+                })
+            }
+        }
+    }
+}
+
+/// The driver `up` would use and its health: for `auto` the best healthy one, or, when none is
+/// healthy, the one `auto` prefers with its failing status (so a plan can still be shown).
+pub async fn select_driver(
+    host: &Machine,
+    choice: &Choice,
+) -> Result<(&'static dyn Driver, DriverStatus), SelectError> {
+    match Registry::builtin().choose(choice, host).await {
+        Err(SelectError::NoneHealthy { statuses }) => {
+            let best = driver_for(&Choice::Auto).map_err(|_| SelectError::NoneHealthy {
+                statuses: statuses.clone(),
+            })?;
+            let status = statuses
+                .into_iter()
+                .find(|s| s.driver == best.name())
+                .expect("a status for every supported driver");
+            Ok((best, status))
+        }
+        other => other,
+    }
 }

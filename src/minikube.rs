@@ -37,6 +37,14 @@ pub fn status(profile: &str) -> Cmd {
         .timeout(std::time::Duration::from_secs(60))
 }
 
+/// `minikube ip` of the profile: the VM's address (exit 83 when stopped, 85 when missing).
+pub fn ip(profile: &str) -> Cmd {
+    Cmd::new("minikube")
+        .args(["ip", "-p", profile])
+        .read_only()
+        .timeout(std::time::Duration::from_secs(60))
+}
+
 /// `minikube ssh` running `argv` inside the VM, each word quoted for the VM's shell (minikube
 /// joins its arguments with spaces and hands them to a shell).
 pub fn ssh<S: AsRef<str>>(profile: &str, argv: &[S]) -> Cmd {

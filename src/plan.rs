@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::config::{Loaded, Placement};
 use crate::minikube::{self, VmState};
-use crate::nfs::{self, Owner};
 use crate::process::{Cmd, quote};
 use crate::{helm, process};
 
@@ -45,17 +44,25 @@ pub struct Plan {
     pub stages: Vec<Stage>,
 }
 
+/// The exports stage, computed by [`crate::nfs::apply::candidate`] against the current file.
+pub struct ExportsFacts {
+    pub file: PathBuf,
+    /// The exported directory as written in the file.
+    pub source: PathBuf,
+    /// The change to the file as a diff (empty: nothing to change), or why it cannot be made.
+    pub diff: Result<String, String>,
+    /// Whether the file is changed through sudo.
+    pub sudo: bool,
+    /// How the NFS server is made to re-read the file.
+    pub reload: Vec<Cmd>,
+}
+
 /// What the plan depends on besides devenv.toml, gathered (read-only) by the caller.
 pub struct Facts {
     pub driver: &'static dyn Driver,
     /// Placement of every service after the user's toggles.
     pub placements: Vec<(String, Placement)>,
-    pub owner: Owner,
-    /// Editing /etc/exports and reloading need root: without it the commands go through sudo.
-    pub as_root: bool,
-    pub exports_file: PathBuf,
-    /// The exports file's current text, to tell whether devenv's block is already in place.
-    pub exports_current: Option<String>,
+    pub exports: ExportsFacts,
     /// The VM's state from `minikube status`, when minikube could be asked.
     pub vm_state: Option<VmState>,
     /// Where the generated values overlay is written.
@@ -85,44 +92,32 @@ impl Plan {
             )),
             Action::Check("minikube, helm and kubectl are installed".into()),
         ];
-        if !facts.as_root {
+        if facts.exports.sudo {
             preflight.push(Action::Check(format!(
                 "sudo may edit {} and reload the NFS server (asked once, up front)",
-                facts.exports_file.display()
+                facts.exports.file.display()
             )));
         }
         stages.push(stage("preflight", &[], preflight));
 
         // exports
-        let source = loaded
-            .source_dir()
-            .canonicalize()
-            .unwrap_or_else(|_| loaded.source_dir());
-        let line = nfs::export_line(
-            driver.exports_dialect(),
-            &source,
-            driver.export_client(None),
-            facts.owner,
-        );
-        let block = nfs::block(&c.project.name, facts.owner, &[line]);
-        let exports = if facts
-            .exports_current
-            .as_deref()
-            .is_some_and(|cur| cur.contains(&block))
-        {
-            vec![Action::Note(format!(
+        let ex = &facts.exports;
+        let source = ex.source.clone();
+        let exports = match &ex.diff {
+            Ok(diff) if diff.is_empty() => vec![Action::Note(format!(
                 "{} already exports {} to the VM",
-                facts.exports_file.display(),
+                ex.file.display(),
                 source.display()
-            ))]
-        } else {
-            vec![
-                Action::Edit {
-                    path: facts.exports_file.clone(),
-                    diff: block.lines().map(|l| format!("+{l}\n")).collect(),
-                },
-                Action::Run(nfs::reload(driver.exports_dialect(), facts.as_root)),
-            ]
+            ))],
+            Ok(diff) => {
+                let mut actions = vec![Action::Edit {
+                    path: ex.file.clone(),
+                    diff: diff.clone(),
+                }];
+                actions.extend(ex.reload.iter().cloned().map(Action::Run));
+                actions
+            }
+            Err(why) => vec![Action::Check(format!("would stop here: {why}"))],
         };
         stages.push(stage("exports", &["preflight"], exports));
 

@@ -46,7 +46,12 @@ fn the_dry_run_only_asks_minikube_read_only_questions() {
     );
     for call in &calls {
         assert!(
-            ["status -p devenv-shop -o json", "version --short"].contains(&call.as_str()),
+            [
+                "status -p devenv-shop -o json",
+                "ip -p devenv-shop",
+                "version --short",
+            ]
+            .contains(&call.as_str()),
             "only read-only minikube calls, got {call}"
         );
     }

@@ -49,17 +49,7 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
     );
 
     let chosen: Option<&str> = match &choice {
-        Choice::Named(name) => {
-            let driver = registry.get(name)?;
-            if !drivers.iter().any(|d| d.name() == driver.name()) {
-                return Err(devenv_drivers::SelectError::Unsupported {
-                    name: driver.name().to_string(),
-                    os: machine::current_os(),
-                }
-                .into());
-            }
-            Some(driver.name())
-        }
+        Choice::Named(_) => Some(machine::driver_for(&choice)?.name()),
         Choice::Auto => statuses.iter().find(|s| s.healthy()).map(|s| s.driver),
     };
     let chosen_status = chosen.and_then(|n| statuses.iter().find(|s| s.driver == n));

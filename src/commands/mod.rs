@@ -2,6 +2,7 @@
 
 pub mod completions;
 pub mod doctor;
+pub mod exports;
 pub mod init;
 pub mod up;
 
@@ -16,6 +17,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Init(args) => init::exec(args, ctx),
         Command::Up(args) => up::exec(args, ctx).await,
         Command::Doctor(args) => doctor::exec(args, ctx).await,
+        Command::Exports(args) => exports::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args),
     }
 }

@@ -3,15 +3,16 @@
 //! prints it with `--dry-run`; it only reads (`minikube status`, the exports file, driver
 //! health) to decide what would change.
 
-use devenv_drivers::{Choice, Registry, SelectError};
+use devenv_drivers::Choice;
 
+use crate::commands::exports::Export;
 use crate::config::Placement;
 use crate::context::Context;
 use crate::error::Error;
 use crate::machine::{self, Machine};
 use crate::minikube;
-use crate::nfs::Owner;
-use crate::plan::{Facts, Plan};
+use crate::nfs::{self, apply::Change, apply::Privilege, apply::candidate};
+use crate::plan::{ExportsFacts, Facts, Plan};
 
 /// Bring the local environment up: VM, NFS mount of the source, offloaded services, Helm release.
 ///
@@ -48,27 +49,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         .collect();
 
     let host = Machine::probe(ctx.runner.clone()).await;
-    let registry = Registry::builtin();
-    let choice = Choice::parse(&c.vm.driver);
-    let (driver, status) = match registry.choose(&choice, &host).await {
-        Ok(found) => found,
-        Err(SelectError::NoneHealthy { statuses }) => {
-            // Show the plan with the driver `auto` would prefer; preflight will stop there.
-            let best = registry
-                .for_host(machine::current_os(), machine::current_arch())
-                .into_iter()
-                .next()
-                .ok_or(SelectError::NoneHealthy {
-                    statuses: statuses.clone(),
-                })?;
-            let status = statuses
-                .into_iter()
-                .find(|s| s.driver == best.name())
-                .expect("a status for every supported driver");
-            (best, status)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (driver, status) = machine::select_driver(&host, &Choice::parse(&c.vm.driver)).await?;
 
     let vm_state = match ctx
         .runner
@@ -78,13 +59,31 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         Ok(out) => minikube::parse_status(&out).ok(),
         Err(_) => None,
     };
+    let export = Export::for_project(ctx, &loaded).await?;
+    let current = std::fs::read_to_string(&export.host.exports).unwrap_or_default();
+    let change = Change::Set {
+        source: &export.source,
+        lines: &export.lines,
+    };
+    let diff = candidate(
+        &current,
+        &export.host,
+        &export.project,
+        export.owner.uid,
+        &change,
+    )
+    .map(|after| nfs::diff(&current, &after))
+    .map_err(|e| e.to_string());
     let facts = Facts {
         driver,
         placements,
-        owner: Owner::current(),
-        as_root: Owner::current().uid == 0,
-        exports_file: ctx.exports_file.clone(),
-        exports_current: std::fs::read_to_string(&ctx.exports_file).ok(),
+        exports: ExportsFacts {
+            file: export.host.exports.clone(),
+            source: export.source.clone(),
+            diff,
+            sudo: export.host.privilege == Privilege::Sudo,
+            reload: export.host.reload.clone(),
+        },
         vm_state,
         overlay_file: project.path().join("values-overlay.json"),
         user: ctx.user.clone(),

@@ -112,6 +112,9 @@ pub struct Mount {
     pub target: String,
     /// NFS mount options used inside the VM.
     pub options: String,
+    /// Who the export is granted to instead of the driver's choice: one private IPv4 address
+    /// or private subnet (`192.168.39.0/24`).
+    pub export_client: Option<String>,
 }
 
 /// NFSv3 over TCP without locking or ACL round trips, with attribute caching cut to 1 s so edits
@@ -124,6 +127,7 @@ impl Default for Mount {
             source: PathBuf::from("."),
             target: "/src".to_string(),
             options: DEFAULT_MOUNT_OPTIONS.to_string(),
+            export_client: None,
         }
     }
 }

@@ -142,6 +142,16 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
         );
     }
 
+    if let Some(client) = &c.mount.export_client
+        && let Err(why) = crate::nfs::parse_client(client)
+    {
+        v.add(
+            &["mount", "export_client"],
+            why,
+            Some("give the VM's address or its host-only network, e.g. \"192.168.39.0/24\"".into()),
+        );
+    }
+
     // [remote]
     if let Some(r) = &c.remote
         && r.context.trim().is_empty()

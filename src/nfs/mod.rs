@@ -5,6 +5,10 @@
 //! squashes every client user to the developer's uid/gid so files created from pods belong to
 //! the developer on the host.
 
+pub mod apply;
+pub mod file;
+pub mod macos;
+
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -86,11 +90,23 @@ pub fn block(project: &str, owner: Owner, lines: &[String]) -> String {
 /// and non-ASCII bytes written as a backslash and three octal digits, which exports(5) decodes.
 pub fn escape_path(path: &str) -> String {
     let mut out = String::from("\"");
+    // exportfs decodes `\134` into a backslash and then reads that backslash with the digits
+    // after it as another escape, so up to three octal digits after an escaped backslash are
+    // escaped too.
+    let mut guard: u8 = 0;
     for b in path.bytes() {
-        if b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'#') || b == b' ' {
+        let plain = (b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'#')) || b == b' ';
+        let digit = (b'0'..=b'7').contains(&b);
+        if plain && !(guard > 0 && digit) {
             out.push(b as char);
+            guard = 0;
         } else {
             out.push_str(&format!("\\{b:03o}"));
+            guard = match b {
+                b'\\' => 3,
+                _ if digit => guard - 1,
+                _ => 0,
+            };
         }
     }
     out.push('"');
@@ -104,6 +120,76 @@ fn mask(prefix: u8) -> Ipv4Addr {
         u32::MAX << (32 - u32::from(prefix.min(32)))
     };
     Ipv4Addr::from(bits)
+}
+
+/// Parse an export client written as an IPv4 address or `network/prefix` (a devenv.toml
+/// override), held to the same scope rule as devenv's own lines ([`file::check_client_scope`]).
+pub fn parse_client(text: &str) -> Result<ExportClient, String> {
+    let text = text.trim();
+    file::check_client_scope(text).map_err(|e| e.to_string())?;
+    match text.split_once('/') {
+        None => text
+            .parse()
+            .map(ExportClient::Address)
+            .map_err(|_| format!("\"{text}\" is not an IPv4 address")),
+        Some((net, prefix)) => {
+            let network: Ipv4Addr = net
+                .parse()
+                .map_err(|_| format!("\"{text}\" is not an IPv4 subnet"))?;
+            let prefix: u8 = prefix
+                .parse()
+                .map_err(|_| format!("\"{text}\": write the prefix as a length, e.g. /24"))?;
+            if u32::from(network) & !u32::from(mask(prefix)) != 0 {
+                return Err(format!("\"{text}\" has host bits set"));
+            }
+            Ok(ExportClient::Subnet { network, prefix })
+        }
+    }
+}
+
+/// The path to write in the exports file for `path`: on macOS, a path under a firmlink is
+/// written as its real location under /System/Volumes/Data, as nfsd requires.
+pub fn exported_path(dialect: ExportsDialect, path: &Path, firmlinks: &str) -> std::path::PathBuf {
+    match dialect {
+        ExportsDialect::Linux => path.to_path_buf(),
+        ExportsDialect::MacOs => macos::resolve_firmlinks(path, firmlinks),
+    }
+}
+
+/// A unified-style diff of two versions of the exports file: the changed lines with one line of
+/// context. devenv only ever changes one contiguous block, so a common prefix and suffix is all
+/// the alignment needed.
+pub fn diff(old: &str, new: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    let a: Vec<&str> = old.split_inclusive('\n').collect();
+    let b: Vec<&str> = new.split_inclusive('\n').collect();
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let mut out = String::new();
+    let line = |mark: char, l: &str| {
+        let l = l.trim_end_matches(['\n', '\r']);
+        format!("{mark}{l}\n")
+    };
+    if prefix > 0 {
+        out.push_str(&line(' ', a[prefix - 1]));
+    }
+    for l in &a[prefix..a.len() - suffix] {
+        out.push_str(&line('-', l));
+    }
+    for l in &b[prefix..b.len() - suffix] {
+        out.push_str(&line('+', l));
+    }
+    if suffix > 0 {
+        out.push_str(&line(' ', a[a.len() - suffix]));
+    }
+    out
 }
 
 /// The command that makes the NFS server re-read the exports file.
@@ -165,12 +251,50 @@ mod tests {
     }
 
     #[test]
+    fn octal_digits_after_a_backslash_are_escaped_too() {
+        assert_eq!(escape_path("/b\\101"), "\"/b\\134\\061\\060\\061\"");
+        assert_eq!(escape_path("/b\\x1"), "\"/b\\134x1\"");
+    }
+
+    #[test]
     fn the_block_is_framed_by_markers_naming_project_and_user() {
         let b = block("shop", ME, &["L".to_string()]);
         assert_eq!(
             b,
             "# BEGIN devenv shop uid=501\nL\n# END devenv shop uid=501\n"
         );
+    }
+
+    #[test]
+    fn private_clients_pass_the_scope_rule() {
+        assert!(parse_client("192.168.39.0/24").is_ok());
+        assert!(parse_client("10.1.2.3").is_ok());
+        assert!(parse_client("172.20.0.0/16").is_ok());
+    }
+
+    #[test]
+    fn wildcards_public_and_too_wide_ranges_are_refused() {
+        for bad in [
+            "*",
+            "0.0.0.0/0",
+            "8.8.8.8",
+            "192.168.0.0/8",
+            "172.0.0.0/8",
+            "host.local",
+            "10.0.0.1/24",
+            "10.0.0.0/33",
+        ] {
+            assert!(parse_client(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_diff_shows_the_block_with_context() {
+        let old = "a\nb\n";
+        let new = "a\nb\n# BEGIN x\nL\n# END x\n";
+        assert_eq!(diff(old, new), " b\n+# BEGIN x\n+L\n+# END x\n");
+        assert_eq!(diff(new, old), " b\n-# BEGIN x\n-L\n-# END x\n");
+        assert_eq!(diff(old, old), "");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use devenv_drivers::BoxFuture;
+pub use devenv_drivers::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
 /// How long a command may run when its builder does not say: long enough for `minikube start`
@@ -40,6 +40,7 @@ pub struct Cmd {
     stdin: Option<Vec<u8>>,
     timeout: Duration,
     read_only: bool,
+    interactive: bool,
 }
 
 impl Cmd {
@@ -53,6 +54,7 @@ impl Cmd {
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
             read_only: false,
+            interactive: false,
         }
     }
 
@@ -94,6 +96,12 @@ impl Cmd {
     /// Marks a probe that only reads: a dry run executes it for real to decide what would change.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// Connects the program to devenv's own terminal (a password prompt); nothing is captured.
+    pub fn interactive(mut self) -> Self {
+        self.interactive = true;
         self
     }
 
@@ -306,8 +314,22 @@ impl Runner for SystemRunner {
             let program = self.resolve(cmd)?;
             let started = Instant::now();
             let mut command = tokio::process::Command::new(&program);
+            command.args(&cmd.args);
+            if cmd.interactive {
+                let status = command
+                    .status()
+                    .await
+                    .map_err(|source| ProcessError::Spawn {
+                        command: cmd.display(),
+                        source,
+                    })?;
+                return Ok(Output {
+                    code: status.code(),
+                    elapsed: started.elapsed(),
+                    ..Output::default()
+                });
+            }
             command
-                .args(&cmd.args)
                 .stdin(if cmd.stdin.is_some() {
                     Stdio::piped()
                 } else {

@@ -1,0 +1,290 @@
+//! `devenv exports`: the project's NFS export on the host. Shows devenv's block in the exports
+//! file and anything in the way; `apply` writes or updates it and reloads the NFS server;
+//! `remove` takes it out again, leaving the rest of the file as it was.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use devenv_drivers::{Choice, ExportClient};
+use serde_json::json;
+
+use crate::config::Loaded;
+use crate::context::Context;
+use crate::error::Error;
+use crate::machine;
+use crate::minikube;
+use crate::nfs::apply::{self, Change, NfsHost, Outcome, Privilege};
+use crate::nfs::file::ExportsFile;
+use crate::nfs::{self, Owner};
+use crate::process::Cmd;
+
+/// Show, write or remove this project's NFS export in /etc/exports.
+///
+/// devenv keeps one marked block per project and user; nothing else in the file is changed.
+/// Without a subcommand, shows the block, the line it should hold and any export in the way.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Show the block and conflicts (the default).
+    Show,
+    /// Write or update the block, then reload the NFS server.
+    Apply {
+        /// Print the diff and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove the block, then reload the NFS server.
+    Remove {
+        /// Print the diff and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// How long to wait for another devenv process editing the exports file.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything needed to write this project's block.
+pub struct Export {
+    pub host: NfsHost,
+    pub project: String,
+    pub owner: Owner,
+    /// The exported directory as written in the file (firmlinks resolved on macOS).
+    pub source: PathBuf,
+    pub client: ExportClient,
+    pub lines: Vec<String>,
+}
+
+impl Export {
+    /// The export for a project: the VM's address when the VM runs (asked read-only from
+    /// minikube), otherwise the driver's host-only network.
+    pub async fn for_project(ctx: &Context, loaded: &Loaded) -> Result<Export, Error> {
+        let c = &loaded.config;
+        let driver = machine::driver_for(&Choice::parse(&c.vm.driver))?;
+        let ip = match ctx.runner.output(&minikube::ip(&c.project.profile())).await {
+            Ok(out) if out.success() => out.stdout.trim().parse().ok(),
+            _ => None,
+        };
+        let client = match &c.mount.export_client {
+            Some(text) => nfs::parse_client(text).map_err(|why| Error::Usage {
+                message: format!("mount.export_client: {why}"),
+                help: "see docs/config.md".into(),
+            })?,
+            None => driver.export_client(ip),
+        };
+        let owner = Owner::current();
+        let canonical = loaded
+            .source_dir()
+            .canonicalize()
+            .map_err(Error::io("resolve", loaded.source_dir()))?;
+        let source = nfs::exported_path(driver.exports_dialect(), &canonical, &ctx.firmlinks);
+        let line = nfs::export_line(driver.exports_dialect(), &source, client, owner);
+        Ok(Export {
+            host: NfsHost::for_machine(
+                ctx.exports_file.clone(),
+                driver.exports_dialect(),
+                owner.uid == 0,
+            )
+            .with_reload_override(ctx.exports_reload.as_deref()),
+            project: c.project.name.clone(),
+            owner,
+            source,
+            client,
+            lines: vec![line],
+        })
+    }
+
+    fn current(&self) -> Result<String, Error> {
+        match std::fs::read_to_string(&self.host.exports) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(Error::io("read", &self.host.exports)(e)),
+        }
+    }
+}
+
+pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
+    let loaded = ctx.load_config()?;
+    let export = Export::for_project(ctx, &loaded).await?;
+    match args.action.unwrap_or(Action::Show) {
+        Action::Show => show(ctx, &export),
+        Action::Apply { dry_run } => {
+            let change = Change::Set {
+                source: &export.source,
+                lines: &export.lines,
+            };
+            change_block(ctx, &export, &change, dry_run).await
+        }
+        Action::Remove { dry_run } => change_block(ctx, &export, &Change::Remove, dry_run).await,
+    }
+}
+
+fn show(ctx: &Context, export: &Export) -> Result<i32, Error> {
+    let current = export.current()?;
+    let file = ExportsFile::parse(&current, export.host.dialect).map_err(|source| {
+        apply::ApplyError::Parse {
+            path: export.host.exports.clone(),
+            source,
+        }
+    })?;
+    let present = file.block_lines(&export.project, export.owner.uid);
+    let up_to_date = present.as_deref() == Some(export.lines.as_slice());
+    let conflicts: Vec<String> = file
+        .conflicts(&export.source, &export.project, export.owner.uid)
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    if ctx.ui.json {
+        println!(
+            "{}",
+            json!({
+                "file": export.host.exports,
+                "project": export.project,
+                "uid": export.owner.uid,
+                "present": present.is_some(),
+                "up_to_date": up_to_date,
+                "lines": present,
+                "wanted": export.lines,
+                "client": export.client.to_string(),
+                "conflicts": conflicts,
+            })
+        );
+        return Ok(0);
+    }
+    let ui = &ctx.ui;
+    let begin = nfs::begin_marker(&export.project, export.owner.uid);
+    ui.say(format!("{}: {begin}", export.host.exports.display()));
+    match &present {
+        None => ui.say(format!(
+            "  {}",
+            ui.warn("not present: run `devenv exports apply`")
+        )),
+        Some(_) if up_to_date => ui.say(format!("  {}", ui.ok("present and up to date"))),
+        Some(lines) => {
+            ui.say(format!(
+                "  {}",
+                ui.warn("present but outdated: run `devenv exports apply`")
+            ));
+            for l in lines {
+                ui.say(format!("  - {l}"));
+            }
+        }
+    }
+    for l in &export.lines {
+        ui.say(format!("  {} {l}", if up_to_date { " " } else { "+" }));
+    }
+    for c in &conflicts {
+        ui.say(format!("  {} {c}", ui.fail("conflict:")));
+    }
+    Ok(if conflicts.is_empty() { 0 } else { 1 })
+}
+
+async fn change_block(
+    ctx: &Context,
+    export: &Export,
+    change: &Change<'_>,
+    dry_run: bool,
+) -> Result<i32, Error> {
+    let current = export.current()?;
+    let after = apply::candidate(
+        &current,
+        &export.host,
+        &export.project,
+        export.owner.uid,
+        change,
+    )?;
+    let diff = nfs::diff(&current, &after);
+    if dry_run || after == current {
+        if ctx.ui.json {
+            println!(
+                "{}",
+                json!({ "file": export.host.exports, "changed": after != current, "dry_run": dry_run, "diff": diff })
+            );
+        } else if after == current {
+            ctx.ui.say(format!(
+                "{}: nothing to change",
+                export.host.exports.display()
+            ));
+        } else {
+            ctx.ui
+                .say(format!("would change {}:", export.host.exports.display()));
+            print!("{diff}");
+        }
+        return Ok(0);
+    }
+    if export.host.privilege == Privilege::Sudo {
+        ask_sudo_once(ctx, export).await?;
+    }
+    let outcome = apply::apply(
+        ctx.runner.as_ref(),
+        &export.host,
+        &export.project,
+        export.owner.uid,
+        change,
+        LOCK_TIMEOUT,
+    )
+    .await?;
+    let backup = match &outcome {
+        Outcome::Changed { backup } => backup.clone(),
+        Outcome::Unchanged => None,
+    };
+    if ctx.ui.json {
+        println!(
+            "{}",
+            json!({ "file": export.host.exports, "changed": outcome != Outcome::Unchanged, "dry_run": false, "diff": diff, "backup": backup })
+        );
+    } else if outcome == Outcome::Unchanged {
+        ctx.ui.say(format!(
+            "{}: nothing to change",
+            export.host.exports.display()
+        ));
+    } else {
+        ctx.ui
+            .say(format!("changed {}:", export.host.exports.display()));
+        print!("{diff}");
+        if let Some(b) = backup {
+            ctx.ui
+                .say(format!("previous version kept in {}", b.display()));
+        }
+        ctx.ui.say("NFS server reloaded");
+    }
+    Ok(0)
+}
+
+/// Ask for the sudo password once, before anything changes, so no prompt appears halfway.
+async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> {
+    let quiet = Cmd::new("sudo").args(["-n", "true"]).read_only();
+    if ctx.runner.output(&quiet).await.is_ok_and(|o| o.success()) {
+        return Ok(());
+    }
+    if !ctx.interactive {
+        return Err(Error::Usage {
+            message: format!(
+                "{} is not writable and sudo needs a password, but there is no terminal to ask on",
+                export.host.exports.display()
+            ),
+            help: "run once in a terminal, or install the sudoers snippet from docs/nfs.md".into(),
+        });
+    }
+    eprintln!(
+        "devenv needs sudo to change {} (the exact commands are in docs/nfs.md)",
+        export.host.exports.display()
+    );
+    let status = ctx
+        .runner
+        .output(&Cmd::new("sudo").arg("-v").interactive().read_only())
+        .await?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Usage {
+            message: "sudo was refused".into(),
+            help: "nothing was changed".into(),
+        })
+    }
+}

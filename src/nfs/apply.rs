@@ -1,0 +1,556 @@
+//! Changing /etc/exports without ever breaking it. The file is root-owned and shared with other
+//! tools and hand edits, so every change follows the same steps:
+//!
+//! 1. take a lock, so two devenv processes never interleave (whatever the project);
+//! 2. compute the new text from the current one; nothing to do when it is unchanged;
+//! 3. check the candidate: devenv's own lines with the parser, foreign exports that overlap the
+//!    source tree refused, and — when devenv runs as root on Linux — the real `exportfs -ra` run
+//!    against the candidate in a private mount namespace (macOS: `nfsd -F <candidate> checkexports`);
+//! 4. keep a backup of the current file, write the candidate to a temp file beside the target,
+//!    fsync it and rename it over the target, so readers see the old or the new file, never a mix;
+//! 5. reload the NFS server; if that fails, put the backup back, reload again, and say so.
+//!
+//! When the file is not writable by the user, the same steps run through `sudo` with a few fixed
+//! command lines (listed in `templates/sudoers.*` and docs/nfs.md), asked for once up front.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use devenv_drivers::ExportsDialect;
+
+use super::file::{ExportsFile, FileError};
+use crate::process::{Cmd, ProcessError, Runner};
+
+/// How devenv may write the exports file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    /// The file and its directory are writable by this process (root, or a test's temp file).
+    Direct,
+    /// Through `sudo` with fixed command lines.
+    Sudo,
+}
+
+/// Where and how exports are managed on this host. Every part is injectable so tests never
+/// touch the machine's own /etc/exports or NFS server.
+#[derive(Debug, Clone)]
+pub struct NfsHost {
+    pub exports: PathBuf,
+    pub dialect: ExportsDialect,
+    pub privilege: Privilege,
+    /// Commands that make the NFS server re-read the file, run in order.
+    pub reload: Vec<Cmd>,
+    /// A read-only probe that succeeds when the NFS server runs, and the command that starts it;
+    /// the start runs before the reload when the probe fails.
+    pub server: Option<(Cmd, Cmd)>,
+    /// Validate candidates with the real `exportfs -ra` in a private mount namespace (Linux,
+    /// root only: it needs `unshare -m`).
+    pub exportfs_check: bool,
+}
+
+impl NfsHost {
+    /// The defaults for this machine: `/etc/exports` (or `exports` when given), the dialect of
+    /// the driver, sudo unless the file is writable, the OS's reload command.
+    pub fn for_machine(exports: PathBuf, dialect: ExportsDialect, as_root: bool) -> NfsHost {
+        let privilege = if writable(&exports) {
+            Privilege::Direct
+        } else {
+            Privilege::Sudo
+        };
+        let sudo = privilege == Privilege::Sudo;
+        let with_sudo = |cmd: Cmd| {
+            if sudo {
+                Cmd::new("sudo").arg(cmd.program()).args(cmd.get_args())
+            } else {
+                cmd
+            }
+        };
+        let server = match dialect {
+            ExportsDialect::Linux => which::which("systemctl").ok().map(|_| {
+                (
+                    Cmd::new("systemctl")
+                        .args(["is-active", "--quiet", "nfs-server"])
+                        .read_only(),
+                    with_sudo(Cmd::new("systemctl").args(["start", "nfs-server"])),
+                )
+            }),
+            // `nfsd status` exits 0 either way; `nfsd checkexports` is not a liveness probe
+            // either, so only `nfsd enable` (idempotent: enables and starts) is used.
+            ExportsDialect::MacOs => None,
+        };
+        NfsHost {
+            reload: vec![super::reload(dialect, !sudo)],
+            server,
+            exportfs_check: dialect == ExportsDialect::Linux
+                && as_root
+                && exports == Path::new(super::EXPORTS_FILE),
+            exports,
+            dialect,
+            privilege,
+        }
+    }
+
+    /// Replace the reload with one command line (words split on whitespace), e.g. from
+    /// `$DEVENV_EXPORTS_RELOAD`; the server probe is dropped with it.
+    pub fn with_reload_override(mut self, line: Option<&str>) -> NfsHost {
+        if let Some(line) = line {
+            let mut words = line.split_whitespace();
+            if let Some(program) = words.next() {
+                self.reload = vec![Cmd::new(program).args(words)];
+                self.server = None;
+            }
+        }
+        self
+    }
+
+    /// The backup of the previous version, beside the file.
+    pub fn backup_path(&self) -> PathBuf {
+        sibling(&self.exports, ".devenv.bak")
+    }
+
+    fn staging_path(&self) -> PathBuf {
+        sibling(&self.exports, ".devenv.tmp")
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Whether this process may replace `path` itself: the directory must be writable (the rename)
+/// and the file too, when it exists.
+fn writable(path: &Path) -> bool {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    access_w(dir) && (!path.exists() || access_w(path))
+}
+
+fn access_w(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot {action} {}", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} has a damaged devenv block", .path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: FileError,
+    },
+    #[error("{} already exports an overlapping directory:\n{}", .path.display(), .conflicts.join("\n"))]
+    Conflict {
+        path: PathBuf,
+        conflicts: Vec<String>,
+    },
+    #[error("the new exports would be invalid:\n{}", .problems.join("\n"))]
+    Invalid { problems: Vec<String> },
+    #[error("another process holds the exports lock {} since {}s", .lock.display(), .waited.as_secs())]
+    Locked { lock: PathBuf, waited: Duration },
+    #[error("reloading the NFS server failed, so {} was restored from its backup", .path.display())]
+    ReloadFailed {
+        path: PathBuf,
+        #[source]
+        source: ProcessError,
+    },
+    #[error("reloading the NFS server failed and restoring {} failed too", .path.display())]
+    RestoreFailed {
+        path: PathBuf,
+        backup: PathBuf,
+        #[source]
+        source: ProcessError,
+    },
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+impl ApplyError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            ApplyError::Conflict { .. } => Some(
+                "devenv never changes other exports: remove or narrow the line shown, or export a different directory (mount.source)".into(),
+            ),
+            ApplyError::Parse { path, .. } => Some(format!(
+                "fix the devenv block in {} by hand (docs/nfs.md shows what it looks like), or delete it",
+                path.display()
+            )),
+            ApplyError::Invalid { .. } => Some("nothing was changed".into()),
+            ApplyError::Locked { .. } => Some("wait for the other devenv command to finish".into()),
+            ApplyError::ReloadFailed { .. } => Some(
+                "the exports file is as it was; check the NFS server (Linux: `systemctl status nfs-server`; macOS: `sudo nfsd status`)".into(),
+            ),
+            ApplyError::RestoreFailed { path, backup, .. } => Some(format!(
+                "put the previous version back by hand: sudo cp {} {}",
+                backup.display(),
+                path.display()
+            )),
+            ApplyError::Process(e) => e.help(),
+            ApplyError::Io { .. } => None,
+        }
+    }
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file already had exactly this content.
+    Unchanged,
+    /// The file was replaced and the server reloaded; the previous version is in the backup.
+    Changed { backup: Option<PathBuf> },
+}
+
+/// The change to make to devenv's block of one project and user.
+#[derive(Debug, Clone)]
+pub enum Change<'a> {
+    /// Put these lines in the block (creating it when missing).
+    Set {
+        /// The exported directory, to check foreign exports against.
+        source: &'a Path,
+        lines: &'a [String],
+    },
+    Remove,
+}
+
+/// Compute the new text of the exports file for a change, refusing overlaps with foreign
+/// exports and invalid lines. Pure: used for the dry-run diff and by [`apply`].
+pub fn candidate(
+    current: &str,
+    host: &NfsHost,
+    project: &str,
+    uid: u32,
+    change: &Change<'_>,
+) -> Result<String, ApplyError> {
+    let mut file =
+        ExportsFile::parse(current, host.dialect).map_err(|source| ApplyError::Parse {
+            path: host.exports.clone(),
+            source,
+        })?;
+    match change {
+        Change::Set { source, lines } => {
+            let conflicts = file.conflicts(source, project, uid);
+            if !conflicts.is_empty() {
+                return Err(ApplyError::Conflict {
+                    path: host.exports.clone(),
+                    conflicts: conflicts.iter().map(|c| c.to_string()).collect(),
+                });
+            }
+            file.set_block(project, uid, lines);
+        }
+        Change::Remove => {
+            file.remove_block(project, uid);
+        }
+    }
+    let text = file.render();
+    let reparsed = ExportsFile::parse(&text, host.dialect).map_err(|source| ApplyError::Parse {
+        path: host.exports.clone(),
+        source,
+    })?;
+    let problems: Vec<String> = reparsed
+        .check()
+        .into_iter()
+        .filter(|p| p.affects(project, uid))
+        .map(|p| p.to_string())
+        .collect();
+    if !problems.is_empty() {
+        return Err(ApplyError::Invalid { problems });
+    }
+    Ok(text)
+}
+
+/// Apply a change to the exports file: lock, check, back up, replace atomically, reload, and
+/// restore the backup when the reload fails.
+pub async fn apply(
+    runner: &dyn Runner,
+    host: &NfsHost,
+    project: &str,
+    uid: u32,
+    change: &Change<'_>,
+    lock_timeout: Duration,
+) -> Result<Outcome, ApplyError> {
+    let _lock = lock(&host.exports, lock_timeout).await?;
+    let current = match std::fs::read_to_string(&host.exports) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(ApplyError::Io {
+                action: "read",
+                path: host.exports.clone(),
+                source,
+            });
+        }
+    };
+    let before = current.clone().unwrap_or_default();
+    let after = candidate(&before, host, project, uid, change)?;
+    if current.is_some() && after == before || current.is_none() && after.is_empty() {
+        return Ok(Outcome::Unchanged);
+    }
+    if host.exportfs_check {
+        exportfs_check(runner, &before, &after).await?;
+    }
+    let backup = current.as_ref().map(|_| host.backup_path());
+    match host.privilege {
+        Privilege::Direct => {
+            if let (Some(text), Some(backup)) = (&current, &backup) {
+                write_replace(backup, text.as_bytes())?;
+            }
+            write_replace(&host.exports, after.as_bytes())?;
+        }
+        Privilege::Sudo => sudo_replace(runner, host, current.is_some(), &after).await?,
+    }
+    if let Err(e) = reload(runner, host).await {
+        let Some(backup_path) = &backup else {
+            return Err(ApplyError::ReloadFailed {
+                path: host.exports.clone(),
+                source: e,
+            });
+        };
+        let restored = match host.privilege {
+            Privilege::Direct => {
+                write_replace(&host.exports, before.as_bytes()).map_err(|err| ProcessError::Spawn {
+                    command: format!("restore {}", host.exports.display()),
+                    source: std::io::Error::other(err.to_string()),
+                })
+            }
+            Privilege::Sudo => runner
+                .run(
+                    &Cmd::new("sudo")
+                        .arg("cp")
+                        .arg(backup_path)
+                        .arg(&host.exports),
+                )
+                .await
+                .map(|_| ()),
+        };
+        if let Err(source) = restored {
+            return Err(ApplyError::RestoreFailed {
+                path: host.exports.clone(),
+                backup: backup_path.clone(),
+                source,
+            });
+        }
+        // Bring the server back to the restored file; its own failure is the reported one.
+        let _ = reload(runner, host).await;
+        return Err(ApplyError::ReloadFailed {
+            path: host.exports.clone(),
+            source: e,
+        });
+    }
+    Ok(Outcome::Changed { backup })
+}
+
+async fn reload(runner: &dyn Runner, host: &NfsHost) -> Result<(), ProcessError> {
+    if let Some((probe, start)) = &host.server {
+        let running = runner.output(probe).await.is_ok_and(|o| o.success());
+        if !running {
+            runner.run(start).await?;
+        }
+    }
+    for cmd in &host.reload {
+        runner.run(cmd).await?;
+    }
+    Ok(())
+}
+
+/// Write `bytes` to a temp file beside `path`, fsync it, rename it over `path`, fsync the
+/// directory. The file keeps mode 0644, as exports files are world-readable.
+fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |action: &'static str| {
+        let path = path.to_path_buf();
+        move |source| ApplyError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".exports.devenv-")
+        .tempfile_in(dir)
+        .map_err(io("create a temp file beside"))?;
+    tmp.write_all(bytes)
+        .map_err(io("write a temp file beside"))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io("set permissions beside"))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io("sync a temp file beside"))?;
+    tmp.persist(path).map_err(|e| io("replace")(e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The fixed sudo command lines (see templates/sudoers.*): copy to a staging file with `tee`,
+/// validate it (macOS), back up the current file, move the staging file over it.
+async fn sudo_replace(
+    runner: &dyn Runner,
+    host: &NfsHost,
+    exists: bool,
+    text: &str,
+) -> Result<(), ApplyError> {
+    let staging = host.staging_path();
+    runner
+        .run(
+            &Cmd::new("sudo")
+                .arg("tee")
+                .arg(&staging)
+                .stdin(text.as_bytes().to_vec()),
+        )
+        .await?;
+    if host.dialect == ExportsDialect::MacOs {
+        runner
+            .run(
+                &Cmd::new("sudo")
+                    .args(["nfsd", "-F"])
+                    .arg(&staging)
+                    .arg("checkexports"),
+            )
+            .await?;
+    }
+    if exists {
+        runner
+            .run(
+                &Cmd::new("sudo")
+                    .args(["cp", "-p"])
+                    .arg(&host.exports)
+                    .arg(host.backup_path()),
+            )
+            .await?;
+    }
+    runner
+        .run(&Cmd::new("sudo").arg("mv").arg(&staging).arg(&host.exports))
+        .await?;
+    Ok(())
+}
+
+/// Run the real `exportfs -ra` against `candidate` in a private mount namespace, and report the
+/// messages the current file does not already produce (a stale foreign line is not devenv's to
+/// fix, but it must not add a new one).
+async fn exportfs_check(
+    runner: &dyn Runner,
+    current: &str,
+    candidate: &str,
+) -> Result<(), ApplyError> {
+    let errors_of = |text: String| async move {
+        let dir = tempfile::tempdir().map_err(|source| ApplyError::Io {
+            action: "create a temp dir for",
+            path: PathBuf::from("exportfs validation"),
+            source,
+        })?;
+        let file = dir.path().join("exports");
+        let empty = dir.path().join("nfs-state");
+        std::fs::create_dir(&empty).map_err(|source| ApplyError::Io {
+            action: "create",
+            path: empty.clone(),
+            source,
+        })?;
+        std::fs::write(&file, text).map_err(|source| ApplyError::Io {
+            action: "write",
+            path: file.clone(),
+            source,
+        })?;
+        let out = runner.output(&exportfs_validation(&file, &empty)).await?;
+        Ok::<_, ApplyError>(
+            out.stderr
+                .lines()
+                .filter(|l| l.starts_with("exportfs:"))
+                .filter(|l| !l.contains("Neither 'subtree_check' or 'no_subtree_check'"))
+                .map(|l| l.replace("/etc/exports", "exports"))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let before = errors_of(current.to_string()).await?;
+    let after = errors_of(candidate.to_string()).await?;
+    let new: Vec<String> = after.into_iter().filter(|l| !before.contains(l)).collect();
+    if new.is_empty() {
+        Ok(())
+    } else {
+        Err(ApplyError::Invalid { problems: new })
+    }
+}
+
+/// `exportfs -ra` reading `candidate` as /etc/exports and keeping its state in `state_dir`,
+/// inside a private mount namespace so neither the real file nor the kernel's export table is
+/// touched: /proc/fs/nfsd and /proc/net/rpc, through which exportfs would update a running
+/// server, are hidden under empty tmpfs mounts there. The paths are passed as positional parameters, never spliced into the script.
+pub fn exportfs_validation(candidate: &Path, state_dir: &Path) -> Cmd {
+    Cmd::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount --bind \"$1\" /etc/exports && mount --bind \"$2\" /var/lib/nfs \\
+             && for d in /proc/fs/nfsd /proc/net/rpc; do \\
+                  if [ -d \"$d\" ]; then mount -t tmpfs devenv-check \"$d\" || exit 1; fi; \\
+                done && exportfs -ra",
+        )
+        .arg("exportfs-check")
+        .arg(candidate)
+        .arg(state_dir)
+        .read_only()
+        .timeout(Duration::from_secs(30))
+}
+
+/// The exports lock: one per exports file, shared by every user and project, in the temp dir
+/// (which every user may write) because /etc is not writable without root.
+async fn lock(exports: &Path, timeout: Duration) -> Result<std::fs::File, ApplyError> {
+    let name = format!(
+        "devenv-exports-{:016x}.lock",
+        crate::state::fnv1a(exports.as_os_str().as_encoded_bytes())
+    );
+    let path = std::env::temp_dir().join(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .or_else(|_| OpenOptions::new().read(true).open(&path))
+        .map_err(|source| ApplyError::Io {
+            action: "open",
+            path: path.clone(),
+            source,
+        })?;
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ApplyError::Locked {
+                    lock: path,
+                    waited: started.elapsed(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(ApplyError::Io {
+                    action: "lock",
+                    path,
+                    source,
+                });
+            }
+        }
+    }
+}
