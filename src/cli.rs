@@ -62,8 +62,11 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Onboard(commands::onboard::Args),
     Init(commands::init::Args),
     Up(commands::up::Args),
+    Down(commands::down::Args),
+    Status(commands::status::Args),
     Doctor(commands::doctor::Args),
     Exports(commands::exports::Args),
     Completions(commands::completions::Args),

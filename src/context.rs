@@ -34,6 +34,8 @@ pub struct Context {
     pub exports_reload: Option<String>,
     /// Whether a person can answer prompts (stdin is a terminal).
     pub interactive: bool,
+    /// `$DEVENV_HOST_ROOT`: read `/proc` and `/dev` below this directory (tests of a KVM host).
+    pub host_root: Option<PathBuf>,
     pub ui: Ui,
     pub runner: Arc<dyn Runner>,
 }
@@ -84,6 +86,7 @@ impl Context {
                 .unwrap_or_default(),
             exports_reload: std::env::var("DEVENV_EXPORTS_RELOAD").ok(),
             interactive: std::io::stdin().is_terminal(),
+            host_root: std::env::var_os("DEVENV_HOST_ROOT").map(PathBuf::from),
             ui: Ui::new(
                 global.color,
                 no_color,

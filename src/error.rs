@@ -30,6 +30,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A run of stages failed or was interrupted; the message names the stage.
+    #[error("{message}")]
+    Failed {
+        message: String,
+        help: String,
+        code: i32,
+    },
     /// The command was used in a way it does not support; `help` says the right way.
     #[error("{message}")]
     Usage { message: String, help: String },
@@ -58,7 +65,7 @@ impl Error {
             Error::Chart(_) => None,
             Error::Exports(e) => e.help(),
             Error::Io { .. } => None,
-            Error::Usage { help, .. } => Some(help.clone()),
+            Error::Usage { help, .. } | Error::Failed { help, .. } => Some(help.clone()),
         }
     }
 
@@ -67,6 +74,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage { .. } | Error::Config(ConfigError::Invalid { .. }) => 2,
+            Error::Failed { code, .. } => *code,
             _ => 1,
         }
     }

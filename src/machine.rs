@@ -22,6 +22,8 @@ pub struct Machine {
     runner: Arc<dyn Runner>,
     groups: Vec<String>,
     os_version: Option<String>,
+    /// Where `/proc` and `/dev` are read from: `/`, or a fixture tree in tests.
+    root: Option<PathBuf>,
 }
 
 impl Machine {
@@ -57,6 +59,21 @@ impl Machine {
             runner,
             groups,
             os_version,
+            root: None,
+        }
+    }
+
+    /// Read host files (`/proc/cpuinfo`, `/dev/kvm`) under `root` instead of `/`
+    /// (`$DEVENV_HOST_ROOT`, for tests of a host that can run KVM).
+    pub fn with_root(mut self, root: Option<PathBuf>) -> Machine {
+        self.root = root;
+        self
+    }
+
+    fn host_path(&self, path: &Path) -> PathBuf {
+        match &self.root {
+            Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+            None => path.to_path_buf(),
         }
     }
 }
@@ -108,6 +125,7 @@ impl Host for Machine {
     }
 
     fn file_info(&self, path: &Path) -> Option<FileInfo> {
+        let path = &self.host_path(path);
         let meta = std::fs::metadata(path).ok()?;
         Some(FileInfo {
             uid: meta.uid(),
@@ -117,7 +135,7 @@ impl Host for Machine {
     }
 
     fn read_file(&self, path: &Path) -> Option<String> {
-        std::fs::read_to_string(path).ok()
+        std::fs::read_to_string(self.host_path(path)).ok()
     }
 
     fn run<'a>(

@@ -97,6 +97,135 @@ pub fn parse_status(out: &Output) -> Result<VmState, String> {
     })
 }
 
+/// `minikube profile list -o json`. Read-only.
+pub fn profile_list() -> Cmd {
+    Cmd::new("minikube")
+        .args(["profile", "list", "-o", "json"])
+        .read_only()
+        .timeout(std::time::Duration::from_secs(60))
+}
+
+/// The settings minikube keeps for a profile, as far as devenv sets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileSettings {
+    pub driver: String,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    pub kubernetes_version: String,
+    pub max_pods: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct ProfileList {
+    #[serde(default)]
+    valid: Vec<ProfileEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProfileEntry {
+    name: String,
+    config: Option<ProfileConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProfileConfig {
+    #[serde(default)]
+    memory: u64,
+    #[serde(rename = "CPUs", default)]
+    cpus: u32,
+    #[serde(default)]
+    disk_size: u64,
+    #[serde(default)]
+    driver: String,
+    kubernetes_config: Option<KubernetesConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KubernetesConfig {
+    #[serde(default)]
+    kubernetes_version: String,
+    #[serde(default)]
+    extra_options: Option<Vec<ExtraOption>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ExtraOption {
+    component: String,
+    key: String,
+    value: String,
+}
+
+/// The settings of `profile` from `minikube profile list -o json`.
+pub fn parse_profile(json: &str, profile: &str) -> Option<ProfileSettings> {
+    let list: ProfileList = serde_json::from_str(json).ok()?;
+    let entry = list.valid.into_iter().find(|p| p.name == profile)?;
+    let c = entry.config?;
+    let k = c.kubernetes_config;
+    let max_pods = k
+        .as_ref()
+        .and_then(|k| k.extra_options.as_ref())
+        .and_then(|opts| {
+            opts.iter()
+                .find(|o| o.component == "kubelet" && o.key == "max-pods")
+        })
+        .and_then(|o| o.value.parse().ok());
+    Some(ProfileSettings {
+        driver: c.driver,
+        cpus: c.cpus,
+        memory_mib: c.memory,
+        disk_mib: c.disk_size,
+        kubernetes_version: k.map(|k| k.kubernetes_version).unwrap_or_default(),
+        max_pods,
+    })
+}
+
+/// How a running profile differs from what `[vm]` asks for, one phrase per setting.
+pub fn drift(actual: &ProfileSettings, driver: &dyn Driver, vm: &Vm) -> Vec<String> {
+    let mut out = Vec::new();
+    if actual.driver != driver.name() {
+        out.push(format!("driver {} → {}", actual.driver, driver.name()));
+    }
+    if actual.cpus != vm.cpus {
+        out.push(format!("cpus {} → {}", actual.cpus, vm.cpus));
+    }
+    if actual.memory_mib != vm.memory.mib() {
+        out.push(format!("memory {}m → {}", actual.memory_mib, vm.memory));
+    }
+    if actual.disk_mib != vm.disk.mib() {
+        out.push(format!("disk {}m → {}", actual.disk_mib, vm.disk));
+    }
+    if actual.kubernetes_version != vm.kubernetes_version {
+        out.push(format!(
+            "kubernetes_version {} → {}",
+            actual.kubernetes_version, vm.kubernetes_version
+        ));
+    }
+    if actual.max_pods != Some(vm.max_pods) {
+        let was = actual
+            .max_pods
+            .map_or("default".to_string(), |n| n.to_string());
+        out.push(format!("max_pods {was} → {}", vm.max_pods));
+    }
+    out
+}
+
+/// Whether `/proc/mounts` of the VM (as `cat /proc/mounts` prints it through `minikube ssh`)
+/// has `source` mounted over NFS at `target`.
+pub fn has_nfs_mount(proc_mounts: &str, source: &str, target: &str) -> bool {
+    proc_mounts.lines().any(|l| {
+        let mut f = l.trim_end_matches('\r').split_whitespace();
+        let (Some(src), Some(dir), Some(fs)) = (f.next(), f.next(), f.next()) else {
+            return false;
+        };
+        dir == target && fs.starts_with("nfs") && src.ends_with(&format!(":{source}"))
+    })
+}
+
 /// The address of the host inside the VM, before the VM exists: the gateway of the driver's
 /// default host-only network.
 pub fn expected_host_address(driver: &dyn Driver) -> Ipv4Addr {
@@ -157,6 +286,34 @@ mod tests {
             r#"[{"Name":"m01","Host":"Running","Kubelet":"Running","APIServer":"Running","Kubeconfig":"Configured","Worker":false}]"#,
         );
         assert_eq!(parse_status(&o), Ok(VmState::Running));
+    }
+
+    #[test]
+    fn profile_settings_are_read_from_profile_list() {
+        let json = r#"{"invalid":[],"valid":[{"Name":"devenv-shop","Status":"Running","Config":{"Name":"devenv-shop","Memory":6144,"CPUs":4,"DiskSize":40960,"Driver":"kvm2","KubernetesConfig":{"KubernetesVersion":"v1.31.0","ContainerRuntime":"docker","ExtraOptions":[{"Component":"kubelet","Key":"max-pods","Value":"60"}]},"Nodes":[]},"Active":false,"ActiveKubeContext":false}]}"#;
+        let p = parse_profile(json, "devenv-shop").unwrap();
+        assert_eq!(p.cpus, 4);
+        assert_eq!(p.memory_mib, 6144);
+        assert_eq!(p.max_pods, Some(60));
+        assert!(parse_profile(json, "other").is_none());
+        let vm = Vm::default();
+        assert!(drift(&p, &devenv_drivers::kvm2::Kvm2, &vm).is_empty());
+        let smaller = Vm {
+            cpus: 2,
+            ..Vm::default()
+        };
+        assert_eq!(
+            drift(&p, &devenv_drivers::kvm2::Kvm2, &smaller),
+            vec!["cpus 4 → 2"]
+        );
+    }
+
+    #[test]
+    fn nfs_mounts_are_found_in_proc_mounts() {
+        let m = "/dev/vda1 / ext4 rw 0 0\r\n192.168.39.1:/home/ann/shop /src nfs rw,vers=3 0 0\r\n";
+        assert!(has_nfs_mount(m, "/home/ann/shop", "/src"));
+        assert!(!has_nfs_mount(m, "/home/ann/other", "/src"));
+        assert!(!has_nfs_mount(m, "/home/ann/shop", "/app"));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `devenv up` as a plan: named stages with declared dependencies, each holding the exact
-//! commands and file edits it would make. The same plan is printed by `--dry-run` and (as the
-//! reconcile engine grows) executed stage by stage, so what a dry run shows is what runs.
+//! commands and file edits it makes. The plan is computed from devenv.toml and what was read
+//! (read-only) from the machine; `--dry-run` prints it and `up` executes it stage by stage
+//! ([`crate::execute`]), so what a dry run shows is what runs.
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use devenv_drivers::Driver;
@@ -13,15 +15,109 @@ use crate::minikube::{self, VmState};
 use crate::process::{Cmd, quote};
 use crate::{helm, process};
 
+/// A condition checked when the stage runs; a failed one stops the stage.
+#[derive(Debug, Clone)]
+pub enum Verify {
+    /// The chosen driver's health, found while planning; `failure` is its first failing check.
+    Driver {
+        name: &'static str,
+        failure: Option<String>,
+    },
+    /// These programs are on PATH.
+    Tools(Vec<&'static str>),
+    /// Something this version of devenv cannot do yet; the stage fails with this message.
+    Unsupported(String),
+    /// A file devenv writes in the source tree on the host reads back through the VM's mount.
+    MountProbe {
+        profile: String,
+        host_dir: PathBuf,
+        vm_dir: String,
+    },
+    /// The release exists and is deployed (`helm status`), for a no-op `up`.
+    Release {
+        release: String,
+        namespace: String,
+        context: String,
+    },
+}
+
+impl Verify {
+    pub fn describe(&self) -> String {
+        match self {
+            Verify::Driver { name, .. } => {
+                format!("driver {name} is healthy (details: devenv doctor)")
+            }
+            Verify::Tools(tools) => format!("{} are installed", tools.join(", ")),
+            Verify::Unsupported(why) => format!("stops here: {why}"),
+            Verify::MountProbe {
+                host_dir, vm_dir, ..
+            } => format!(
+                "a probe file written in {} on the host reads back from {vm_dir} in the VM",
+                host_dir.display()
+            ),
+            Verify::Release {
+                release, namespace, ..
+            } => format!("release {release} in namespace {namespace} is deployed"),
+        }
+    }
+}
+
+/// The NFS mount inside the VM. The host's address is only known once the VM has its own, so a
+/// plan made before the VM exists shows the driver's usual address and the mount resolves it
+/// when it runs.
+#[derive(Debug, Clone)]
+pub struct MountSpec {
+    pub profile: String,
+    /// The host as the VM sees it, when the VM's address is known.
+    pub host: Option<Ipv4Addr>,
+    /// The address shown in the plan when `host` is not known yet.
+    pub assumed_host: Ipv4Addr,
+    pub source: PathBuf,
+    pub target: String,
+    pub options: String,
+}
+
+impl MountSpec {
+    /// The two commands run inside the VM, for `host`.
+    pub fn commands(&self, host: Ipv4Addr) -> [Cmd; 2] {
+        let remote = format!("{host}:{}", self.source.display());
+        [
+            minikube::ssh(&self.profile, &["sudo", "mkdir", "-p", &self.target]),
+            minikube::ssh(
+                &self.profile,
+                &[
+                    "sudo",
+                    "mount",
+                    "-t",
+                    "nfs",
+                    "-o",
+                    &self.options,
+                    &remote,
+                    &self.target,
+                ],
+            ),
+        ]
+    }
+}
+
 /// One step of a stage.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// A condition verified before anything changes.
-    Check(String),
+    /// A condition verified when the stage runs.
+    Verify(Verify),
     /// A command to run.
     Run(Cmd),
-    /// Lines added to (`+`) or removed from (`-`) a file; nothing else in it changes.
-    Edit { path: PathBuf, diff: String },
+    /// devenv's block in the exports file: the diff shown, the lines written, then the reload.
+    Exports {
+        path: PathBuf,
+        diff: String,
+        source: PathBuf,
+        lines: Vec<String>,
+        /// The reload that follows the edit (run by the exports code, shown in the plan).
+        reload: Vec<Cmd>,
+    },
+    /// The NFS mount inside the VM.
+    Mount(MountSpec),
     /// A file devenv owns, written whole.
     Write { path: PathBuf, contents: String },
     /// Something that needs no action, and why.
@@ -49,6 +145,8 @@ pub struct ExportsFacts {
     pub file: PathBuf,
     /// The exported directory as written in the file.
     pub source: PathBuf,
+    /// The lines of devenv's block.
+    pub lines: Vec<String>,
     /// The change to the file as a diff (empty: nothing to change), or why it cannot be made.
     pub diff: Result<String, String>,
     /// Whether the file is changed through sudo.
@@ -60,16 +158,29 @@ pub struct ExportsFacts {
 /// What the plan depends on besides devenv.toml, gathered (read-only) by the caller.
 pub struct Facts {
     pub driver: &'static dyn Driver,
+    /// The first failing check of the driver, if any.
+    pub driver_failure: Option<String>,
     /// Placement of every service after the user's toggles.
     pub placements: Vec<(String, Placement)>,
     pub exports: ExportsFacts,
     /// The VM's state from `minikube status`, when minikube could be asked.
     pub vm_state: Option<VmState>,
+    /// The VM's address, when it runs.
+    pub vm_ip: Option<Ipv4Addr>,
+    /// How the running VM differs from `[vm]` (empty: same settings, or not running).
+    pub vm_drift: Vec<String>,
+    /// The running VM already has the source mounted at the target from the right place.
+    pub mounted: bool,
     /// Where the generated values overlay is written.
     pub overlay_file: PathBuf,
+    /// Nothing that the release depends on changed since the last successful `up`.
+    pub release_unchanged: bool,
     /// The developer's user name, for the remote namespace.
     pub user: String,
 }
+
+/// The tools `up` runs.
+pub const TOOLS: [&str; 3] = ["minikube", "helm", "kubectl"];
 
 impl Plan {
     pub fn build(loaded: &Loaded, facts: &Facts) -> Plan {
@@ -85,47 +196,54 @@ impl Plan {
         let mut stages = Vec::new();
 
         let mut preflight = vec![
-            Action::Check("devenv.toml is valid".into()),
-            Action::Check(format!(
-                "driver {} is healthy (details: devenv doctor)",
-                driver.name()
-            )),
-            Action::Check("minikube, helm and kubectl are installed".into()),
+            Action::Verify(Verify::Driver {
+                name: driver.name(),
+                failure: facts.driver_failure.clone(),
+            }),
+            Action::Verify(Verify::Tools(TOOLS.to_vec())),
         ];
         if facts.exports.sudo {
-            preflight.push(Action::Check(format!(
-                "sudo may edit {} and reload the NFS server (asked once, up front)",
+            preflight.push(Action::Note(format!(
+                "sudo is asked for once, before any stage starts, to edit {} and reload the NFS server",
                 facts.exports.file.display()
             )));
+        }
+        if !remote.is_empty() {
+            preflight.push(Action::Verify(Verify::Unsupported(format!(
+                "running services on the remote cluster ({}) is not available in this version; set offload = \"local\" for them",
+                remote.join(", ")
+            ))));
         }
         stages.push(stage("preflight", &[], preflight));
 
         // exports
         let ex = &facts.exports;
-        let source = ex.source.clone();
         let exports = match &ex.diff {
             Ok(diff) if diff.is_empty() => vec![Action::Note(format!(
                 "{} already exports {} to the VM",
                 ex.file.display(),
-                source.display()
+                ex.source.display()
             ))],
-            Ok(diff) => {
-                let mut actions = vec![Action::Edit {
-                    path: ex.file.clone(),
-                    diff: diff.clone(),
-                }];
-                actions.extend(ex.reload.iter().cloned().map(Action::Run));
-                actions
-            }
-            Err(why) => vec![Action::Check(format!("would stop here: {why}"))],
+            Ok(diff) => vec![Action::Exports {
+                path: ex.file.clone(),
+                diff: diff.clone(),
+                source: ex.source.clone(),
+                lines: ex.lines.clone(),
+                reload: ex.reload.clone(),
+            }],
+            Err(why) => vec![Action::Verify(Verify::Unsupported(why.clone()))],
         };
         stages.push(stage("exports", &["preflight"], exports));
 
         // vm
         let start = minikube::start(&profile, driver, &c.vm);
         let vm = match &facts.vm_state {
+            Some(VmState::Running) if facts.vm_drift.is_empty() => vec![Action::Note(format!(
+                "{profile} is running with the settings of [vm]"
+            ))],
             Some(VmState::Running) => vec![Action::Note(format!(
-                "{profile} is running; its settings are compared with [vm] and nothing is restarted"
+                "{profile} is running but differs from [vm] ({}); minikube cannot change a VM in place: `devenv down --purge` then `devenv up` recreates it",
+                facts.vm_drift.join(", ")
             ))],
             Some(VmState::Stopped) => vec![
                 Action::Note(format!(
@@ -138,36 +256,35 @@ impl Plan {
         stages.push(stage("vm", &["preflight"], vm));
 
         // mount
-        let host = minikube::expected_host_address(driver);
-        let target = &c.mount.target;
-        let remote_path = format!("{host}:{}", source.display());
-        let mkdir = ["sudo", "mkdir", "-p", target.as_str()];
-        let mount = [
-            "sudo",
-            "mount",
-            "-t",
-            "nfs",
-            "-o",
-            c.mount.options.as_str(),
-            remote_path.as_str(),
-            target.as_str(),
-        ];
-        stages.push(stage(
-            "mount",
-            &["exports", "vm"],
+        let mount = MountSpec {
+            profile: profile.clone(),
+            host: facts.vm_ip.map(|ip| driver.host_address(ip)),
+            assumed_host: minikube::expected_host_address(driver),
+            source: ex.source.clone(),
+            target: c.mount.target.clone(),
+            options: c.mount.options.clone(),
+        };
+        let probe = Action::Verify(Verify::MountProbe {
+            profile: profile.clone(),
+            host_dir: loaded
+                .source_dir()
+                .canonicalize()
+                .unwrap_or_else(|_| loaded.source_dir()),
+            vm_dir: c.mount.target.clone(),
+        });
+        let mount_actions = if facts.mounted {
             vec![
                 Action::Note(format!(
-                    "the host is {host} as seen from the VM (the gateway of {}); confirmed once the VM has its address",
-                    driver.default_subnet()
+                    "{} is already mounted at {} in the VM",
+                    ex.source.display(),
+                    c.mount.target
                 )),
-                Action::Run(minikube::ssh(&profile, &mkdir)),
-                Action::Run(minikube::ssh(&profile, &mount)),
-                Action::Check(format!(
-                    "a probe file written in {} on the host reads back from {target} in the VM",
-                    source.display()
-                )),
-            ],
-        ));
+                probe,
+            ]
+        } else {
+            vec![Action::Mount(mount), probe]
+        };
+        stages.push(stage("mount", &["exports", "vm"], mount_actions));
 
         // remote services and their bridges
         let mut release_after = vec!["mount".to_string()];
@@ -213,21 +330,31 @@ impl Plan {
         // release
         let overlay = helm::overlay(loaded, &facts.placements);
         let after: Vec<&str> = release_after.iter().map(String::as_str).collect();
-        stages.push(stage(
-            "release",
-            &after,
+        let release = if facts.release_unchanged {
+            vec![
+                Action::Note(
+                    "the chart, the values and devenv.toml are unchanged since the last up".into(),
+                ),
+                Action::Verify(Verify::Release {
+                    release: c.project.release().to_string(),
+                    namespace: c.project.namespace().to_string(),
+                    context: profile.clone(),
+                }),
+            ]
+        } else {
             vec![
                 Action::Write {
                     path: facts.overlay_file.clone(),
                     contents: serde_json::to_string_pretty(&overlay).expect("json") + "\n",
                 },
                 Action::Run(helm::upgrade_install(loaded, &profile, &facts.overlay_file)),
-                Action::Check(format!(
-                    "every Deployment and StatefulSet in namespace {} becomes ready",
+                Action::Note(format!(
+                    "helm --wait waits until every Deployment and StatefulSet in namespace {} is ready",
                     c.project.namespace()
                 )),
-            ],
-        ));
+            ]
+        };
+        stages.push(stage("release", &after, release));
 
         let local: Vec<&str> = facts
             .placements
@@ -256,6 +383,16 @@ impl Plan {
         }
     }
 
+    /// Whether running the plan would change anything (a no-op `up` changes nothing).
+    pub fn changes_anything(&self) -> bool {
+        self.stages.iter().flat_map(|s| &s.actions).any(|a| {
+            matches!(
+                a,
+                Action::Run(_) | Action::Exports { .. } | Action::Mount(_) | Action::Write { .. }
+            )
+        })
+    }
+
     /// The plan as text: stages in dependency order, one action per line.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -275,29 +412,7 @@ impl Plan {
             };
             let _ = writeln!(out, "\n{}. {}{after}", i + 1, s.name);
             for a in &s.actions {
-                match a {
-                    Action::Check(t) => {
-                        let _ = writeln!(out, "   check  {t}");
-                    }
-                    Action::Note(t) => {
-                        let _ = writeln!(out, "   note   {t}");
-                    }
-                    Action::Run(cmd) => {
-                        let _ = writeln!(out, "   run    {}", cmd.display());
-                    }
-                    Action::Edit { path, diff } => {
-                        let _ = writeln!(out, "   edit   {}", quote(&process::display_path(path)));
-                        for l in diff.lines() {
-                            let _ = writeln!(out, "          {l}");
-                        }
-                    }
-                    Action::Write { path, contents } => {
-                        let _ = writeln!(out, "   write  {}", quote(&process::display_path(path)));
-                        for l in contents.lines() {
-                            let _ = writeln!(out, "          | {l}");
-                        }
-                    }
-                }
+                render_action(&mut out, a);
             }
         }
         out
@@ -310,6 +425,14 @@ impl Plan {
             after: &'a [String],
             actions: Vec<serde_json::Value>,
         }
+        let run = |c: &Cmd| {
+            serde_json::json!({
+                "run": c.display(),
+                "argv": std::iter::once(c.program().to_string())
+                    .chain(c.get_args().iter().map(|a| a.to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>(),
+            })
+        };
         let stages: Vec<JStage<'_>> = self
             .stages
             .iter()
@@ -319,20 +442,22 @@ impl Plan {
                 actions: s
                     .actions
                     .iter()
-                    .map(|a| match a {
-                        Action::Check(t) => serde_json::json!({"check": t}),
-                        Action::Note(t) => serde_json::json!({"note": t}),
-                        Action::Run(c) => serde_json::json!({
-                            "run": c.display(),
-                            "argv": std::iter::once(c.program().to_string())
-                                .chain(c.get_args().iter().map(|a| a.to_string_lossy().into_owned()))
-                                .collect::<Vec<_>>(),
-                        }),
-                        Action::Edit { path, diff } => {
-                            serde_json::json!({"edit": path, "diff": diff})
-                        }
+                    .flat_map(|a| match a {
+                        Action::Verify(v) => vec![serde_json::json!({"check": v.describe()})],
+                        Action::Note(t) => vec![serde_json::json!({"note": t})],
+                        Action::Run(c) => vec![run(c)],
+                        Action::Exports {
+                            path, diff, reload, ..
+                        } => std::iter::once(serde_json::json!({"edit": path, "diff": diff}))
+                            .chain(reload.iter().map(run))
+                            .collect(),
+                        Action::Mount(m) => m
+                            .commands(m.host.unwrap_or(m.assumed_host))
+                            .iter()
+                            .map(run)
+                            .collect(),
                         Action::Write { path, contents } => {
-                            serde_json::json!({"write": path, "contents": contents})
+                            vec![serde_json::json!({"write": path, "contents": contents})]
                         }
                     })
                     .collect(),
@@ -344,6 +469,49 @@ impl Plan {
             "driver": self.driver,
             "stages": stages,
         })
+    }
+}
+
+fn render_action(out: &mut String, a: &Action) {
+    match a {
+        Action::Verify(v) => {
+            let _ = writeln!(out, "   check  {}", v.describe());
+        }
+        Action::Note(t) => {
+            let _ = writeln!(out, "   note   {t}");
+        }
+        Action::Run(cmd) => {
+            let _ = writeln!(out, "   run    {}", cmd.display());
+        }
+        Action::Exports {
+            path, diff, reload, ..
+        } => {
+            let _ = writeln!(out, "   edit   {}", quote(&process::display_path(path)));
+            for l in diff.lines() {
+                let _ = writeln!(out, "          {l}");
+            }
+            for cmd in reload {
+                let _ = writeln!(out, "   run    {}", cmd.display());
+            }
+        }
+        Action::Mount(m) => {
+            if m.host.is_none() {
+                let _ = writeln!(
+                    out,
+                    "   note   the host is {} as seen from the VM (the driver's usual gateway); confirmed once the VM has its address",
+                    m.assumed_host
+                );
+            }
+            for cmd in m.commands(m.host.unwrap_or(m.assumed_host)) {
+                let _ = writeln!(out, "   run    {}", cmd.display());
+            }
+        }
+        Action::Write { path, contents } => {
+            let _ = writeln!(out, "   write  {}", quote(&process::display_path(path)));
+            for l in contents.lines() {
+                let _ = writeln!(out, "          | {l}");
+            }
+        }
     }
 }
 

@@ -36,6 +36,11 @@ impl Ui {
         }
     }
 
+    /// Live progress lines only on a terminal; pipes and logs get one line per event.
+    pub fn progress_bars(&self) -> bool {
+        !self.json && !self.quiet && std::io::stderr().is_terminal()
+    }
+
     pub fn color(&self) -> bool {
         self.color
     }

@@ -13,7 +13,7 @@ fn top_level_help_lists_only_working_commands_and_examples() {
 }
 
 #[test]
-fn up_help_says_that_it_only_plans_in_this_version() {
+fn up_help_explains_the_stages_and_dry_run() {
     let out = Env::new().devenv().args(["up", "--help"]).output().unwrap();
     insta::assert_snapshot!("up_help", String::from_utf8(out.stdout).unwrap());
 }
@@ -61,18 +61,6 @@ fn an_unknown_command_is_a_usage_error() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("unrecognized subcommand"));
-}
-
-#[test]
-fn up_without_dry_run_refuses_and_says_what_works() {
-    let env = Env::new();
-    env.example();
-    env.devenv()
-        .arg("up")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("devenv up --dry-run"));
-    assert!(env.minikube_calls().is_empty(), "nothing was run");
 }
 
 #[test]

@@ -193,3 +193,654 @@ fn a_driver_for_another_os_is_refused_with_the_alternative() {
         .stderr(predicate::str::contains("vfkit"))
         .stderr(predicate::str::contains("help:"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The checks beyond the drivers: each is {id, group, state, reason, fix, doc} in `checks`.
+
+const TROUBLESHOOTING: &str = include_str!("../docs/troubleshooting.md");
+
+fn finding<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {v:#}"))
+}
+
+fn has_finding(v: &Value, id: &str) -> bool {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == id)
+}
+
+fn reason(c: &Value) -> &str {
+    c["reason"].as_str().unwrap()
+}
+
+/// GitHub's anchor for a heading.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The example project with its devenv.toml edited.
+fn example_with(env: &Env, edit: impl Fn(String) -> String) {
+    env.example();
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write("devenv.toml", &edit(toml));
+}
+
+/// Start the fake VM of the example project (profile devenv-shop).
+fn start_vm(env: &Env) {
+    let out = env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// PATH for `devenv` with the fake minikube, without any directory that holds a `helm`.
+fn path_without_helm() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(support::support_bin())
+        .chain(std::env::split_paths(&path).filter(|d| !d.join("helm").exists()));
+    std::env::join_paths(dirs).unwrap()
+}
+
+#[test]
+fn every_problem_links_to_its_section_of_the_troubleshooting_page() {
+    let env = Env::new();
+    env.example();
+    let (_, v) = doctor_json(&env);
+    let sections: Vec<String> = TROUBLESHOOTING
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(slug)
+        .collect();
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks.len() >= 15, "{v:#}");
+    for c in checks {
+        assert!(!c["id"].as_str().unwrap().is_empty(), "{c}");
+        assert!(!reason(c).is_empty(), "{c}");
+        let group = c["group"].as_str().unwrap();
+        assert!(
+            ["config", "tools", "host", "vm", "nfs", "chart", "remote"].contains(&group),
+            "{c}"
+        );
+        if c["state"] != "ok" {
+            assert!(
+                c["fix"].as_str().is_some_and(|f| !f.is_empty()),
+                "no fix: {c}"
+            );
+            let doc = c["doc"].as_str().unwrap();
+            let anchor = doc
+                .strip_prefix("docs/troubleshooting.md#")
+                .unwrap_or_else(|| panic!("{doc} is not a troubleshooting section"));
+            assert!(sections.iter().any(|s| s == anchor), "no section #{anchor}");
+        }
+    }
+}
+
+#[test]
+fn human_output_groups_the_checks_after_the_drivers() {
+    let env = Env::new();
+    env.example();
+    let out = env.devenv().arg("doctor").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut at = 0;
+    let mut headings = vec!["VM drivers", "Tools"];
+    if cfg!(target_os = "linux") {
+        headings.push("Host");
+    }
+    headings.extend(["VM and source mount", "NFS", "Chart", "Remote cluster"]);
+    for heading in headings {
+        let found = text[at..]
+            .lines()
+            .position(|l| l.starts_with(heading))
+            .unwrap_or_else(|| panic!("no {heading:?} after byte {at} in:\n{text}"));
+        at += text[at..]
+            .lines()
+            .take(found + 1)
+            .map(|l| l.len() + 1)
+            .sum::<usize>();
+    }
+}
+
+#[test]
+fn outside_a_project_only_the_machine_is_checked() {
+    let env = Env::new();
+    let (_, v) = doctor_json(&env);
+    assert!(has_finding(&v, "vm.virtualbox"));
+    assert!(has_finding(&v, "nfs.server"));
+    for id in [
+        "vm.mount",
+        "vm.stat-latency",
+        "nfs.exports",
+        "chart.render",
+        "remote.context",
+    ] {
+        assert!(!has_finding(&v, id), "{id} needs a project: {v:#}");
+    }
+}
+
+#[test]
+fn doctor_only_reads() {
+    let env = Env::new();
+    env.example();
+    start_vm(&env);
+    let before = std::fs::read(&env.exports).unwrap();
+    let _ = doctor_json(&env);
+    assert_eq!(std::fs::read(&env.exports).unwrap(), before);
+    let calls = env.minikube_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == "ssh -p devenv-shop -- cat /proc/mounts"),
+        "{calls:?}"
+    );
+    for c in calls.iter().skip(1) {
+        assert!(
+            [
+                "version",
+                "status",
+                "profile list",
+                "ip",
+                "ssh -p devenv-shop -- cat /proc/mounts",
+                "ssh -p devenv-shop -- sh -c"
+            ]
+            .iter()
+            .any(|ok| c.starts_with(ok)),
+            "doctor ran `minikube {c}`"
+        );
+    }
+}
+
+#[test]
+fn a_virtualbox_profile_is_reported_with_the_seeds_figures_and_the_way_out() {
+    let env = Env::new();
+    env.example();
+    let out = env.minikube(&["start", "-p", "old", "--driver=virtualbox"]);
+    assert!(out.status.success());
+    let (_, v) = doctor_json(&env);
+    let c = finding(&v, "vm.virtualbox");
+    assert_eq!(c["state"], "warn", "{c}");
+    assert!(
+        reason(c).starts_with("minikube profile old on the virtualbox driver"),
+        "{c}"
+    );
+    assert!(reason(c).contains("300% CPU, 4 GB of RAM"), "{c}");
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("minikube stop -p old"),
+        "{c}"
+    );
+    assert_eq!(c["doc"], "docs/troubleshooting.md#virtualbox");
+}
+
+#[test]
+fn no_virtualbox_profile_is_ok() {
+    let env = Env::new();
+    env.example();
+    start_vm(&env);
+    let (_, v) = doctor_json(&env);
+    assert_eq!(finding(&v, "vm.virtualbox")["state"], "ok");
+}
+
+#[test]
+fn a_stopped_vm_is_reported_as_such_and_not_entered() {
+    let env = Env::new();
+    env.example();
+    start_vm(&env);
+    assert!(
+        env.minikube(&["stop", "-p", "devenv-shop"])
+            .status
+            .success()
+    );
+    let (_, v) = doctor_json(&env);
+    let c = finding(&v, "vm.mount");
+    assert_eq!(c["state"], "warn");
+    assert_eq!(
+        reason(c),
+        "devenv-shop is stopped: the source mount in the VM was not checked"
+    );
+    assert_eq!(c["fix"], "devenv up");
+    let latency = finding(&v, "vm.stat-latency");
+    assert_eq!(latency["state"], "ok", "{latency}");
+    assert!(reason(latency).starts_with("host: p50 "), "{latency}");
+    assert!(reason(latency).ends_with("devenv-shop is not running, so only the host was timed"));
+    assert!(!env.minikube_calls().iter().any(|c| c.starts_with("ssh")));
+}
+
+#[test]
+fn a_running_vm_without_the_source_mount_fails_with_devenv_up() {
+    let env = Env::new();
+    env.example();
+    start_vm(&env);
+    let (code, v) = doctor_json(&env);
+    let c = finding(&v, "vm.mount");
+    assert_eq!(c["state"], "fail", "{c}");
+    assert!(
+        reason(c).starts_with("nothing is mounted at /src in devenv-shop"),
+        "{c}"
+    );
+    assert_eq!(c["fix"], "devenv up");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn the_nfs_mount_devenv_makes_passes_and_stat_is_probed_through_it() {
+    let env = Env::new();
+    env.example();
+    start_vm(&env);
+    let source = env.project.canonicalize().unwrap();
+    let mount = format!(
+        "sudo mount -t nfs -o vers=3,tcp,nolock,noacl,async,actimeo=1 192.168.39.1:{} /src",
+        source.display()
+    );
+    for line in ["sudo mkdir -p /src", mount.as_str()] {
+        let out = env.minikube(&["ssh", "-p", "devenv-shop", "--", line]);
+        assert!(out.status.success(), "{line}: {out:?}");
+    }
+    let (_, v) = doctor_json(&env);
+    let c = finding(&v, "vm.mount");
+    assert_eq!(c["state"], "ok", "{c}");
+    assert_eq!(
+        reason(c),
+        format!(
+            "/src is nfs from 192.168.39.1:{} with vers=3,tcp,nolock,noacl,async,actimeo=1",
+            source.display()
+        )
+    );
+    // One ssh with the file names as separate quoted words after `sh -c SCRIPT sh /src`.
+    let probe = env
+        .minikube_calls()
+        .into_iter()
+        .find(|c| c.starts_with("ssh -p devenv-shop -- sh -c "))
+        .expect("the stat probe ran in the VM");
+    assert!(probe.contains(" sh /src "), "{probe}");
+    assert!(probe.contains(" devenv.toml"), "{probe}");
+    let latency = finding(&v, "vm.stat-latency");
+    assert!(reason(latency).starts_with("host: p50 "), "{latency}");
+}
+
+#[test]
+fn mount_options_missing_from_the_mount_are_named() {
+    let env = Env::new();
+    env.example();
+    start_vm(&env);
+    let source = env.project.canonicalize().unwrap();
+    let mount = format!(
+        "sudo mount -t nfs -o vers=3,tcp 192.168.39.1:{} /src",
+        source.display()
+    );
+    for line in ["sudo mkdir -p /src", mount.as_str()] {
+        assert!(
+            env.minikube(&["ssh", "-p", "devenv-shop", "--", line])
+                .status
+                .success()
+        );
+    }
+    let (_, v) = doctor_json(&env);
+    let c = finding(&v, "vm.mount");
+    assert_eq!(c["state"], "warn", "{c}");
+    assert!(reason(c).contains("without nolock,noacl"), "{c}");
+    assert_eq!(
+        c["fix"],
+        "minikube ssh -p devenv-shop -- 'sudo umount /src' && devenv up"
+    );
+}
+
+#[test]
+fn a_missing_exports_block_warns_before_up_and_fails_with_the_vm_running() {
+    let env = Env::new();
+    env.example();
+    let (_, v) = doctor_json(&env);
+    let c = finding(&v, "nfs.exports");
+    assert_eq!(c["state"], "warn", "{c}");
+    assert_eq!(c["fix"], "devenv exports apply");
+    start_vm(&env);
+    let (_, v) = doctor_json(&env);
+    assert_eq!(finding(&v, "nfs.exports")["state"], "fail");
+}
+
+/// The block `devenv exports` would write, put into the test's exports file.
+fn write_block(env: &Env, edit: impl Fn(&str) -> String) {
+    let out = env.devenv().args(["--json", "exports"]).output().unwrap();
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uid = shown["uid"].as_u64().unwrap();
+    let lines: Vec<String> = shown["wanted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| edit(l.as_str().unwrap()))
+        .collect();
+    std::fs::write(
+        &env.exports,
+        format!(
+            "# /etc/exports of a test\n# BEGIN devenv shop uid={uid}\n{}\n# END devenv shop uid={uid}\n",
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_block_devenv_writes_passes_every_exports_check() {
+    let env = Env::new();
+    env.example();
+    start_vm(&env);
+    write_block(&env, str::to_string);
+    let (_, v) = doctor_json(&env);
+    for id in ["nfs.exports", "nfs.exports-valid", "nfs.exports-scope"] {
+        assert_eq!(finding(&v, id)["state"], "ok", "{}", finding(&v, id));
+    }
+    assert!(reason(finding(&v, "nfs.exports-scope")).starts_with("exported only to 192.168.39."));
+}
+
+#[test]
+fn an_export_to_every_host_fails_the_scope_rule() {
+    let env = Env::new();
+    env.example();
+    write_block(&env, |l| l.replace("192.168.39.0/24", "*"));
+    let (code, v) = doctor_json(&env);
+    let c = finding(&v, "nfs.exports-scope");
+    assert_eq!(c["state"], "fail", "{c}");
+    assert_eq!(c["fix"], "devenv exports apply");
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn an_export_to_another_network_than_the_running_vm_fails() {
+    let env = Env::new();
+    env.example();
+    start_vm(&env);
+    write_block(&env, |l| {
+        let client = l
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .split('(')
+            .next()
+            .unwrap()
+            .to_string();
+        l.replace(&client, "10.1.2.3")
+    });
+    let (_, v) = doctor_json(&env);
+    let c = finding(&v, "nfs.exports-scope");
+    assert_eq!(c["state"], "fail", "{c}");
+    assert!(
+        reason(c).contains("but the VM's address is 192.168.39."),
+        "{c}"
+    );
+}
+
+#[test]
+fn powersave_and_low_inotify_limits_on_the_host_are_reported() {
+    let env = Env::new();
+    let root = env.home.path().join("host");
+    let cpu = root.join("sys/devices/system/cpu/cpu0/cpufreq");
+    let inotify = root.join("proc/sys/fs/inotify");
+    std::fs::create_dir_all(&cpu).unwrap();
+    std::fs::create_dir_all(&inotify).unwrap();
+    std::fs::write(cpu.join("scaling_governor"), "powersave\n").unwrap();
+    std::fs::write(inotify.join("max_user_watches"), "10\n").unwrap();
+    std::fs::write(inotify.join("max_user_instances"), "128\n").unwrap();
+    let env = env.with_env("DEVENV_HOST_ROOT", &root);
+    env.example();
+    let (_, v) = doctor_json(&env);
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let c = finding(&v, "host.cpu-governor");
+    assert_eq!(c["state"], "warn", "{c}");
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("sudo cpupower frequency-set -g performance")
+    );
+    let c = finding(&v, "host.inotify-watches");
+    assert_eq!(c["state"], "warn", "{c}");
+    assert!(
+        reason(c).starts_with("fs.inotify.max_user_watches = 10, but the source tree has "),
+        "{c}"
+    );
+    assert!(c["fix"].as_str().unwrap().contains("/etc/sysctl.d/"), "{c}");
+    assert_eq!(finding(&v, "host.inotify-instances")["state"], "ok");
+}
+
+/// `doctor --json` with `helm` on PATH being the real Helm 3 or 4.
+fn doctor_with_helm(env: &Env, helm: &std::path::Path) -> Value {
+    let bin = env.home.path().join("helm-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let _ = std::fs::remove_file(bin.join("helm"));
+    std::os::unix::fs::symlink(helm, bin.join("helm")).unwrap();
+    let path = std::env::join_paths(
+        [bin, support::support_bin()]
+            .into_iter()
+            .chain(std::env::split_paths(&path_without_helm())),
+    )
+    .unwrap();
+    let out = env
+        .devenv()
+        .env("PATH", path)
+        .args(["--json", "doctor"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_example_chart_is_clean_on_every_chart_check_with_helm_3_and_4() {
+    for name in ["helm3", "helm4"] {
+        let Some(helm) = real_tool(name) else { return };
+        let env = Env::new();
+        env.example();
+        let v = doctor_with_helm(&env, &helm);
+        for id in [
+            "chart.render",
+            "chart.cpu-limit-ratio",
+            "chart.cpu-limits",
+            "chart.prestop",
+            "chart.max-pods",
+        ] {
+            assert_eq!(
+                finding(&v, id)["state"],
+                "ok",
+                "{name}: {}",
+                finding(&v, id)
+            );
+        }
+        assert_eq!(
+            reason(finding(&v, "chart.prestop")),
+            "every Deployment behind an Ingress sleeps in preStop (Deployment/api)"
+        );
+    }
+}
+
+#[test]
+fn a_cpu_limit_in_the_dev_values_is_reported_with_both_rules() {
+    let Some(helm) = real_tool("helm3") else {
+        return;
+    };
+    let env = Env::new();
+    env.example();
+    let values = std::fs::read_to_string(env.project.join("deploy/values-dev.yaml")).unwrap();
+    env.write(
+        "deploy/values-dev.yaml",
+        &values.replace(
+            "api:\n  replicas: 1\n",
+            "api:\n  replicas: 1\n  resources:\n    requests:\n      cpu: 500m\n    limits:\n      cpu: 500m\n",
+        ),
+    );
+    let v = doctor_with_helm(&env, &helm);
+    let ratio = finding(&v, "chart.cpu-limit-ratio");
+    assert_eq!(ratio["state"], "warn", "{ratio}");
+    assert!(
+        reason(ratio).contains("Deployment/api container api: limit 500m is 1.0× its request 500m"),
+        "{ratio}"
+    );
+    let limits = finding(&v, "chart.cpu-limits");
+    assert_eq!(limits["state"], "warn", "{limits}");
+    assert!(reason(limits).contains("p99 100 ms to 10 ms"), "{limits}");
+}
+
+#[test]
+fn an_ingress_backend_without_a_prestop_sleep_is_reported() {
+    let Some(helm) = real_tool("helm3") else {
+        return;
+    };
+    let env = Env::new();
+    env.example();
+    let api = env.project.join("deploy/chart/templates/api.yaml");
+    let text = std::fs::read_to_string(&api).unwrap();
+    assert!(text.contains("command: [\"sleep\", \"5\"]"));
+    std::fs::write(
+        &api,
+        text.replace("command: [\"sleep\", \"5\"]", "command: [\"true\"]"),
+    )
+    .unwrap();
+    let v = doctor_with_helm(&env, &helm);
+    let c = finding(&v, "chart.prestop");
+    assert_eq!(c["state"], "warn", "{c}");
+    assert!(
+        reason(c).contains("Deployment/api container api (behind Ingress/api)"),
+        "{c}"
+    );
+}
+
+#[test]
+fn more_replicas_than_max_pods_are_reported() {
+    let Some(helm) = real_tool("helm3") else {
+        return;
+    };
+    let env = Env::new();
+    example_with(&env, |t| t.replace("max_pods = 60", "max_pods = 20"));
+    let values = std::fs::read_to_string(env.project.join("deploy/values-dev.yaml")).unwrap();
+    env.write(
+        "deploy/values-dev.yaml",
+        &values.replace("worker:\n  replicas: 1", "worker:\n  replicas: 12"),
+    );
+    let v = doctor_with_helm(&env, &helm);
+    let c = finding(&v, "chart.max-pods");
+    assert_eq!(c["state"], "warn", "{c}");
+    assert!(
+        reason(c).starts_with(
+            "15 pods from the chart + about 8 of minikube's own = 23, vm.max_pods = 20"
+        ),
+        "{c}"
+    );
+}
+
+#[test]
+fn without_helm_the_chart_check_gives_the_install_command() {
+    let env = Env::new();
+    env.example();
+    let out = env
+        .devenv()
+        .env("PATH", path_without_helm())
+        .args(["--json", "doctor"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = finding(&v, "chart.render");
+    assert_eq!(c["state"], "warn", "{c}");
+    assert!(reason(c).starts_with("helm is not installed"), "{c}");
+    assert!(c["fix"].as_str().unwrap().contains("helm"), "{c}");
+    assert!(!has_finding(&v, "chart.cpu-limits"));
+}
+
+#[test]
+fn without_a_remote_section_there_is_no_remote_check() {
+    let env = Env::new();
+    example_with(&env, |t| {
+        t.replace(
+            "[remote]\ncontext = \"dev-cluster\"\nconnect = \"tunnel\"\n",
+            "",
+        )
+    });
+    let (_, v) = doctor_json(&env);
+    assert!(!has_finding(&v, "remote.context"), "{v:#}");
+}
+
+/// Make the example's search service run on the remote cluster by the team's default.
+fn offload_search(env: &Env) {
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write(
+        "devenv.toml",
+        &toml.replacen(
+            "port = 9200\noffload = \"local\"",
+            "port = 9200\noffload = \"remote\"",
+            1,
+        ),
+    );
+}
+
+#[test]
+fn a_missing_remote_context_only_warns_while_no_service_is_offloaded() {
+    if real_tool("kubectl").is_none() {
+        return;
+    }
+    let env = Env::new();
+    env.example();
+    let (_, v) = doctor_json(&env);
+    let c = finding(&v, "remote.context");
+    assert_eq!(c["state"], "warn", "{c}");
+    assert!(
+        reason(c).ends_with("(no service is offloaded yet, so nothing needs it)"),
+        "{c}"
+    );
+}
+
+#[test]
+fn a_remote_context_missing_from_the_kubeconfig_fails_with_how_to_add_it() {
+    if real_tool("kubectl").is_none() {
+        return;
+    }
+    let env = Env::new();
+    env.example();
+    offload_search(&env);
+    let (code, v) = doctor_json(&env);
+    let c = finding(&v, "remote.context");
+    assert_eq!(c["state"], "fail", "{c}");
+    assert!(
+        reason(c).starts_with("your kubeconfig has no context dev-cluster"),
+        "{c}"
+    );
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .ends_with("kubectl config get-contexts dev-cluster")
+    );
+    assert!(!has_finding(&v, "remote.access"));
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn an_unreachable_remote_cluster_fails_with_the_kubectl_command_that_shows_why() {
+    if real_tool("kubectl").is_none() {
+        return;
+    }
+    let env = Env::new();
+    env.example();
+    offload_search(&env);
+    // A cluster on a port nothing listens on: the connection is refused at once.
+    env.write(
+        "../../.kube/config",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: dev-cluster\n  context:\n    cluster: dev\n    user: ann\nusers:\n- name: ann\n  user:\n    token: t\ncurrent-context: dev-cluster\n",
+    );
+    let (_, v) = doctor_json(&env);
+    assert_eq!(finding(&v, "remote.context")["state"], "ok");
+    let c = finding(&v, "remote.access");
+    assert_eq!(c["state"], "fail", "{c}");
+    assert!(reason(c).starts_with("dev-cluster does not answer"), "{c}");
+    assert_eq!(c["fix"], "kubectl --context dev-cluster version");
+}

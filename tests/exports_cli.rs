@@ -90,11 +90,21 @@ fn show_reports_absent_then_up_to_date() {
 }
 
 #[test]
-fn a_running_vm_gets_the_export_for_its_own_address() {
+fn a_running_vm_gets_the_export_for_its_own_network() {
     let env = env();
-    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    let out = Command::new(support::support_bin().join("minikube"))
+        .args(["start", "-p", "devenv-shop", "--driver=kvm2"])
+        .env("FAKE_MINIKUBE_STATE", &env.minikube_state)
+        .env("FAKE_MINIKUBE_SUBNET", "192.168.50")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
     exports_cmd(&env).arg("apply").assert().success();
-    assert!(read(&env).contains(" 192.168.39.10(rw,"), "{}", read(&env));
+    assert!(
+        read(&env).contains(" 192.168.50.0/24(rw,"),
+        "{}",
+        read(&env)
+    );
 }
 
 #[test]

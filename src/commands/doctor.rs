@@ -1,43 +1,54 @@
-//! `devenv doctor`: what stands between this machine and a fast environment. This part checks
-//! the VM drivers (each with reason, fix and doc) and the tools devenv drives (minikube, Helm 3
-//! or 4, kubectl). Exit code 1 when the chosen driver or a required tool fails.
+//! `devenv doctor`: what stands between this machine and a fast environment. The VM drivers
+//! report their own checks; everything else (tools, host kernel settings, VirtualBox, the source
+//! mount and `stat` latency, NFS, the chart, the remote cluster) comes from [`crate::doctor`].
+//! This module runs both concurrently and renders them, grouped for people or as JSON.
+//!
+//! Exit code 1 when the driver devenv would use or any other check fails; warnings do not
+//! change it. Nothing here changes the machine.
 
 use devenv_drivers::{Check, CheckState, Choice, DriverStatus, Registry};
 use serde_json::json;
 
 use crate::context::Context;
+use crate::doctor::{self, Finding, Group, Roots, anchor};
 use crate::error::Error;
-use crate::helm;
-use crate::machine::{self, Machine, PROBE_TIMEOUT};
-use crate::process::{Cmd, ProcessError, install_hint};
+use crate::machine::{self, Machine};
 
-/// Check this machine: VM drivers, minikube, helm and kubectl, each problem with its fix.
+/// Check this machine and project: VM drivers, tools, host settings, VirtualBox, the source
+/// mount and its `stat` latency, NFS exports, the chart, the remote cluster.
 ///
-/// Exits 1 when the driver devenv would use (vm.driver, or the best healthy one for `auto`) or a
-/// required tool has a failing check; warnings do not change the exit code.
+/// Every problem comes with the command that fixes it and a link into
+/// docs/troubleshooting.md. Exits 1 when something fails (the chosen VM driver, a required tool,
+/// or any other check); warnings do not change the exit code. Only reads: never changes the
+/// machine.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
 pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
     // A broken devenv.toml must not stop the machine checks: report it as one of them.
-    let (choice, config_check) = match ctx.load_config() {
-        Ok(l) => (Choice::parse(&l.config.vm.driver), None),
-        Err(crate::config::ConfigError::NotFound { .. }) => (Choice::Auto, None),
+    let (choice, loaded, config_check) = match ctx.load_config() {
+        Ok(l) => (Choice::parse(&l.config.vm.driver), Some(l), None),
+        Err(crate::config::ConfigError::NotFound { .. }) => (Choice::Auto, None, None),
         Err(e) => (
             Choice::Auto,
+            None,
             Some(Check::fail(
                 "config",
                 e.to_string(),
-                "fix devenv.toml as shown",
-                "docs/config.md",
+                "fix devenv.toml as shown (every key is described in docs/config.md)",
+                &doctor::doc(anchor::CONFIG),
             )),
         ),
     };
+    // An impossible driver setting is a usage error, before any probe runs.
+    if let Choice::Named(_) = &choice {
+        machine::driver_for(&choice)?;
+    }
 
     let host = Machine::probe(ctx.runner.clone()).await;
     let registry = Registry::builtin();
     let drivers = registry.for_host(machine::current_os(), machine::current_arch());
-    let (statuses, tools) = tokio::join!(
+    let (statuses, mut findings) = tokio::join!(
         async {
             let mut out = Vec::new();
             for d in &drivers {
@@ -45,8 +56,17 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
             }
             out
         },
-        tool_checks(ctx)
+        doctor::run(ctx, loaded.as_ref(), Roots::under(ctx.host_root.as_deref()))
     );
+    if let Some(c) = config_check {
+        findings.insert(
+            0,
+            Finding {
+                group: Group::Config,
+                check: c,
+            },
+        );
+    }
 
     let chosen: Option<&str> = match &choice {
         Choice::Named(_) => Some(machine::driver_for(&choice)?.name()),
@@ -54,55 +74,136 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
     };
     let chosen_status = chosen.and_then(|n| statuses.iter().find(|s| s.driver == n));
     let driver_ok = chosen_status.is_some_and(DriverStatus::healthy);
-    let tools_ok = tools.iter().all(|c| c.state != CheckState::Fail);
-    let ok = driver_ok && tools_ok && config_check.is_none();
+    // The chosen driver's checks count; with none healthy, every driver's failures are the
+    // problems to fix.
+    let counted = |state: CheckState| {
+        statuses
+            .iter()
+            .filter(|s| chosen.is_none_or(|c| c == s.driver))
+            .flat_map(|s| &s.checks)
+            .chain(findings.iter().map(|f| &f.check))
+            .filter(|c| c.state == state)
+            .count()
+    };
+    let (failures, warnings) = (counted(CheckState::Fail), counted(CheckState::Warn));
+    let ok = driver_ok && failures == 0;
 
     if ctx.ui.json {
-        let drivers_json: Vec<_> = statuses
-            .iter()
-            .map(|s| {
-                json!({
-                    "name": s.driver,
-                    "chosen": Some(s.driver) == chosen,
-                    "installed": s.installed,
-                    "healthy": s.healthy(),
-                    "state": s.state().as_str(),
-                    "checks": s.checks.iter().map(check_json).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            json!({
-                "ok": ok,
-                "os": format!("{:?}", machine::current_os()).to_lowercase(),
-                "arch": format!("{:?}", machine::current_arch()).to_lowercase(),
-                "driver_setting": match &choice { Choice::Auto => "auto".to_string(), Choice::Named(n) => n.clone() },
-                "chosen_driver": chosen,
-                "drivers": drivers_json,
-                "tools": tools.iter().map(check_json).collect::<Vec<_>>(),
-                "config": config_check.as_ref().map(check_json),
-            })
-        );
-        return Ok(if ok { 0 } else { 1 });
+        print_json(&choice, chosen, &statuses, &findings, ok);
+    } else {
+        print_human(ctx, &choice, chosen, &statuses, &findings);
+        let ui = &ctx.ui;
+        if ok {
+            let note = match warnings {
+                0 => String::new(),
+                1 => " (1 warning above)".to_string(),
+                n => format!(" ({n} warnings above)"),
+            };
+            ui.say(ui.ok(&format!("Ready: run `devenv up`.{note}")));
+        } else {
+            let problems = failures.max(1);
+            println!(
+                "{}",
+                ui.fail(&format!(
+                    "{problems} problem{} to fix before `devenv up` can work well.",
+                    if problems == 1 { "" } else { "s" }
+                ))
+            );
+        }
     }
+    Ok(if ok { 0 } else { 1 })
+}
 
-    let ui = &ctx.ui;
-    if let Some(c) = &config_check {
-        ui.say(ui.bold("Configuration"));
-        print_check(ctx, c);
-        ui.say("");
+fn choice_text(choice: &Choice) -> String {
+    match choice {
+        Choice::Auto => "auto".to_string(),
+        Choice::Named(n) => n.clone(),
     }
+}
+
+fn print_json(
+    choice: &Choice,
+    chosen: Option<&str>,
+    statuses: &[DriverStatus],
+    findings: &[Finding],
+    ok: bool,
+) {
+    let drivers_json: Vec<_> = statuses
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.driver,
+                "chosen": Some(s.driver) == chosen,
+                "installed": s.installed,
+                "healthy": s.healthy(),
+                "state": s.state().as_str(),
+                "checks": s.checks.iter().map(check_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let in_group = |g: Group| -> Vec<serde_json::Value> {
+        findings
+            .iter()
+            .filter(|f| f.group == g)
+            .map(|f| check_json(&f.check))
+            .collect()
+    };
+    let checks: Vec<_> = findings
+        .iter()
+        .map(|f| {
+            let mut v = check_json(&f.check);
+            v["group"] = json!(f.group.as_str());
+            v
+        })
+        .collect();
+    println!(
+        "{}",
+        json!({
+            "ok": ok,
+            "os": format!("{:?}", machine::current_os()).to_lowercase(),
+            "arch": format!("{:?}", machine::current_arch()).to_lowercase(),
+            "driver_setting": choice_text(choice),
+            "chosen_driver": chosen,
+            "drivers": drivers_json,
+            "tools": in_group(Group::Tools),
+            "config": findings.iter().find(|f| f.group == Group::Config).map(|f| check_json(&f.check)),
+            "checks": checks,
+        })
+    );
+}
+
+fn print_human(
+    ctx: &Context,
+    choice: &Choice,
+    chosen: Option<&str>,
+    statuses: &[DriverStatus],
+    findings: &[Finding],
+) {
+    let ui = &ctx.ui;
+    let groups = |range: &[Group]| {
+        for g in range {
+            let in_group: Vec<&Finding> = findings.iter().filter(|f| f.group == *g).collect();
+            if in_group.is_empty() {
+                continue;
+            }
+            ui.say(ui.bold(g.title()));
+            for f in in_group {
+                print_check(ctx, &f.check);
+            }
+            ui.say("");
+        }
+    };
+    groups(&[Group::Config]);
     ui.say(ui.bold(&format!(
         "VM drivers ({:?} {:?}, vm.driver = {})",
         machine::current_os(),
         machine::current_arch(),
-        match &choice {
+        match choice {
             Choice::Auto => "auto".to_string(),
             Choice::Named(n) => format!("\"{n}\""),
         }
     )));
-    for s in &statuses {
+    for s in statuses {
         let tag = if Some(s.driver) == chosen {
             " (chosen)"
         } else {
@@ -124,32 +225,14 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
         ));
     }
     ui.say("");
-    ui.say(ui.bold("Tools"));
-    for c in &tools {
-        print_check(ctx, c);
-    }
-    ui.say("");
-    let problems = statuses
-        .iter()
-        .filter(|s| Some(s.driver) == chosen)
-        .flat_map(|s| &s.checks)
-        .chain(&tools)
-        .chain(&config_check)
-        .filter(|c| c.state == CheckState::Fail)
-        .count();
-    if ok {
-        ui.say(ui.ok("Ready: run `devenv up`."));
-    } else {
-        println!(
-            "{}",
-            ui.fail(&format!(
-                "{} problem{} to fix before `devenv up` can work.",
-                problems.max(1),
-                if problems == 1 { "" } else { "s" }
-            ))
-        );
-    }
-    Ok(if ok { 0 } else { 1 })
+    groups(&[
+        Group::Tools,
+        Group::Host,
+        Group::Vm,
+        Group::Nfs,
+        Group::Chart,
+        Group::Remote,
+    ]);
 }
 
 fn state_word(ctx: &Context, s: CheckState) -> String {
@@ -182,88 +265,4 @@ fn check_json(c: &Check) -> serde_json::Value {
         "fix": c.fix,
         "doc": c.doc,
     })
-}
-
-/// The versions of the tools devenv drives, probed concurrently.
-async fn tool_checks(ctx: &Context) -> Vec<Check> {
-    let probe = |program: &'static str, args: &'static [&'static str]| {
-        let cmd = Cmd::new(program)
-            .args(args)
-            .read_only()
-            .timeout(PROBE_TIMEOUT);
-        async move { (program, ctx.runner.run(&cmd).await) }
-    };
-    let (minikube, helm, kubectl) = tokio::join!(
-        probe("minikube", &["version", "--short"]),
-        probe("helm", &["version", "--short"]),
-        probe("kubectl", &["version", "--client", "-o", "json"]),
-    );
-    let mut checks = Vec::new();
-    for (program, result) in [minikube, helm, kubectl] {
-        let id = format!("tool.{program}");
-        let check = match result {
-            Err(ProcessError::NotFound { install, .. }) => Check::fail(
-                &id,
-                format!("{program} is not installed"),
-                install,
-                doc_for(program),
-            ),
-            Err(e) => Check::fail(
-                &id,
-                format!("{program} does not answer: {e}"),
-                format!("reinstall it: {}", install_hint(program, ctx.platform)),
-                doc_for(program),
-            ),
-            Ok(out) => version_check(&id, program, &out.stdout, ctx),
-        };
-        checks.push(check);
-    }
-    checks
-}
-
-fn version_check(id: &str, program: &str, stdout: &str, ctx: &Context) -> Check {
-    match program {
-        "helm" => match helm::parse_short_version(stdout) {
-            Some((3 | 4, v)) => Check::ok(id, format!("helm {v}")),
-            Some((_, v)) => Check::fail(
-                id,
-                format!("helm {v} is not supported (devenv needs Helm 3 or 4)"),
-                install_hint("helm", ctx.platform),
-                doc_for("helm"),
-            ),
-            None => Check::warn(
-                id,
-                format!("cannot read helm's version from {:?}", stdout.trim()),
-                "run `helm version --short` and check it is Helm 3 or 4",
-                doc_for("helm"),
-            ),
-        },
-        "kubectl" => {
-            let v = serde_json::from_str::<serde_json::Value>(stdout)
-                .ok()
-                .and_then(|j| {
-                    j["clientVersion"]["gitVersion"]
-                        .as_str()
-                        .map(str::to_string)
-                });
-            match v {
-                Some(v) => Check::ok(id, format!("kubectl {v}")),
-                None => Check::warn(
-                    id,
-                    "cannot read kubectl's client version",
-                    "run `kubectl version --client`",
-                    doc_for("kubectl"),
-                ),
-            }
-        }
-        _ => Check::ok(id, format!("{program} {}", stdout.trim())),
-    }
-}
-
-fn doc_for(program: &str) -> &'static str {
-    match program {
-        "minikube" => "https://minikube.sigs.k8s.io/docs/start/",
-        "helm" => "https://helm.sh/docs/intro/install/",
-        _ => "https://kubernetes.io/docs/tasks/tools/",
-    }
 }

@@ -66,16 +66,29 @@ impl Export {
     pub async fn for_project(ctx: &Context, loaded: &Loaded) -> Result<Export, Error> {
         let c = &loaded.config;
         let driver = machine::driver_for(&Choice::parse(&c.vm.driver))?;
-        let ip = match ctx.runner.output(&minikube::ip(&c.project.profile())).await {
-            Ok(out) if out.success() => out.stdout.trim().parse().ok(),
-            _ => None,
-        };
+        let ip: Option<std::net::Ipv4Addr> =
+            match ctx.runner.output(&minikube::ip(&c.project.profile())).await {
+                Ok(out) if out.success() => out.stdout.trim().parse().ok(),
+                _ => None,
+            };
         let client = match &c.mount.export_client {
             Some(text) => nfs::parse_client(text).map_err(|why| Error::Usage {
                 message: format!("mount.export_client: {why}"),
                 help: "see docs/config.md".into(),
             })?,
-            None => driver.export_client(ip),
+            // The VM's host-only /24 rather than its single address: the same line before and
+            // after the VM gets its address (so a second `up` changes nothing), and still only
+            // the host and the VMs of that network.
+            None => match ip {
+                Some(ip) => {
+                    let [a, b, c, _] = ip.octets();
+                    ExportClient::Subnet {
+                        network: std::net::Ipv4Addr::new(a, b, c, 0),
+                        prefix: 24,
+                    }
+                }
+                None => driver.export_client(None),
+            },
         };
         let owner = Owner::current();
         let canonical = loaded
@@ -257,7 +270,7 @@ async fn change_block(
 }
 
 /// Ask for the sudo password once, before anything changes, so no prompt appears halfway.
-async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> {
+pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> {
     let quiet = Cmd::new("sudo").args(["-n", "true"]).read_only();
     if ctx.runner.output(&quiet).await.is_ok_and(|o| o.success()) {
         return Ok(());

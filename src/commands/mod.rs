@@ -2,8 +2,11 @@
 
 pub mod completions;
 pub mod doctor;
+pub mod down;
 pub mod exports;
 pub mod init;
+pub mod onboard;
+pub mod status;
 pub mod up;
 
 use crate::cli::Command;
@@ -14,8 +17,11 @@ use crate::error::Error;
 /// simply success or error (doctor exits 1 when a check fails).
 pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
     match command {
+        Command::Onboard(args) => onboard::exec(args, ctx).await,
         Command::Init(args) => init::exec(args, ctx),
         Command::Up(args) => up::exec(args, ctx).await,
+        Command::Down(args) => down::exec(args, ctx).await,
+        Command::Status(args) => status::exec(args, ctx).await,
         Command::Doctor(args) => doctor::exec(args, ctx).await,
         Command::Exports(args) => exports::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args),

@@ -1,42 +1,63 @@
-//! `devenv up`: bring the environment to the state devenv.toml describes. This version computes
-//! the whole plan (preflight, exports, vm, mount, offloaded services, release, summary) and
-//! prints it with `--dry-run`; it only reads (`minikube status`, the exports file, driver
-//! health) to decide what would change.
+//! `devenv up`: bring the environment to the state devenv.toml describes. It reads the machine
+//! (driver health, `minikube status`, the VM's mounts, the exports file, the last applied
+//! fingerprint), computes the plan, and runs it; `--dry-run` prints the plan instead. A second
+//! `up` with nothing changed only reads and verifies.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use devenv_drivers::Choice;
 
 use crate::commands::exports::Export;
-use crate::config::Placement;
+use crate::config::{Loaded, Placement};
 use crate::context::Context;
 use crate::error::Error;
+use crate::execute::Executor;
 use crate::machine::{self, Machine};
-use crate::minikube;
+use crate::minikube::{self, VmState};
 use crate::nfs::{self, apply::Change, apply::Privilege, apply::candidate};
 use crate::plan::{ExportsFacts, Facts, Plan};
+use crate::reconcile::{self, JsonReporter, Outcome, PlainReporter, Reporter};
+use crate::state::fnv1a;
 
-/// Bring the local environment up: VM, NFS mount of the source, offloaded services, Helm release.
+/// Bring the local environment up: VM, NFS mount of the source, Helm release.
 ///
-/// With --dry-run, print every stage in dependency order with the exact commands and file edits
-/// it would make, and change nothing. Applying the plan is not available in this version:
-/// --dry-run is required.
+/// Runs the stages of the plan (preflight, exports, vm, mount, release, summary), independent
+/// ones at the same time, and skips what is already in place: a second `up` with nothing
+/// changed makes no changes. With --dry-run, prints every stage with the exact commands and file
+/// edits instead, and changes nothing.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print the plan (stages, commands, file edits) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// How long to wait for another devenv command working on this project.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub lock_timeout: u64,
 }
 
 pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
-    if !args.dry_run {
-        return Err(Error::Usage {
-            message: "`devenv up` can only show its plan in this version".into(),
-            help: "run `devenv up --dry-run` to see every step it would take".into(),
-        });
-    }
+    let started = Instant::now();
     let loaded = ctx.load_config()?;
     let c = &loaded.config;
     let project = ctx.state_dir()?.project(&c.project.name, &loaded.root);
-    let state = project.load()?;
+    // A mutating run holds the project's lock from the first read to the last write.
+    let lock = if args.dry_run {
+        None
+    } else {
+        let name = c.project.name.clone();
+        let quiet = ctx.ui.quiet;
+        Some(project.lock(Duration::from_secs(args.lock_timeout), |pid| {
+            if !quiet {
+                eprintln!(
+                    "waiting for another devenv command on project {name}{}…",
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                );
+            }
+        })?)
+    };
+    let mut state = project.load()?;
     let placements: Vec<(String, Placement)> = c
         .services
         .iter()
@@ -48,17 +69,31 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         })
         .collect();
 
-    let host = Machine::probe(ctx.runner.clone()).await;
-    let (driver, status) = machine::select_driver(&host, &Choice::parse(&c.vm.driver)).await?;
-
-    let vm_state = match ctx
-        .runner
-        .output(&minikube::status(&c.project.profile()))
-        .await
-    {
-        Ok(out) => minikube::parse_status(&out).ok(),
-        Err(_) => None,
+    let profile = c.project.profile();
+    let vm = read_vm(ctx, &profile).await;
+    // A running VM shows its driver works: skip the health probes (libvirt's can take seconds),
+    // which keeps a no-op `up` fast.
+    let choice = Choice::parse(&c.vm.driver);
+    let (driver, driver_failure) = if vm.state == Some(VmState::Running) {
+        let driver = match vm.settings.as_ref().map(|s| s.driver.as_str()) {
+            Some(name) if choice == Choice::Auto => {
+                machine::driver_for(&Choice::Named(name.into()))
+                    .or_else(|_| machine::driver_for(&choice))?
+            }
+            _ => machine::driver_for(&choice)?,
+        };
+        (driver, None)
+    } else {
+        let host = Machine::probe(ctx.runner.clone())
+            .await
+            .with_root(ctx.host_root.clone());
+        let (driver, status) = machine::select_driver(&host, &choice).await?;
+        let failure = status
+            .first_failure()
+            .map(|f| (f.reason.clone(), f.fix.clone()));
+        (driver, failure)
     };
+
     let export = Export::for_project(ctx, &loaded).await?;
     let current = std::fs::read_to_string(&export.host.exports).unwrap_or_default();
     let change = Change::Set {
@@ -74,37 +109,251 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     )
     .map(|after| nfs::diff(&current, &after))
     .map_err(|e| e.to_string());
+
+    let vm_drift = match (&vm.state, &vm.settings) {
+        (Some(VmState::Running), Some(s)) => minikube::drift(s, driver, &c.vm),
+        _ => Vec::new(),
+    };
+    let mounted = vm.proc_mounts.as_deref().is_some_and(|m| {
+        minikube::has_nfs_mount(m, &export.source.to_string_lossy(), &c.mount.target)
+    });
+    let overlay_file = project.path().join("values-overlay.json");
+    let fingerprint = release_fingerprint(&loaded, &placements, &profile);
+    let release_unchanged = vm.state == Some(VmState::Running)
+        && mounted
+        && state.applied_fingerprint.as_deref() == Some(fingerprint.as_str());
     let facts = Facts {
         driver,
-        placements,
+        driver_failure: driver_failure.as_ref().map(|(reason, fix)| {
+            format!(
+                "{reason}{}",
+                fix.as_ref()
+                    .map(|x| format!(" (fix: {x})"))
+                    .unwrap_or_default()
+            )
+        }),
+        placements: placements.clone(),
         exports: ExportsFacts {
             file: export.host.exports.clone(),
             source: export.source.clone(),
+            lines: export.lines.clone(),
             diff,
             sudo: export.host.privilege == Privilege::Sudo,
             reload: export.host.reload.clone(),
         },
-        vm_state,
-        overlay_file: project.path().join("values-overlay.json"),
+        vm_state: vm.state.clone(),
+        vm_ip: vm.ip,
+        vm_drift,
+        mounted,
+        overlay_file,
+        release_unchanged,
         user: ctx.user.clone(),
     };
     let plan = Plan::build(&loaded, &facts);
-    if ctx.ui.json {
-        println!("{}", plan.to_json());
-    } else {
-        print!("{}", plan.render());
-    }
-    if let Some(fail) = status.first_failure() {
-        eprintln!(
-            "{}: preflight would stop: driver {} is not usable here: {}",
-            ctx.ui.warn("warning"),
-            driver.name(),
-            fail.reason
-        );
-        if let Some(fix) = &fail.fix {
-            eprintln!("  fix: {fix}");
+
+    if args.dry_run {
+        if ctx.ui.json {
+            println!("{}", plan.to_json());
+        } else {
+            print!("{}", plan.render());
         }
-        eprintln!("  (all checks: devenv doctor)");
+        if let Some((reason, fix)) = &driver_failure {
+            eprintln!(
+                "{}: preflight would stop: driver {} is not usable here: {reason}",
+                ctx.ui.warn("warning"),
+                driver.name(),
+            );
+            if let Some(fix) = fix {
+                eprintln!("  fix: {fix}");
+            }
+            eprintln!("  (all checks: devenv doctor)");
+        }
+        return Ok(0);
     }
-    Ok(0)
+
+    let lock = lock.expect("a mutating run holds the lock");
+    let changes_exports = matches!(&facts.exports.diff, Ok(d) if !d.is_empty());
+    if changes_exports && export.host.privilege == Privilege::Sudo {
+        crate::commands::exports::ask_sudo_once(ctx, &export).await?;
+    }
+    // Until the release succeeds again, nothing may be taken as already applied.
+    if !release_unchanged && state.applied_fingerprint.is_some() {
+        state.applied_fingerprint = None;
+        project.save(&state, &lock)?;
+    }
+    let executor = Executor {
+        runner: ctx.runner.clone(),
+        platform: ctx.platform,
+        driver,
+        nfs: export.host.clone(),
+        project: c.project.name.clone(),
+        uid: export.owner.uid,
+    };
+    let reporter: Arc<dyn Reporter> = if ctx.ui.json {
+        Arc::new(JsonReporter)
+    } else if ctx.ui.progress_bars() {
+        Arc::new(crate::progress::TerminalReporter::new())
+    } else {
+        Arc::new(PlainReporter)
+    };
+    let cancel = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = reconcile::run(executor.stages(&plan), reporter, cancel).await;
+
+    if result.ok() {
+        state.applied_fingerprint = Some(fingerprint);
+        project.save(&state, &lock)?;
+        if !ctx.ui.json {
+            let changed = result
+                .stages
+                .iter()
+                .filter(|(_, o)| matches!(o, Outcome::Done(r) if r.changed))
+                .count();
+            ctx.ui.say(format!(
+                "\n{} in {:.1}s ({changed} stage{} changed something)",
+                ctx.ui.ok(&format!("{} is up", c.project.name)),
+                started.elapsed().as_secs_f64(),
+                if changed == 1 { "" } else { "s" }
+            ));
+            for (name, placement) in &placements {
+                ctx.ui.say(format!(
+                    "  {name:<12} {}",
+                    match placement {
+                        Placement::Local => "local",
+                        Placement::Remote => "remote",
+                    }
+                ));
+            }
+            if let Some(ip) = read_ip(ctx, &profile).await {
+                ctx.ui.say(format!(
+                    "  VM {ip}: kubectl --context {profile} -n {} get pods",
+                    c.project.namespace()
+                ));
+            }
+        }
+        return Ok(0);
+    }
+    let cancelled = result.stages.iter().any(|(_, o)| *o == Outcome::Cancelled);
+    let done: Vec<&str> = result
+        .stages
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Done(r) if r.changed))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    // The reporter has already shown each failure in full; the final error names the stage.
+    let message = if cancelled {
+        "interrupted".to_string()
+    } else {
+        result
+            .first_failure()
+            .map(|f| f.split("\nhelp:").next().unwrap_or_default().to_string())
+            .unwrap_or_else(|| "a stage did not finish".into())
+    };
+    Err(Error::Failed {
+        message,
+        help: format!(
+            "{}run `devenv up` again to continue from here (finished stages are checked and skipped); `devenv down --purge` undoes everything",
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!("these stages made changes: {}; ", done.join(", "))
+            }
+        ),
+        code: if cancelled { 130 } else { 1 },
+    })
+}
+
+/// What minikube says about the VM, read-only.
+struct VmFacts {
+    state: Option<VmState>,
+    ip: Option<std::net::Ipv4Addr>,
+    settings: Option<minikube::ProfileSettings>,
+    proc_mounts: Option<String>,
+}
+
+async fn read_vm(ctx: &Context, profile: &str) -> VmFacts {
+    let state = match ctx.runner.output(&minikube::status(profile)).await {
+        Ok(out) => minikube::parse_status(&out).ok(),
+        Err(_) => None,
+    };
+    if state != Some(VmState::Running) {
+        return VmFacts {
+            state,
+            ip: None,
+            settings: None,
+            proc_mounts: None,
+        };
+    }
+    let mounts_cmd = minikube::ssh(profile, &["cat", "/proc/mounts"]).read_only();
+    let list_cmd = minikube::profile_list();
+    let (ip, list, mounts) = tokio::join!(
+        read_ip(ctx, profile),
+        ctx.runner.output(&list_cmd),
+        ctx.runner.output(&mounts_cmd),
+    );
+    VmFacts {
+        state,
+        ip,
+        settings: list
+            .ok()
+            .and_then(|o| minikube::parse_profile(&o.stdout, profile)),
+        proc_mounts: mounts.ok().filter(|o| o.success()).map(|o| o.stdout),
+    }
+}
+
+async fn read_ip(ctx: &Context, profile: &str) -> Option<std::net::Ipv4Addr> {
+    let out = ctx.runner.output(&minikube::ip(profile)).await.ok()?;
+    out.success()
+        .then(|| out.stdout.trim().parse().ok())
+        .flatten()
+}
+
+/// A hash of everything the release depends on: devenv.toml, the values files, every file of
+/// the chart, the placements and the profile. Equal fingerprints mean `helm upgrade` would
+/// change nothing.
+fn release_fingerprint(
+    loaded: &Loaded,
+    placements: &[(String, Placement)],
+    profile: &str,
+) -> String {
+    let mut bytes = Vec::new();
+    let mut add = |label: &str, data: &[u8]| {
+        bytes.extend_from_slice(label.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(data);
+    };
+    add("config", &std::fs::read(&loaded.file).unwrap_or_default());
+    for v in &loaded.config.project.values {
+        add(
+            "values",
+            &std::fs::read(loaded.root.join(v)).unwrap_or_default(),
+        );
+    }
+    let mut files = Vec::new();
+    collect_files(&loaded.chart_dir(), &mut files);
+    files.sort();
+    for f in files {
+        add(&f.to_string_lossy(), &std::fs::read(&f).unwrap_or_default());
+    }
+    add("placements", format!("{placements:?}").as_bytes());
+    add("profile", profile.as_bytes());
+    format!("{:016x}", fnv1a(&bytes))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
 }

@@ -21,6 +21,7 @@ pub struct Env {
     pub exports: PathBuf,
     pub minikube_state: PathBuf,
     path: OsString,
+    extra_env: Vec<(String, OsString)>,
 }
 
 impl Env {
@@ -46,7 +47,46 @@ impl Env {
             state,
             exports,
             minikube_state,
+            extra_env: Vec::new(),
         }
+    }
+
+    /// A Linux host where KVM works, for tests that run `devenv up`: `virsh` is the double in
+    /// `support/bin-kvm` (libvirtd with the default network up), and `/proc/cpuinfo` (with vmx)
+    /// and `/dev/kvm` come from a fixture tree through `DEVENV_HOST_ROOT`. The NFS server reload
+    /// is replaced by `true`, since the machine's own server must not be touched.
+    pub fn kvm_host(mut self) -> Env {
+        let root = self.home.path().join("host-root");
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        std::fs::write(
+            root.join("proc/cpuinfo"),
+            "processor\t: 0\nflags\t\t: fpu vme de pse tsc msr pae mce cx8 apic vmx sse sse2\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("dev/kvm"), "").unwrap();
+        let mut paths = vec![support_bin().with_file_name("bin-kvm")];
+        paths.extend(std::env::split_paths(&self.path));
+        self.path = std::env::join_paths(paths).unwrap();
+        self.extra_env
+            .push(("DEVENV_HOST_ROOT".into(), root.into_os_string()));
+        self.extra_env
+            .push(("DEVENV_EXPORTS_RELOAD".into(), "true".into()));
+        self
+    }
+
+    /// Put `dir` first on PATH (a chosen version of a real tool).
+    pub fn prepend_path(mut self, dir: &Path) -> Env {
+        let mut paths = vec![dir.to_path_buf()];
+        paths.extend(std::env::split_paths(&self.path));
+        self.path = std::env::join_paths(paths).unwrap();
+        self
+    }
+
+    /// Set an environment variable for every `devenv` this environment runs.
+    pub fn with_env(mut self, key: &str, value: impl Into<OsString>) -> Env {
+        self.extra_env.push((key.to_string(), value.into()));
+        self
     }
 
     /// Remove the fake minikube from PATH (a machine where minikube is not installed).
@@ -70,6 +110,9 @@ impl Env {
             .env("DEVENV_EXPORTS_FILE", &self.exports)
             .env("FAKE_MINIKUBE_STATE", &self.minikube_state)
             .env("NO_COLOR", "1");
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
         cmd
     }
 
@@ -156,5 +199,76 @@ pub fn real_tool(name: &str) -> Option<PathBuf> {
             eprintln!("skipping: {name} is not installed here (CI installs it)");
             None
         }
+    }
+}
+
+pub mod apiserver;
+
+/// The fakes of a machine for `devenv onboard` (package managers, sudo, uname, …), in
+/// `bin/onboard/`: kept out of `bin/` itself so that no other test finds them on its PATH.
+pub fn machine_fakes() -> PathBuf {
+    support_bin().join("onboard")
+}
+
+impl Env {
+    /// Turn this environment into a fake machine for `devenv onboard`: PATH holds only `bash`
+    /// (which the fakes run on), the named fakes from `bin/onboard/`, and for each name in
+    /// `present` a stand-in that is merely found on PATH. Nothing else of the real machine is
+    /// reachable, so the plan depends on the test alone.
+    pub fn machine(mut self, fakes: &[&str], present: &[&str]) -> Env {
+        let bin = self.machine_bin();
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(self.machine_state()).unwrap();
+        let bash = which::which("bash").expect("bash runs the fakes");
+        std::os::unix::fs::symlink(bash, bin.join("bash")).unwrap();
+        for fake in fakes {
+            let source = machine_fakes().join(fake);
+            assert!(
+                source.is_file(),
+                "no fake {fake} in {}",
+                machine_fakes().display()
+            );
+            std::os::unix::fs::symlink(source, bin.join(fake)).unwrap();
+        }
+        for program in present {
+            std::os::unix::fs::symlink(machine_fakes().join("present"), bin.join(program)).unwrap();
+        }
+        self.path = bin.into_os_string();
+        self
+    }
+
+    /// The fake machine's only PATH entry.
+    pub fn machine_bin(&self) -> PathBuf {
+        self.home.path().join("machine/bin")
+    }
+
+    /// Where the fake machine's tools keep their state (`calls.log`, `dpkg`, `groups`, …).
+    pub fn machine_state(&self) -> PathBuf {
+        self.home.path().join("machine/state")
+    }
+
+    /// Write one of the fake machine's state files (`dpkg`, `rpm`, `units`, `groups`), one
+    /// entry a line: what is already installed, enabled or created before the test starts.
+    pub fn machine_has(&self, file: &str, lines: &[&str]) {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(self.machine_state().join(file), text).unwrap();
+    }
+
+    /// Every call the fake machine's tools received, in order (`sudo apt-get update`, …).
+    pub fn machine_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.machine_state().join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `devenv onboard` on the fake machine.
+    pub fn onboard(&self) -> Command {
+        let mut cmd = self.devenv();
+        cmd.env("FAKE_MACHINE_STATE", self.machine_state())
+            .arg("onboard");
+        cmd
     }
 }

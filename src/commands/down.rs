@@ -1,0 +1,224 @@
+//! `devenv down`: stop the VM and keep its disk, so the next `up` is fast; `--purge` removes
+//! everything devenv made for the project: the Helm release, the VM, the exports block and the
+//! per-user state. Both are idempotent: on nothing, they say so and succeed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::commands::exports::{Export, ask_sudo_once};
+use crate::context::Context;
+use crate::error::Error;
+use crate::minikube::{self, VmState};
+use crate::nfs::{self, apply};
+use crate::process::{Cmd, DryRunRunner, Runner, check_success};
+
+/// Stop the local environment (the VM keeps its disk); --purge removes all of it.
+///
+/// --purge uninstalls the Helm release, deletes the minikube VM, removes devenv's block from
+/// /etc/exports and clears devenv's state for the project. It asks first unless --yes is given.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Remove the release, the VM, the exports block and the project's state.
+    #[arg(long)]
+    pub purge: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print what would be done and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
+    let loaded = ctx.load_config()?;
+    let c = &loaded.config;
+    let profile = c.project.profile();
+    let project = ctx.state_dir()?.project(&c.project.name, &loaded.root);
+    let _lock = if args.dry_run {
+        None
+    } else {
+        let name = c.project.name.clone();
+        Some(project.lock(Duration::from_secs(120), |pid| {
+            eprintln!(
+                "waiting for another devenv command on project {name}{}…",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            );
+        })?)
+    };
+    let runner: Arc<dyn Runner> = if args.dry_run {
+        Arc::new(DryRunRunner::new(ctx.runner.clone(), true))
+    } else {
+        ctx.runner.clone()
+    };
+    let vm = match ctx.runner.output(&minikube::status(&profile)).await {
+        Ok(out) => minikube::parse_status(&out).unwrap_or(VmState::Nonexistent),
+        Err(e) => return Err(e.into()),
+    };
+
+    if !args.purge {
+        match vm {
+            VmState::Nonexistent => {
+                ctx.ui.say(format!(
+                    "nothing to stop: there is no VM for {}",
+                    c.project.name
+                ));
+            }
+            VmState::Stopped => ctx.ui.say(format!("{profile} is already stopped")),
+            _ => {
+                run(
+                    &*runner,
+                    &Cmd::new("minikube").args(["stop", "-p", &profile]),
+                )
+                .await?;
+                if !args.dry_run {
+                    ctx.ui.say(format!(
+                        "{profile} stopped; its disk is kept, `devenv up` starts it again"
+                    ));
+                }
+            }
+        }
+        return Ok(0);
+    }
+
+    let export = Export::for_project(ctx, &loaded).await?;
+    let exports_text = std::fs::read_to_string(&export.host.exports).unwrap_or_default();
+    let has_block = nfs::file::ExportsFile::parse(&exports_text, export.host.dialect)
+        .ok()
+        .and_then(|f| f.block_lines(&export.project, export.owner.uid))
+        .is_some();
+    let state_files = [
+        project.path().join("state.json"),
+        project.path().join("values-overlay.json"),
+    ];
+    let has_state = state_files.iter().any(|f| f.exists());
+    let mut steps = Vec::new();
+    if vm == VmState::Running {
+        steps.push(format!(
+            "uninstall the Helm release {} from namespace {}",
+            c.project.release(),
+            c.project.namespace()
+        ));
+    }
+    if vm != VmState::Nonexistent {
+        steps.push(format!("delete the minikube VM {profile} and its disk"));
+    }
+    if has_block {
+        steps.push(format!(
+            "remove devenv's block for {} from {}",
+            c.project.name,
+            export.host.exports.display()
+        ));
+    }
+    if has_state {
+        steps.push(format!(
+            "clear devenv's state in {}",
+            project.path().display()
+        ));
+    }
+    if steps.is_empty() {
+        ctx.ui
+            .say(format!("nothing to remove for {}", c.project.name));
+        return Ok(0);
+    }
+    if !args.yes && !args.dry_run {
+        confirm(ctx, &steps)?;
+    }
+    if has_block && !args.dry_run && export.host.privilege == apply::Privilege::Sudo {
+        ask_sudo_once(ctx, &export).await?;
+    }
+    if vm == VmState::Running {
+        let uninstall = Cmd::new("helm")
+            .args([
+                "uninstall",
+                c.project.release(),
+                "--namespace",
+                c.project.namespace(),
+            ])
+            .args(["--kube-context", &profile, "--wait", "--timeout", "5m"]);
+        let out = runner.output(&uninstall).await?;
+        // A release that is already gone is what --purge wants.
+        if !out.success() && !out.stderr.contains("not found") {
+            check_success(&uninstall, out)?;
+        }
+    }
+    if vm != VmState::Nonexistent {
+        run(
+            &*runner,
+            &Cmd::new("minikube").args(["delete", "-p", &profile]),
+        )
+        .await?;
+    }
+    if has_block {
+        if args.dry_run {
+            let after = apply::candidate(
+                &exports_text,
+                &export.host,
+                &export.project,
+                export.owner.uid,
+                &apply::Change::Remove,
+            )?;
+            println!("would change {}:", export.host.exports.display());
+            print!("{}", nfs::diff(&exports_text, &after));
+        } else {
+            apply::apply(
+                ctx.runner.as_ref(),
+                &export.host,
+                &export.project,
+                export.owner.uid,
+                &apply::Change::Remove,
+                Duration::from_secs(60),
+            )
+            .await?;
+        }
+    }
+    if has_state {
+        for f in &state_files {
+            if args.dry_run {
+                if f.exists() {
+                    println!("would remove {}", f.display());
+                }
+            } else if let Err(e) = std::fs::remove_file(f)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(Error::io("remove", f)(e));
+            }
+        }
+    }
+    if !args.dry_run {
+        for s in &steps {
+            ctx.ui.say(format!("done: {s}"));
+        }
+    }
+    Ok(0)
+}
+
+async fn run(runner: &dyn Runner, cmd: &Cmd) -> Result<(), Error> {
+    runner.run(cmd).await?;
+    Ok(())
+}
+
+fn confirm(ctx: &Context, steps: &[String]) -> Result<(), Error> {
+    if !ctx.interactive {
+        return Err(Error::Usage {
+            message: format!("--purge would {}", steps.join(", ")),
+            help: "nothing was changed; pass --yes to confirm without a terminal".into(),
+        });
+    }
+    eprintln!("devenv down --purge will:");
+    for s in steps {
+        eprintln!("  - {s}");
+    }
+    eprint!("Continue? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(Error::io("read", "the answer"))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Error::Usage {
+            message: "cancelled".into(),
+            help: "nothing was changed".into(),
+        })
+    }
+}

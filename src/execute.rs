@@ -1,0 +1,272 @@
+//! Runs a [`Plan`] for real: each stage of the plan becomes a stage of the reconcile engine, and
+//! each action is carried out through the same runner, exports code and state files that the
+//! rest of devenv uses. A failing action stops its stage with an error that says what happened
+//! and what to do.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use devenv_drivers::Driver;
+
+use crate::minikube;
+use crate::nfs::apply::{self, Change, NfsHost};
+use crate::plan::{Action, MountSpec, Plan, Verify};
+use crate::process::{Cmd, Platform, Runner, Stream, check_success, install_hint, tail_lines};
+use crate::reconcile::{Progress, Report, Stage};
+use crate::state::write_atomic;
+
+/// What executing actions needs besides the plan.
+pub struct Executor {
+    pub runner: Arc<dyn Runner>,
+    pub platform: Platform,
+    pub driver: &'static dyn Driver,
+    pub nfs: NfsHost,
+    pub project: String,
+    pub uid: u32,
+}
+
+impl Executor {
+    /// The plan's stages as reconcile stages.
+    pub fn stages<'a>(&'a self, plan: &'a Plan) -> Vec<Stage<'a>> {
+        plan.stages
+            .iter()
+            .map(|s| {
+                let after: Vec<&str> = s.after.iter().map(String::as_str).collect();
+                Stage::new(s.name.clone(), &after, move |progress| {
+                    Box::pin(async move {
+                        let mut changed = false;
+                        let mut said = Vec::new();
+                        for action in &s.actions {
+                            if let Some(what) = self.execute(action, &progress).await? {
+                                changed = true;
+                                said.push(what);
+                            }
+                        }
+                        let summary = if said.is_empty() {
+                            s.actions
+                                .iter()
+                                .find_map(|a| match a {
+                                    Action::Note(n) => Some(n.clone()),
+                                    _ => None,
+                                })
+                                .unwrap_or_else(|| "ok".into())
+                        } else {
+                            said.join("; ")
+                        };
+                        Ok(Report { changed, summary })
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Carry out one action. `Some(text)` says what changed; `None` means nothing did.
+    async fn execute(
+        &self,
+        action: &Action,
+        progress: &Progress,
+    ) -> Result<Option<String>, String> {
+        match action {
+            Action::Note(_) => Ok(None),
+            Action::Verify(v) => self.verify(v).await.map(|()| None),
+            Action::Run(cmd) => {
+                self.run(cmd, progress).await?;
+                Ok(Some(short(cmd)))
+            }
+            Action::Write { path, contents } => {
+                write_atomic(path, contents.as_bytes()).map_err(|e| e.to_string())?;
+                Ok(Some(format!("wrote {}", path.display())))
+            }
+            Action::Exports {
+                path,
+                source,
+                lines,
+                ..
+            } => {
+                let change = Change::Set { source, lines };
+                apply::apply(
+                    self.runner.as_ref(),
+                    &self.nfs,
+                    &self.project,
+                    self.uid,
+                    &change,
+                    Duration::from_secs(60),
+                )
+                .await
+                .map_err(|e| with_help(&e.to_string(), e.help()))?;
+                Ok(Some(format!(
+                    "{} updated, NFS server reloaded",
+                    path.display()
+                )))
+            }
+            Action::Mount(m) => self.mount(m, progress).await.map(Some),
+        }
+    }
+
+    async fn run(&self, cmd: &Cmd, progress: &Progress) -> Result<crate::process::Output, String> {
+        let sink = |_: Stream, line: &str| progress.line(line);
+        let out = self
+            .runner
+            .output_streaming(cmd, Some(&sink))
+            .await
+            .map_err(|e| with_help(&e.to_string(), e.help()))?;
+        check_success(cmd, out).map_err(|e| with_help(&e.to_string(), e.help()))
+    }
+
+    async fn verify(&self, v: &Verify) -> Result<(), String> {
+        match v {
+            Verify::Driver { name, failure } => match failure {
+                None => Ok(()),
+                Some(f) => Err(with_help(
+                    &format!("driver {name} is not usable here: {f}"),
+                    Some("`devenv doctor` shows every check with its fix".into()),
+                )),
+            },
+            Verify::Tools(tools) => {
+                let missing: Vec<String> = tools
+                    .iter()
+                    .filter(|t| which::which(t).is_err())
+                    .map(|t| format!("{t}: {}", install_hint(t, self.platform)))
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("not installed:\n{}", missing.join("\n")))
+                }
+            }
+            Verify::Unsupported(why) => Err(why.clone()),
+            Verify::MountProbe {
+                profile,
+                host_dir,
+                vm_dir,
+            } => {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default();
+                let name = format!(".devenv-probe-{}-{nanos}", std::process::id());
+                let token = format!("devenv probe {nanos}");
+                let host_file = host_dir.join(&name);
+                std::fs::write(&host_file, &token)
+                    .map_err(|e| format!("cannot write the probe {}: {e}", host_file.display()))?;
+                let vm_file = format!("{}/{name}", vm_dir.trim_end_matches('/'));
+                let read = self
+                    .runner
+                    .output(&minikube::ssh(profile, &["cat", &vm_file]).read_only())
+                    .await;
+                let _ = std::fs::remove_file(&host_file);
+                let out = read.map_err(|e| e.to_string())?;
+                let seen = out.stdout.replace('\r', "");
+                if out.success() && seen.trim() == token {
+                    Ok(())
+                } else {
+                    Err(with_help(
+                        &format!(
+                            "the VM does not see the host's files at {vm_dir}: reading {vm_file} gave {:?}",
+                            tail_lines(&format!("{seen}{}", out.stderr), 3)
+                        ),
+                        Some(mount_causes(self.nfs.dialect)),
+                    ))
+                }
+            }
+            Verify::Release {
+                release,
+                namespace,
+                context,
+            } => {
+                let cmd = Cmd::new("helm")
+                    .args(["status", release, "--namespace", namespace])
+                    .args(["--kube-context", context, "-o", "json"])
+                    .read_only()
+                    .timeout(Duration::from_secs(60));
+                let out = self.runner.output(&cmd).await.map_err(|e| e.to_string())?;
+                let status = serde_json::from_str::<serde_json::Value>(&out.stdout)
+                    .ok()
+                    .and_then(|v| v["info"]["status"].as_str().map(str::to_string));
+                match status.as_deref() {
+                    Some("deployed") => Ok(()),
+                    Some(other) => Err(format!(
+                        "release {release} is {other}; run `devenv up` again after fixing it (helm history {release} -n {namespace})"
+                    )),
+                    None => Err(format!(
+                        "release {release} is missing from namespace {namespace}: {}",
+                        tail_lines(&out.stderr, 3)
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn mount(&self, m: &MountSpec, progress: &Progress) -> Result<String, String> {
+        let host = match m.host {
+            Some(h) => h,
+            None => {
+                let out = self
+                    .runner
+                    .output(&minikube::ip(&m.profile))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ip: Ipv4Addr = out.stdout.trim().parse().map_err(|_| {
+                    format!(
+                        "`minikube ip -p {}` did not give an address: {}",
+                        m.profile,
+                        tail_lines(&format!("{}{}", out.stdout, out.stderr), 3)
+                    )
+                })?;
+                self.driver.host_address(ip)
+            }
+        };
+        let [mkdir, mount] = m.commands(host);
+        self.run(&mkdir, progress).await?;
+        self.run(&mount, progress).await.map_err(|e| {
+            format!(
+                "the NFS mount failed: {e}\nlikely causes:\n{}",
+                mount_causes(self.nfs.dialect)
+            )
+        })?;
+        Ok(format!(
+            "mounted {host}:{} at {}",
+            m.source.display(),
+            m.target
+        ))
+    }
+}
+
+/// What usually stops an NFS mount from the VM, with the command that checks each.
+fn mount_causes(dialect: devenv_drivers::ExportsDialect) -> String {
+    match dialect {
+        devenv_drivers::ExportsDialect::Linux => [
+            "- the NFS server is not running: systemctl status nfs-server",
+            "- the export does not include the VM: sudo exportfs -v (and devenv exports)",
+            "- a firewall blocks NFS from the VM: sudo ufw status / sudo firewall-cmd --list-services",
+        ]
+        .join("\n"),
+        devenv_drivers::ExportsDialect::MacOs => [
+            "- nfsd is not running: sudo nfsd status",
+            "- the export does not include the VM: showmount -e (and devenv exports)",
+            "- the macOS firewall blocks nfsd: System Settings > Network > Firewall",
+        ]
+        .join("\n"),
+    }
+}
+
+fn with_help(message: &str, help: Option<String>) -> String {
+    match help {
+        Some(h) => format!("{message}\nhelp: {h}"),
+        None => message.to_string(),
+    }
+}
+
+/// A command shortened for a summary line: the program and its first two words.
+fn short(cmd: &Cmd) -> String {
+    let words: Vec<String> = std::iter::once(cmd.program().to_string())
+        .chain(
+            cmd.get_args()
+                .iter()
+                .take(2)
+                .map(|a| a.to_string_lossy().into_owned()),
+        )
+        .collect();
+    format!("ran {}", words.join(" "))
+}

@@ -1,0 +1,424 @@
+//! `devenv up` and `devenv down` run for real against the minikube double (and, for the
+//! release, the Kubernetes API server double with the real helm): stages in order, failures
+//! stopping only what depends on them, a second `up` changing nothing, `down` and `--purge`
+//! undoing it all, the project lock and Ctrl-C.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+use support::Env;
+
+const EXPORTS: &str = "# /etc/exports of a test\n";
+
+fn kvm_env() -> Env {
+    let env = Env::new().kvm_host();
+    env.example();
+    env
+}
+
+fn calls_with(env: &Env, what: &str) -> usize {
+    env.minikube_calls()
+        .iter()
+        .filter(|c| c.starts_with(what))
+        .count()
+}
+
+#[test]
+fn up_stops_at_preflight_when_the_driver_is_unusable() {
+    // This machine's own KVM is unusable (no vmx/svm) or libvirt is absent.
+    let env = Env::new().with_env("DEVENV_HOST_ROOT", "/nonexistent-root");
+    env.example();
+    env.devenv()
+        .arg("up")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("error at 'preflight'"))
+        .stderr(predicate::str::contains("devenv up"));
+    assert_eq!(calls_with(&env, "start"), 0, "no VM was started");
+    assert_eq!(std::fs::read_to_string(&env.exports).unwrap(), EXPORTS);
+}
+
+#[test]
+fn without_a_cluster_up_does_exports_vm_and_mount_then_fails_at_release() {
+    let env = kvm_env();
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("error at 'release'"), "{stderr}");
+    assert!(stderr.contains("these stages made changes: "), "{stderr}");
+    assert!(
+        stdout.contains("summary: skipped: release did not finish"),
+        "{stdout}"
+    );
+    assert_eq!(calls_with(&env, "start -p devenv-shop --driver=kvm2"), 1);
+    assert_eq!(
+        calls_with(&env, "ssh -p devenv-shop -- sudo mount -t nfs"),
+        1
+    );
+    let exports = std::fs::read_to_string(&env.exports).unwrap();
+    assert!(
+        exports.starts_with(EXPORTS) && exports.contains("# BEGIN devenv shop"),
+        "{exports}"
+    );
+
+    // The next run finds the VM, the export and the mount in place and only retries the release.
+    let before = env.minikube_calls().len();
+    env.devenv().arg("up").assert().code(1);
+    let again: Vec<String> = env.minikube_calls()[before..].to_vec();
+    assert!(!again.iter().any(|c| c.starts_with("start")), "{again:?}");
+    assert!(!again.iter().any(|c| c.contains("sudo mount")), "{again:?}");
+}
+
+#[test]
+fn a_failing_vm_start_shows_minikubes_error_and_skips_what_needs_the_vm() {
+    let env = Env::new()
+        .kvm_host()
+        .with_env("FAKE_MINIKUBE_START_EXIT", "80");
+    env.example();
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("error at 'vm'"), "{stderr}");
+    assert!(stdout.contains("GUEST_PROVISION"), "{stdout}");
+    assert!(stdout.contains("mount: skipped"), "{stdout}");
+    assert!(stdout.contains("release: skipped"), "{stdout}");
+    assert!(
+        stdout.contains("exports: "),
+        "exports ran beside vm: {stdout}"
+    );
+}
+
+#[test]
+fn down_stops_the_vm_and_purge_removes_everything_devenv_made() {
+    let env = kvm_env();
+    env.devenv().arg("up").assert().code(1);
+    env.devenv()
+        .arg("down")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("stopped; its disk is kept"));
+    env.devenv()
+        .arg("down")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("already stopped"));
+    env.devenv()
+        .args(["down", "--purge"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("pass --yes"));
+    assert!(
+        env.minikube_state.join("profiles/devenv-shop.env").exists(),
+        "nothing removed without --yes"
+    );
+    env.devenv()
+        .args(["down", "--purge", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("delete the minikube VM"));
+    assert!(!env.minikube_state.join("profiles/devenv-shop.env").exists());
+    assert_eq!(
+        std::fs::read_to_string(&env.exports).unwrap(),
+        EXPORTS,
+        "byte for byte"
+    );
+    env.devenv()
+        .args(["down", "--purge", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to remove"));
+    env.devenv()
+        .arg("down")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to stop"));
+}
+
+#[test]
+fn down_dry_run_prints_and_changes_nothing() {
+    let env = kvm_env();
+    env.devenv().arg("up").assert().code(1);
+    env.devenv()
+        .args(["down", "--purge", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "would run: minikube delete -p devenv-shop",
+        ))
+        .stdout(predicate::str::contains("-# BEGIN devenv shop"));
+    assert!(env.minikube_state.join("profiles/devenv-shop.env").exists());
+    assert!(
+        std::fs::read_to_string(&env.exports)
+            .unwrap()
+            .contains("# BEGIN devenv shop")
+    );
+}
+
+#[test]
+fn status_reports_the_vm_the_export_and_the_mount() {
+    let env = kvm_env();
+    env.devenv()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("not created"));
+    env.devenv().arg("up").assert().code(1);
+    let out = env.devenv().args(["--json", "status"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["vm"]["state"], "running");
+    assert_eq!(v["vm"]["driver"], "kvm2");
+    assert_eq!(v["vm"]["cpus"], 4);
+    assert_eq!(v["exports"]["block"], "ok");
+    assert_eq!(v["mount"]["mounted"], true);
+}
+
+fn spawn_up(env: &Env, extra: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("devenv"));
+    let assert_cmd = env.devenv();
+    // Reuse the harness's environment for a background process.
+    for (k, v) in assert_cmd.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.current_dir(&env.project)
+        .arg("up")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_second_up_on_the_same_project_waits_and_gives_up_with_a_clear_message() {
+    let env = kvm_env();
+    let mut first = spawn_up(&env, &[("FAKE_MINIKUBE_START_SLEEP", "4")]);
+    std::thread::sleep(Duration::from_millis(800));
+    env.devenv()
+        .args(["up", "--lock-timeout", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "waiting for another devenv command on project shop",
+        ))
+        .stderr(predicate::str::contains(
+            "is still working on project \"shop\"",
+        ));
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+#[test]
+fn ctrl_c_cancels_the_running_stage_and_the_next_up_resumes() {
+    let env = kvm_env();
+    let child = spawn_up(&env, &[("FAKE_MINIKUBE_START_SLEEP", "30")]);
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the stage was not waited for"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stdout.contains("vm: cancelled"), "{stdout}");
+    // The lock was released: the next up runs (and starts the VM the interrupted one did not).
+    env.devenv()
+        .args(["up", "--lock-timeout", "2"])
+        .assert()
+        .code(1);
+    assert!(calls_with(&env, "start -p devenv-shop") >= 2);
+}
+
+/// The example project on the minikube double, whose cluster is the API server double (with
+/// workloads becoming ready as soon as they are written), driven by the real helm.
+fn cluster_env() -> Option<(Env, support::apiserver::ApiServer)> {
+    cluster_env_with("helm")
+}
+
+/// Like [`cluster_env`] with `helm` being the named binary (`helm3`, `helm4`).
+fn cluster_env_with(helm: &str) -> Option<(Env, support::apiserver::ApiServer)> {
+    let helm = support::real_tool(helm)?;
+    let api = support::apiserver::ApiServer::start_as("devenv-shop").auto_ready();
+    let env = Env::new();
+    let kubeconfig = env.home.path().join("kubeconfig");
+    let bin = env.home.path().join("helm-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(&helm, bin.join("helm")).unwrap();
+    let env = env
+        .kvm_host()
+        .prepend_path(&bin)
+        .with_env("FAKE_MINIKUBE_APISERVER", api.url())
+        .with_env("KUBECONFIG", kubeconfig);
+    env.example();
+    Some((env, api))
+}
+
+fn mutating(api: &support::apiserver::ApiServer) -> Vec<String> {
+    api.requests()
+        .iter()
+        .filter(|r| !r.is_read_only())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+const READ_ONLY_MINIKUBE: [&str; 5] = [
+    "version --short",
+    "status -p devenv-shop -o json",
+    "ip -p devenv-shop",
+    "profile list -o json",
+    "ssh -p devenv-shop -- cat ",
+];
+
+fn is_read_only_call(call: &str) -> bool {
+    READ_ONLY_MINIKUBE.iter().any(|r| call.starts_with(r))
+}
+
+#[test]
+fn cold_up_brings_the_example_project_up_and_a_second_up_changes_nothing() {
+    let Some((env, api)) = cluster_env() else {
+        return;
+    };
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("shop is up"), "{stdout}");
+    assert_eq!(api.names("deployments", "shop"), ["api", "worker"]);
+    assert_eq!(api.names("statefulsets", "shop"), ["postgres", "search"]);
+    let release = api.list_selected("secrets", Some("shop"), "owner=helm,name=shop");
+    assert_eq!(release.len(), 1);
+
+    api.clear_requests();
+    let calls_before = env.minikube_calls().len();
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("(0 stages changed something)"), "{stdout}");
+    assert!(mutating(&api).is_empty(), "{:?}", mutating(&api));
+    let calls = env.minikube_calls()[calls_before..].to_vec();
+    for c in &calls {
+        assert!(is_read_only_call(c), "a no-op up ran `minikube {c}`");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&env.exports)
+            .unwrap()
+            .matches("# BEGIN devenv shop")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_values_change_reruns_only_the_release() {
+    let Some((env, api)) = cluster_env() else {
+        return;
+    };
+    env.devenv().arg("up").assert().success();
+    let values = env.project.join("deploy/values-dev.yaml");
+    let text = std::fs::read_to_string(&values).unwrap();
+    std::fs::write(
+        &values,
+        text.replace("api:\n  replicas: 1", "api:\n  replicas: 2"),
+    )
+    .unwrap();
+    api.clear_requests();
+    let calls_before = env.minikube_calls().len();
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("(1 stage changed something)"), "{stdout}");
+    let calls = env.minikube_calls()[calls_before..].to_vec();
+    assert!(calls.iter().all(|c| is_read_only_call(c)), "{calls:?}");
+    let api_deployment = api.get("deployments", "shop", "api").unwrap();
+    assert_eq!(api_deployment["spec"]["replicas"], 2);
+}
+
+#[test]
+fn a_changed_vm_setting_is_reported_with_how_to_apply_it() {
+    let Some((env, _api)) = cluster_env() else {
+        return;
+    };
+    env.devenv().arg("up").assert().success();
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write("devenv.toml", &toml.replace("cpus = 4", "cpus = 2"));
+    env.devenv()
+        .arg("up")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("differs from [vm] (cpus 4 → 2)"))
+        .stdout(predicate::str::contains("devenv down --purge"));
+    assert_eq!(calls_with(&env, "start"), 1, "the VM was not restarted");
+}
+
+#[test]
+fn status_after_up_shows_the_release_and_ready_workloads() {
+    let Some((env, _api)) = cluster_env() else {
+        return;
+    };
+    env.devenv().arg("up").assert().success();
+    let out = env.devenv().args(["--json", "status"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["release"]["status"], "deployed");
+    assert_eq!(v["release"]["revision"], 1);
+    let workloads = v["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), 4, "{v}");
+    for w in workloads {
+        assert_eq!(w["ready"], w["desired"], "{w}");
+    }
+}
+
+#[test]
+fn purge_after_a_successful_up_uninstalls_the_release_and_deletes_the_vm() {
+    let Some((env, api)) = cluster_env() else {
+        return;
+    };
+    env.devenv().arg("up").assert().success();
+    env.devenv()
+        .args(["down", "--purge", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("uninstall the Helm release shop"));
+    assert!(api.names("deployments", "shop").is_empty());
+    assert!(!env.minikube_state.join("profiles/devenv-shop.env").exists());
+    assert_eq!(std::fs::read_to_string(&env.exports).unwrap(), EXPORTS);
+}
+
+#[test]
+fn cold_up_and_no_op_up_work_with_helm_3_and_helm_4() {
+    for helm in ["helm3", "helm4"] {
+        let Some((env, api)) = cluster_env_with(helm) else {
+            return;
+        };
+        env.devenv().arg("up").assert().success();
+        assert_eq!(
+            api.names("deployments", "shop"),
+            ["api", "worker"],
+            "{helm}"
+        );
+        api.clear_requests();
+        env.devenv()
+            .arg("up")
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("(0 stages changed something)"));
+        assert!(mutating(&api).is_empty(), "{helm}: {:?}", mutating(&api));
+    }
+}
