@@ -69,7 +69,7 @@ impl Executor {
     ) -> Result<Option<String>, String> {
         match action {
             Action::Note(_) => Ok(None),
-            Action::Verify(v) => self.verify(v).await.map(|()| None),
+            Action::Verify(v) => self.verify(v, progress).await.map(|()| None),
             Action::Run(cmd) => {
                 self.run(cmd, progress).await?;
                 Ok(Some(short(cmd)))
@@ -114,7 +114,7 @@ impl Executor {
         check_success(cmd, out).map_err(|e| with_help(&e.to_string(), e.help()))
     }
 
-    async fn verify(&self, v: &Verify) -> Result<(), String> {
+    async fn verify(&self, v: &Verify, progress: &Progress) -> Result<(), String> {
         match v {
             Verify::Driver { name, failure } => match failure {
                 None => Ok(()),
@@ -169,6 +169,20 @@ impl Executor {
                         Some(mount_causes(self.nfs.dialect)),
                     ))
                 }
+            }
+            Verify::Rollout {
+                context,
+                namespace,
+                timeout,
+            } => {
+                let fail = |e: crate::cluster::ClusterError| with_help(&e.to_string(), e.help());
+                let client = crate::cluster::client(context).await.map_err(fail)?;
+                let n =
+                    crate::cluster::wait_rollout(client, namespace, *timeout, |l| progress.line(l))
+                        .await
+                        .map_err(fail)?;
+                progress.line(&format!("{n} workloads ready"));
+                Ok(())
             }
             Verify::Release {
                 release,

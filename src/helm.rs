@@ -136,9 +136,12 @@ pub fn upgrade_install(loaded: &Loaded, kube_context: &str, overlay_file: &Path)
     for values in &c.project.values {
         cmd = cmd.arg("--values").arg(loaded.root.join(values));
     }
+    // No --wait: devenv watches the rollout itself, so that a pod that cannot start is shown
+    // at once with its events and logs. --timeout still bounds Helm's hooks.
+    let timeout = format!("{}s", c.project.rollout_timeout().as_secs());
     cmd.arg("--values")
         .arg(overlay_file)
-        .args(["--wait", "--timeout", "10m"])
+        .args(["--timeout", timeout.as_str()])
 }
 
 /// Helm's major version from `helm version --short` (`v3.17.2+gcc0bbbd`, `v4.1.4+g05fa379`).

@@ -6,6 +6,7 @@
 //! what the VM drivers need to know about the host.
 
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod context;

@@ -33,6 +33,12 @@ pub enum Verify {
         host_dir: PathBuf,
         vm_dir: String,
     },
+    /// Every Deployment and StatefulSet of the namespace becomes ready within the timeout.
+    Rollout {
+        context: String,
+        namespace: String,
+        timeout: std::time::Duration,
+    },
     /// The release exists and is deployed (`helm status`), for a no-op `up`.
     Release {
         release: String,
@@ -54,6 +60,12 @@ impl Verify {
             } => format!(
                 "a probe file written in {} on the host reads back from {vm_dir} in the VM",
                 host_dir.display()
+            ),
+            Verify::Rollout {
+                namespace, timeout, ..
+            } => format!(
+                "every Deployment and StatefulSet in namespace {namespace} is ready within {}s (a pod that cannot start stops the wait with its events and logs)",
+                timeout.as_secs()
             ),
             Verify::Release {
                 release, namespace, ..
@@ -169,6 +181,8 @@ pub struct Facts {
     pub vm_ip: Option<Ipv4Addr>,
     /// How the running VM differs from `[vm]` (empty: same settings, or not running).
     pub vm_drift: Vec<String>,
+    /// Delete and recreate a running VM whose settings differ (`up --recreate`).
+    pub recreate: bool,
     /// The running VM already has the source mounted at the target from the right place.
     pub mounted: bool,
     /// Where the generated values overlay is written.
@@ -241,8 +255,16 @@ impl Plan {
             Some(VmState::Running) if facts.vm_drift.is_empty() => vec![Action::Note(format!(
                 "{profile} is running with the settings of [vm]"
             ))],
+            Some(VmState::Running) if facts.recreate => vec![
+                Action::Note(format!(
+                    "{profile} differs from [vm] ({}): it is deleted and created again",
+                    facts.vm_drift.join(", ")
+                )),
+                Action::Run(Cmd::new("minikube").args(["delete", "-p", &profile])),
+                Action::Run(start),
+            ],
             Some(VmState::Running) => vec![Action::Note(format!(
-                "{profile} is running but differs from [vm] ({}); minikube cannot change a VM in place: `devenv down --purge` then `devenv up` recreates it",
+                "{profile} is running but differs from [vm] ({}); minikube cannot change a VM in place: `devenv up --recreate` deletes and recreates it (the cluster's contents are lost)",
                 facts.vm_drift.join(", ")
             ))],
             Some(VmState::Stopped) => vec![
@@ -348,10 +370,11 @@ impl Plan {
                     contents: serde_json::to_string_pretty(&overlay).expect("json") + "\n",
                 },
                 Action::Run(helm::upgrade_install(loaded, &profile, &facts.overlay_file)),
-                Action::Note(format!(
-                    "helm --wait waits until every Deployment and StatefulSet in namespace {} is ready",
-                    c.project.namespace()
-                )),
+                Action::Verify(Verify::Rollout {
+                    context: profile.clone(),
+                    namespace: c.project.namespace().to_string(),
+                    timeout: c.project.rollout_timeout(),
+                }),
             ]
         };
         stages.push(stage("release", &after, release));

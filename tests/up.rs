@@ -250,6 +250,13 @@ fn cluster_env() -> Option<(Env, support::apiserver::ApiServer)> {
     cluster_env_with("helm")
 }
 
+/// Like [`cluster_env`], but nothing becomes ready unless the test says so.
+fn cluster_env_not_ready() -> Option<(Env, support::apiserver::ApiServer)> {
+    let (env, api) = cluster_env()?;
+    api.set_auto_ready(false);
+    Some((env, api))
+}
+
 /// Like [`cluster_env`] with `helm` being the named binary (`helm3`, `helm4`).
 fn cluster_env_with(helm: &str) -> Option<(Env, support::apiserver::ApiServer)> {
     let helm = support::real_tool(helm)?;
@@ -364,8 +371,16 @@ fn a_changed_vm_setting_is_reported_with_how_to_apply_it() {
         .assert()
         .success()
         .stdout(predicate::str::contains("differs from [vm] (cpus 4 → 2)"))
-        .stdout(predicate::str::contains("devenv down --purge"));
+        .stdout(predicate::str::contains("devenv up --recreate"));
     assert_eq!(calls_with(&env, "start"), 1, "the VM was not restarted");
+    env.devenv().args(["up", "--recreate"]).assert().success();
+    assert_eq!(calls_with(&env, "delete -p devenv-shop"), 1);
+    assert_eq!(calls_with(&env, "start"), 2);
+    let out = env.devenv().args(["--json", "status"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["vm"]["cpus"], 2);
+    assert_eq!(v["mount"]["mounted"], true);
+    assert_eq!(v["release"]["status"], "deployed");
 }
 
 #[test]
@@ -421,4 +436,86 @@ fn cold_up_and_no_op_up_work_with_helm_3_and_helm_4() {
             .stdout(predicate::str::contains("(0 stages changed something)"));
         assert!(mutating(&api).is_empty(), "{helm}: {:?}", mutating(&api));
     }
+}
+
+#[test]
+fn a_crash_looping_pod_stops_the_rollout_with_its_events_and_logs() {
+    let Some((env, api)) = cluster_env_not_ready() else {
+        return;
+    };
+    let child = spawn_up(&env, &[]);
+    let waited = Instant::now();
+    while api.get("deployments", "shop", "api").is_none() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "helm never created the api"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    api.create(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "api-5d9c-x7", "namespace": "shop", "labels": {"app.kubernetes.io/name": "api"}},
+        "spec": {"containers": [{"name": "api", "image": "shop-api:dev"}]},
+        "status": {"phase": "Running", "containerStatuses": [{
+            "name": "api", "image": "shop-api:dev", "imageID": "", "ready": false, "restartCount": 5,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container=api"}}
+        }]}
+    }));
+    api.set_pod_log(
+        "shop",
+        "api-5d9c-x7",
+        "api",
+        "starting api\npanic: cannot connect to postgres:5432\n",
+    );
+    api.create(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "api-5d9c-x7.1", "namespace": "shop"},
+        "involvedObject": {"kind": "Pod", "name": "api-5d9c-x7", "namespace": "shop"},
+        "type": "Warning",
+        "reason": "BackOff",
+        "message": "Back-off restarting failed container api in pod api-5d9c-x7"
+    }));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error at 'release'"), "{stderr}");
+    assert!(
+        stderr.contains("api-5d9c-x7 in namespace shop cannot start: CrashLoopBackOff"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("panic: cannot connect to postgres:5432"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Warning BackOff: Back-off restarting failed container"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_rollout_that_never_gets_ready_times_out_naming_what_it_waited_for() {
+    let Some((env, _api)) = cluster_env_not_ready() else {
+        return;
+    };
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write(
+        "devenv.toml",
+        &toml.replace(
+            "values = [\"deploy/values-dev.yaml\"]",
+            "values = [\"deploy/values-dev.yaml\"]\nrollout_timeout = \"2s\"",
+        ),
+    );
+    env.devenv()
+        .arg("up")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "not ready after 2s in namespace shop",
+        ))
+        .stderr(predicate::str::contains("deployment/api"))
+        .stderr(predicate::str::contains("statefulset/postgres"));
 }

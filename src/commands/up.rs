@@ -32,6 +32,10 @@ pub struct Args {
     /// Print the plan (stages, commands, file edits) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Delete and recreate the VM when its settings differ from [vm] (the cluster's contents
+    /// are lost; the release is installed again).
+    #[arg(long)]
+    pub recreate: bool,
     /// How long to wait for another devenv command working on this project.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,
@@ -114,12 +118,15 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         (Some(VmState::Running), Some(s)) => minikube::drift(s, driver, &c.vm),
         _ => Vec::new(),
     };
-    let mounted = vm.proc_mounts.as_deref().is_some_and(|m| {
-        minikube::has_nfs_mount(m, &export.source.to_string_lossy(), &c.mount.target)
-    });
+    let recreate = args.recreate && !vm_drift.is_empty();
+    let mounted = !recreate
+        && vm.proc_mounts.as_deref().is_some_and(|m| {
+            minikube::has_nfs_mount(m, &export.source.to_string_lossy(), &c.mount.target)
+        });
     let overlay_file = project.path().join("values-overlay.json");
     let fingerprint = release_fingerprint(&loaded, &placements, &profile);
-    let release_unchanged = vm.state == Some(VmState::Running)
+    let release_unchanged = !recreate
+        && vm.state == Some(VmState::Running)
         && mounted
         && state.applied_fingerprint.as_deref() == Some(fingerprint.as_str());
     let facts = Facts {
@@ -144,6 +151,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         vm_state: vm.state.clone(),
         vm_ip: vm.ip,
         vm_drift,
+        recreate,
         mounted,
         overlay_file,
         release_unchanged,

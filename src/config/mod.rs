@@ -53,6 +53,30 @@ pub struct Project {
     /// Values files passed to Helm in order, before devenv's generated overlay.
     #[serde(default)]
     pub values: Vec<PathBuf>,
+    /// How long `up` waits for every Deployment and StatefulSet to be ready (`"10m"`, `"90s"`).
+    #[serde(default = "default_rollout_timeout")]
+    pub rollout_timeout: String,
+}
+
+fn default_rollout_timeout() -> String {
+    "10m".to_string()
+}
+
+/// A duration written as a number and a unit: `"90s"`, `"10m"`, `"1h"`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a duration"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("\"{text}\" needs a unit: s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn default_chart() -> PathBuf {
@@ -72,6 +96,11 @@ impl Project {
     /// The Helm release name of the local environment.
     pub fn release(&self) -> &str {
         &self.name
+    }
+
+    /// `rollout_timeout` as a duration (validated when the file is loaded).
+    pub fn rollout_timeout(&self) -> std::time::Duration {
+        parse_duration(&self.rollout_timeout).unwrap_or(std::time::Duration::from_secs(600))
     }
 }
 

@@ -58,6 +58,20 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
         }
     }
 
+    match super::parse_duration(&c.project.rollout_timeout) {
+        Ok(d) if d.as_secs() == 0 => v.add(
+            &["project", "rollout_timeout"],
+            "must be longer than 0s",
+            None,
+        ),
+        Ok(_) => {}
+        Err(why) => v.add(
+            &["project", "rollout_timeout"],
+            why,
+            Some("write it like \"10m\" or \"90s\"".into()),
+        ),
+    }
+
     // [vm]
     match Choice::parse(&c.vm.driver) {
         Choice::Auto => {}

@@ -1,0 +1,205 @@
+//! The local cluster through the Kubernetes API (kube-rs): the rollout of the release watched
+//! until every Deployment and StatefulSet is ready, and a pod that cannot start surfaced at once
+//! with its events and last log lines instead of a silent wait until the timeout.
+
+pub mod conditions;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{ListParams, LogParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+use conditions::{PodProblem, deployment_ready, pod_problem, statefulset_ready};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot reach the cluster of kubeconfig context {context}: {message}")]
+    Connect { context: String, message: String },
+    #[error("the Kubernetes API answered with an error: {0}")]
+    Api(#[from] kube::Error),
+    #[error("{} in namespace {namespace} cannot start: {} ({})", .problem.pod, .problem.reason, .problem.message)]
+    Stuck {
+        namespace: String,
+        problem: PodProblem,
+        /// The pod's recent events, oldest first.
+        events: Vec<String>,
+        /// The container's last log lines.
+        logs: String,
+    },
+    #[error("{name} in namespace {namespace} failed to roll out: {message}")]
+    Failed {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+    #[error("not ready after {}s in namespace {namespace}: {}", .after.as_secs(), .waiting.join(", "))]
+    Timeout {
+        namespace: String,
+        after: Duration,
+        waiting: Vec<String>,
+    },
+}
+
+impl ClusterError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            ClusterError::Connect { context, .. } => Some(format!(
+                "`kubectl --context {context} get nodes` shows what is wrong; `devenv status` shows the VM"
+            )),
+            ClusterError::Stuck {
+                namespace,
+                problem,
+                events,
+                logs,
+            } => {
+                let mut h = String::new();
+                if !events.is_empty() {
+                    h.push_str(&format!("its events:\n  {}\n", events.join("\n  ")));
+                }
+                if !logs.trim().is_empty() {
+                    h.push_str(&format!(
+                        "its last log lines:\n  {}\n",
+                        logs.trim_end().replace('\n', "\n  ")
+                    ));
+                }
+                h.push_str(&format!(
+                    "more: kubectl -n {namespace} describe pod {}",
+                    problem.pod
+                ));
+                Some(h)
+            }
+            ClusterError::Timeout { namespace, .. } => Some(format!(
+                "kubectl -n {namespace} get pods shows where it stands; raise project.rollout_timeout if the images are large"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A client for a kubeconfig context (the local cluster's is named after the minikube profile).
+pub async fn client(context: &str) -> Result<Client, ClusterError> {
+    let connect = |message: String| ClusterError::Connect {
+        context: context.to_string(),
+        message,
+    };
+    let kubeconfig = Kubeconfig::read().map_err(|e| connect(e.to_string()))?;
+    let options = KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..KubeConfigOptions::default()
+    };
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| connect(e.to_string()))?;
+    Client::try_from(config).map_err(|e| connect(e.to_string()))
+}
+
+/// Wait until every Deployment and StatefulSet of `namespace` is rolled out, reporting what it
+/// waits for through `progress`; stop early when a pod cannot start by itself.
+pub async fn wait_rollout(
+    client: Client,
+    namespace: &str,
+    timeout: Duration,
+    progress: impl Fn(&str),
+) -> Result<usize, ClusterError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let started = Instant::now();
+    let all = ListParams::default();
+    loop {
+        let (ds, ss) = tokio::try_join!(deployments.list(&all), statefulsets.list(&all))?;
+        let total = ds.items.len() + ss.items.len();
+        let mut waiting = Vec::new();
+        for d in &ds.items {
+            let name = d.metadata.name.clone().unwrap_or_default();
+            match deployment_ready(d) {
+                Ok(true) => {}
+                Ok(false) => waiting.push(format!("deployment/{name}")),
+                Err(message) => {
+                    return Err(ClusterError::Failed {
+                        namespace: namespace.to_string(),
+                        name: format!("deployment/{name}"),
+                        message,
+                    });
+                }
+            }
+        }
+        for s in &ss.items {
+            if !statefulset_ready(s) {
+                waiting.push(format!(
+                    "statefulset/{}",
+                    s.metadata.name.clone().unwrap_or_default()
+                ));
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(total);
+        }
+        progress(&format!(
+            "{} of {total} ready; waiting for {}",
+            total - waiting.len(),
+            waiting.join(", ")
+        ));
+        let pod_list = pods.list(&all).await?;
+        if let Some(problem) = pod_list.items.iter().find_map(pod_problem) {
+            let (events, logs) = pod_details(&client, namespace, &problem).await;
+            return Err(ClusterError::Stuck {
+                namespace: namespace.to_string(),
+                problem,
+                events,
+                logs,
+            });
+        }
+        if started.elapsed() >= timeout {
+            return Err(ClusterError::Timeout {
+                namespace: namespace.to_string(),
+                after: timeout,
+                waiting,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The pod's last events and its container's last log lines; whatever cannot be read is left
+/// out rather than hiding the problem itself.
+async fn pod_details(
+    client: &Client,
+    namespace: &str,
+    problem: &PodProblem,
+) -> (Vec<String>, String) {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("involvedObject.name={}", problem.pod);
+    let events = match events.list(&ListParams::default().fields(&selector)).await {
+        Ok(list) => {
+            let mut items = list.items;
+            items.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+            items
+                .iter()
+                .rev()
+                .take(5)
+                .rev()
+                .map(|e| {
+                    format!(
+                        "{} {}: {}",
+                        e.type_.clone().unwrap_or_default(),
+                        e.reason.clone().unwrap_or_default(),
+                        e.message.clone().unwrap_or_default()
+                    )
+                })
+                .collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    let params = LogParams {
+        container: Some(problem.container.clone()),
+        tail_lines: Some(20),
+        ..LogParams::default()
+    };
+    let logs = pods.logs(&problem.pod, &params).await.unwrap_or_default();
+    (events, logs)
+}
