@@ -69,5 +69,7 @@ pub enum Command {
     Status(commands::status::Args),
     Doctor(commands::doctor::Args),
     Exports(commands::exports::Args),
+    Offload(commands::offload::Args),
+    Watch(commands::watch::Args),
     Completions(commands::completions::Args),
 }

@@ -11,6 +11,8 @@ use devenv_drivers::Driver;
 
 use crate::minikube;
 use crate::nfs::apply::{self, Change, NfsHost};
+use crate::offload::bridge::{self, BridgeSpec};
+use crate::offload::{self, OffloadError, Step};
 use crate::plan::{Action, MountSpec, Plan, Verify};
 use crate::process::{Cmd, Platform, Runner, Stream, check_success, install_hint, tail_lines};
 use crate::reconcile::{Progress, Report, Stage};
@@ -101,6 +103,114 @@ impl Executor {
                 )))
             }
             Action::Mount(m) => self.mount(m, progress).await.map(Some),
+            Action::Offload(step) => self
+                .offload(step, progress)
+                .await
+                .map_err(|e| with_help(&e.to_string(), e.help())),
+        }
+    }
+
+    /// One offload step; `Some(text)` when it changed something.
+    async fn offload(
+        &self,
+        step: &Step,
+        progress: &Progress,
+    ) -> Result<Option<String>, OffloadError> {
+        match step {
+            Step::Namespace {
+                context,
+                namespace,
+                user,
+                project,
+                service,
+            } => {
+                let client = offload::connect_remote(context, service).await?;
+                let created =
+                    offload::ensure_namespace(client, context, namespace, user, project).await?;
+                Ok(created.then(|| format!("created namespace {namespace} on {context}")))
+            }
+            Step::Bridge {
+                remote_context,
+                remote_namespace,
+                local_context,
+                local_namespace,
+                service,
+                host,
+                ports,
+            } => {
+                let spec = BridgeSpec {
+                    context: local_context,
+                    namespace: local_namespace,
+                    service,
+                    host,
+                };
+                let local = local_client(local_context).await?;
+                // A foreign object of the same name stops the stage before anything else.
+                spec.check_owned(local.clone()).await?;
+                let remote = offload::connect_remote(remote_context, service).await?;
+                let route = bridge::remote_route(
+                    remote,
+                    remote_context,
+                    remote_namespace,
+                    host,
+                    ports,
+                    service,
+                )
+                .await?;
+                progress.line(&format!("remote {service} is at {}", route.ip));
+                bridge::check_reachable(&route, service, Duration::from_secs(3)).await?;
+                let changed = spec.apply(local, &route).await?;
+                Ok(changed.then(|| {
+                    format!(
+                        "{host} → {}:{}",
+                        route.ip,
+                        route
+                            .ports
+                            .iter()
+                            .map(|(_, p)| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                }))
+            }
+            Step::Unbridge {
+                local_context,
+                local_namespace,
+                service,
+                host,
+                remote_context,
+                remote_namespace,
+            } => {
+                let spec = BridgeSpec {
+                    context: local_context,
+                    namespace: local_namespace,
+                    service,
+                    host,
+                };
+                let local = local_client(local_context).await?;
+                let removed = spec.remove(local).await?;
+                let mut said = Vec::new();
+                if removed {
+                    said.push(format!("deleted the bridge {host}"));
+                }
+                // The laptop no longer needs the remote copy; failing to remove it must not keep
+                // the service from coming back, so it is reported rather than fatal.
+                let cmd = Cmd::new("helm")
+                    .args(["uninstall", service, "--ignore-not-found"])
+                    .args(["--kube-context", remote_context])
+                    .args(["--namespace", remote_namespace])
+                    .timeout(Duration::from_secs(120));
+                match self.run(&cmd, progress).await {
+                    Ok(_) => said.push(format!(
+                        "uninstalled {service} from {remote_namespace} on {remote_context} (volumes kept)"
+                    )),
+                    Err(e) => progress.line(&format!(
+                        "the remote release {service} is left in place: {}",
+                        e.lines().next().unwrap_or_default()
+                    )),
+                }
+                Ok((!said.is_empty()).then(|| said.join("; ")))
+            }
         }
     }
 
@@ -234,8 +344,14 @@ impl Executor {
         let [mkdir, mount] = m.commands(host);
         self.run(&mkdir, progress).await?;
         self.run(&mount, progress).await.map_err(|e| {
+            let (what, output) = e.split_once("\nhelp: ").unwrap_or((e.as_str(), ""));
+            let output = if output.is_empty() {
+                String::new()
+            } else {
+                format!("{output}\n")
+            };
             format!(
-                "the NFS mount failed: {e}\nlikely causes:\n{}",
+                "the NFS mount failed: {what}\nhelp: {output}likely causes:\n{}",
                 mount_causes(self.nfs.dialect)
             )
         })?;
@@ -245,6 +361,16 @@ impl Executor {
             m.target
         ))
     }
+}
+
+/// A client for the local cluster, with its failure in the offload error's terms.
+async fn local_client(context: &str) -> Result<kube::Client, OffloadError> {
+    crate::cluster::client(context)
+        .await
+        .map_err(|e| OffloadError::Local {
+            context: context.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// What usually stops an NFS mount from the VM, with the command that checks each.

@@ -17,6 +17,7 @@ pub mod helm;
 pub mod machine;
 pub mod minikube;
 pub mod nfs;
+pub mod offload;
 pub mod plan;
 pub mod process;
 pub mod progress;
@@ -24,6 +25,7 @@ pub mod reconcile;
 pub mod state;
 pub mod templates;
 pub mod ui;
+pub mod watch;
 
 pub use error::Error;
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use devenv_drivers::Driver;
 use serde::Serialize;
 
-use crate::config::{Loaded, Placement};
+use crate::config::{Connect, Loaded, Placement};
 use crate::minikube::{self, VmState};
 use crate::process::{Cmd, quote};
 use crate::{helm, process};
@@ -134,6 +134,8 @@ pub enum Action {
     Write { path: PathBuf, contents: String },
     /// Something that needs no action, and why.
     Note(String),
+    /// A step of offloading a service to the remote cluster, or of bringing it back.
+    Offload(crate::offload::Step),
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +193,8 @@ pub struct Facts {
     pub release_unchanged: bool,
     /// The developer's user name, for the remote namespace.
     pub user: String,
+    /// Services that have a bridge in the local cluster (read from it when the VM runs).
+    pub bridged: Vec<String>,
 }
 
 /// The tools `up` runs.
@@ -223,10 +227,19 @@ impl Plan {
             )));
         }
         if !remote.is_empty() {
-            preflight.push(Action::Verify(Verify::Unsupported(format!(
-                "running services on the remote cluster ({}) is not available in this version; set offload = \"local\" for them",
-                remote.join(", ")
-            ))));
+            match &c.remote {
+                None => preflight.push(Action::Verify(Verify::Unsupported(format!(
+                    "{} should run on the remote cluster but devenv.toml has no [remote] section; add one, or `devenv offload <service> --local`",
+                    remote.join(", ")
+                )))),
+                Some(r) if r.connect == Connect::Tunnel => {
+                    preflight.push(Action::Verify(Verify::Unsupported(format!(
+                        "connect = \"tunnel\" in [remote] is not available in this version of devenv; connect = \"direct\" is (it needs a route from this laptop to the remote cluster's nodes), or bring the services back with `devenv offload <service> --local` ({})",
+                        remote.join(", ")
+                    ))))
+                }
+                Some(_) => {}
+            }
         }
         stages.push(stage("preflight", &[], preflight));
 
@@ -310,42 +323,97 @@ impl Plan {
 
         // remote services and their bridges
         let mut release_after = vec!["mount".to_string()];
+        let local_ns = c.project.namespace().to_string();
         if let Some(r) = &c.remote {
-            let namespace = format!("devenv-{}-{}", facts.user, c.project.name);
+            let namespace = crate::offload::remote_namespace(&facts.user, &c.project.name);
             for name in &remote {
                 let svc = &c.services[*name];
                 let key = svc.values_key.clone().unwrap_or_default();
                 let chart = loaded.chart_dir().join("charts").join(&key);
-                stages.push(stage(
-                    &format!("remote:{name}"),
-                    &["preflight"],
-                    vec![Action::Run(
+                let mut actions = vec![Action::Offload(crate::offload::Step::Namespace {
+                    context: r.context.clone(),
+                    namespace: namespace.clone(),
+                    user: facts.user.clone(),
+                    project: c.project.name.clone(),
+                    service: name.to_string(),
+                })];
+                if facts.release_unchanged {
+                    actions.push(Action::Verify(Verify::Release {
+                        release: name.to_string(),
+                        namespace: namespace.clone(),
+                        context: r.context.clone(),
+                    }));
+                } else {
+                    let timeout = format!("{}s", c.project.rollout_timeout().as_secs());
+                    let mut files = vec![loaded.chart_dir().join("values.yaml")];
+                    files.extend(c.project.values.iter().map(|v| loaded.root.join(v)));
+                    // The values go through stdin (`--values -`): they are derived from the
+                    // chart and the team's files, so a copy on disk would only go stale.
+                    let values = match crate::offload::subchart_values(&files, &key) {
+                        Ok(values) => values,
+                        Err(why) => {
+                            actions.push(Action::Verify(Verify::Unsupported(why)));
+                            serde_json::Value::Null
+                        }
+                    };
+                    // Values may hold passwords: the plan names where they come from only.
+                    actions.push(Action::Note(format!(
+                        "the release gets the values the umbrella chart gives {key}: its {key} and global sections of the chart's values.yaml and the team's values files, on stdin"
+                    )));
+                    actions.push(Action::Run(
                         Cmd::new("helm")
                             .args(["upgrade", "--install", name])
                             .arg(chart)
                             .args(["--kube-context", &r.context])
-                            .args(["--namespace", &namespace, "--create-namespace", "--wait"]),
-                    )],
-                ));
-                let host = svc.host.clone().unwrap_or_default();
+                            .args(["--namespace", &namespace])
+                            .args(["--values", "-", "--timeout", &timeout])
+                            .stdin(values.to_string()),
+                    ));
+                    actions.push(Action::Verify(Verify::Rollout {
+                        context: r.context.clone(),
+                        namespace: namespace.clone(),
+                        timeout: c.project.rollout_timeout(),
+                    }));
+                }
+                stages.push(stage(&format!("remote:{name}"), &["preflight"], actions));
                 let bridge = format!("bridge:{name}");
                 stages.push(stage(
                     &bridge,
                     &["vm", &format!("remote:{name}")],
-                    vec![Action::Note(format!(
-                        "Service {host} (ports {}) and its EndpointSlice in namespace {} point at {name} in {} on context {} ({:?} connection)",
-                        svc.all_ports()
-                            .iter()
-                            .map(u16::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        c.project.namespace(),
-                        namespace,
-                        r.context,
-                        r.connect
-                    ).to_lowercase())],
+                    vec![Action::Offload(crate::offload::Step::Bridge {
+                        remote_context: r.context.clone(),
+                        remote_namespace: namespace.clone(),
+                        local_context: profile.clone(),
+                        local_namespace: local_ns.clone(),
+                        service: name.to_string(),
+                        host: svc.host.clone().unwrap_or_default(),
+                        ports: svc.all_ports(),
+                    })],
                 ));
                 release_after.push(bridge);
+            }
+            // Services back on the laptop whose bridge is still in the local cluster.
+            for name in &facts.bridged {
+                let Some(svc) = c.services.get(name) else {
+                    continue;
+                };
+                if remote.contains(&name.as_str()) {
+                    continue;
+                }
+                let unbridge = format!("unbridge:{name}");
+                stages.push(stage(
+                    &unbridge,
+                    &["vm"],
+                    vec![Action::Offload(crate::offload::Step::Unbridge {
+                        local_context: profile.clone(),
+                        local_namespace: local_ns.clone(),
+                        service: name.clone(),
+                        host: svc.host.clone().unwrap_or_default(),
+                        remote_context: r.context.clone(),
+                        remote_namespace: namespace.clone(),
+                    })],
+                ));
+                release_after.push(unbridge);
             }
         }
 
@@ -411,7 +479,11 @@ impl Plan {
         self.stages.iter().flat_map(|s| &s.actions).any(|a| {
             matches!(
                 a,
-                Action::Run(_) | Action::Exports { .. } | Action::Mount(_) | Action::Write { .. }
+                Action::Run(_)
+                    | Action::Exports { .. }
+                    | Action::Mount(_)
+                    | Action::Write { .. }
+                    | Action::Offload(_)
             )
         })
     }
@@ -468,6 +540,9 @@ impl Plan {
                     .flat_map(|a| match a {
                         Action::Verify(v) => vec![serde_json::json!({"check": v.describe()})],
                         Action::Note(t) => vec![serde_json::json!({"note": t})],
+                        Action::Offload(step) => {
+                            vec![serde_json::json!({"offload": step.describe()})]
+                        }
                         Action::Run(c) => vec![run(c)],
                         Action::Exports {
                             path, diff, reload, ..
@@ -502,6 +577,9 @@ fn render_action(out: &mut String, a: &Action) {
         }
         Action::Note(t) => {
             let _ = writeln!(out, "   note   {t}");
+        }
+        Action::Offload(step) => {
+            let _ = writeln!(out, "   ensure {}", step.describe());
         }
         Action::Run(cmd) => {
             let _ = writeln!(out, "   run    {}", cmd.display());

@@ -519,3 +519,71 @@ fn a_rollout_that_never_gets_ready_times_out_naming_what_it_waited_for() {
         .stderr(predicate::str::contains("deployment/api"))
         .stderr(predicate::str::contains("statefulset/postgres"));
 }
+
+#[test]
+fn a_mount_that_times_out_names_the_likely_causes_and_the_next_up_recovers() {
+    let env = Env::new()
+        .kvm_host()
+        .with_env("FAKE_MINIKUBE_NFS_DOWN", "1");
+    env.example();
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error at 'mount'"), "{stderr}");
+    assert!(
+        stdout.contains("mount.nfs: Connection timed out"),
+        "{stdout}"
+    );
+    for cause in ["systemctl status nfs-server", "exportfs -v", "firewall"] {
+        assert!(stderr.contains(cause), "no {cause} in {stderr}");
+    }
+    assert!(stdout.contains("release: skipped"), "{stdout}");
+    // With the server answering again, the next up mounts without starting the VM again.
+    let before = env.minikube_calls().len();
+    let retry = std::process::Command::new(assert_cmd::cargo::cargo_bin("devenv"))
+        .current_dir(&env.project)
+        .envs(
+            env.devenv()
+                .get_envs()
+                .filter(|(k, _)| *k != "FAKE_MINIKUBE_NFS_DOWN")
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .env_remove("FAKE_MINIKUBE_NFS_DOWN")
+        .arg("up")
+        .output()
+        .unwrap();
+    let again = env.minikube_calls()[before..].to_vec();
+    assert!(again.iter().any(|c| c.contains("sudo mount")), "{again:?}");
+    assert!(!again.iter().any(|c| c.starts_with("start")), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&retry.stdout).contains("mount: mounted"),
+        "{}",
+        String::from_utf8_lossy(&retry.stdout)
+    );
+}
+
+#[test]
+fn an_overlapping_foreign_export_stops_the_exports_stage_and_what_needs_it() {
+    let env = kvm_env();
+    let parent = env.project.parent().unwrap().canonicalize().unwrap();
+    std::fs::write(
+        &env.exports,
+        format!(
+            "{EXPORTS}{} 10.0.0.9(rw,no_subtree_check)\n",
+            parent.display()
+        ),
+    )
+    .unwrap();
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("error at 'exports'"), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stdout.contains("mount: skipped: exports did not finish"),
+        "{stdout}"
+    );
+    assert_eq!(calls_with(&env, "ssh -p devenv-shop -- sudo mount"), 0);
+}

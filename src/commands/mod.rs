@@ -5,9 +5,11 @@ pub mod doctor;
 pub mod down;
 pub mod exports;
 pub mod init;
+pub mod offload;
 pub mod onboard;
 pub mod status;
 pub mod up;
+pub mod watch;
 
 use crate::cli::Command;
 use crate::context::Context;
@@ -24,6 +26,8 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Status(args) => status::exec(args, ctx).await,
         Command::Doctor(args) => doctor::exec(args, ctx).await,
         Command::Exports(args) => exports::exec(args, ctx).await,
+        Command::Offload(args) => offload::exec(args, ctx).await,
+        Command::Watch(args) => watch::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args),
     }
 }

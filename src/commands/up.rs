@@ -123,6 +123,11 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         && vm.proc_mounts.as_deref().is_some_and(|m| {
             minikube::has_nfs_mount(m, &export.source.to_string_lossy(), &c.mount.target)
         });
+    let bridged = if vm.state == Some(VmState::Running) && c.remote.is_some() {
+        read_bridges(&profile, c.project.namespace()).await
+    } else {
+        Vec::new()
+    };
     let overlay_file = project.path().join("values-overlay.json");
     let fingerprint = release_fingerprint(&loaded, &placements, &profile);
     let release_unchanged = !recreate
@@ -156,6 +161,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         overlay_file,
         release_unchanged,
         user: ctx.user.clone(),
+        bridged,
     };
     let plan = Plan::build(&loaded, &facts);
 
@@ -251,19 +257,27 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         .filter(|(_, o)| matches!(o, Outcome::Done(r) if r.changed))
         .map(|(n, _)| n.as_str())
         .collect();
-    // The reporter has already shown each failure in full; the final error names the stage.
-    let message = if cancelled {
-        "interrupted".to_string()
+    let failure = result.first_failure();
+    let (message, stage_help) = if cancelled {
+        ("interrupted".to_string(), String::new())
     } else {
-        result
-            .first_failure()
-            .map(|f| f.split("\nhelp:").next().unwrap_or_default().to_string())
-            .unwrap_or_else(|| "a stage did not finish".into())
+        match failure
+            .as_deref()
+            .map(|f| f.split_once("\nhelp: ").unwrap_or((f, "")))
+        {
+            Some((m, h)) => (m.to_string(), h.to_string()),
+            None => ("a stage did not finish".to_string(), String::new()),
+        }
     };
     Err(Error::Failed {
         message,
         help: format!(
-            "{}run `devenv up` again to continue from here (finished stages are checked and skipped); `devenv down --purge` undoes everything",
+            "{}{}run `devenv up` again to continue from here (finished stages are checked and skipped); `devenv down --purge` undoes everything",
+            if stage_help.is_empty() {
+                String::new()
+            } else {
+                format!("{stage_help}\n")
+            },
             if done.is_empty() {
                 String::new()
             } else {
@@ -310,6 +324,23 @@ async fn read_vm(ctx: &Context, profile: &str) -> VmFacts {
             .and_then(|o| minikube::parse_profile(&o.stdout, profile)),
         proc_mounts: mounts.ok().filter(|o| o.success()).map(|o| o.stdout),
     }
+}
+
+/// The services with a bridge in the local cluster, so that one back on the laptop has its
+/// bridge removed before the release re-creates the subchart's Service. A cluster that cannot
+/// be asked has none that devenv can remove; the release then says what is in its way.
+async fn read_bridges(profile: &str, namespace: &str) -> Vec<String> {
+    let ask = async {
+        let client = crate::cluster::client(profile).await.ok()?;
+        crate::offload::bridge::bridged_services(client, namespace)
+            .await
+            .ok()
+    };
+    tokio::time::timeout(crate::offload::API_TIMEOUT, ask)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 async fn read_ip(ctx: &Context, profile: &str) -> Option<std::net::Ipv4Addr> {

@@ -1,0 +1,294 @@
+//! `devenv offload`: where each service runs, and the per-user toggle that moves one to the
+//! shared remote dev cluster or back. The toggle is the developer's own choice, saved in their
+//! state (never in the team's devenv.toml), and applied at once by running `up`, which only
+//! changes the stages it affects.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::commands::up;
+use crate::config::{Loaded, Placement};
+use crate::context::Context;
+use crate::error::Error;
+use crate::offload::OffloadError;
+use crate::offload::savings::{self, Requests};
+use crate::process::{Cmd, check_success};
+
+/// Run a heavy service on the shared remote dev cluster, or bring it back to the laptop.
+///
+/// Without a service, lists every service: where it runs for you, where the team's default
+/// puts it, and the CPU and memory its subchart requests (what the laptop saves when it runs
+/// remotely). With a service and --remote or --local, records your choice and runs `up` at
+/// once (unless --no-apply); the other services of the chart keep finding it under the same
+/// DNS name.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The service (a [services.<name>] of devenv.toml with a host and a values_key).
+    #[arg(value_name = "SERVICE")]
+    pub service: Option<String>,
+    /// Run it on the remote dev cluster (context of [remote]).
+    #[arg(long, conflicts_with = "local", requires = "service")]
+    pub remote: bool,
+    /// Run it on the laptop again (the remote copy is uninstalled; its volumes are kept).
+    #[arg(long, requires = "service")]
+    pub local: bool,
+    /// Record the choice only; the next `devenv up` applies it.
+    #[arg(long, conflicts_with = "purge")]
+    pub no_apply: bool,
+    /// With --local: also delete your namespace on the remote cluster, volumes and data included,
+    /// once no other service of the project runs there.
+    #[arg(long, requires = "local")]
+    pub purge: bool,
+    /// How long to wait for another devenv command working on this project.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub lock_timeout: u64,
+}
+
+pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
+    let loaded = ctx.load_config()?;
+    let c = &loaded.config;
+    let project = ctx.state_dir()?.project(&c.project.name, &loaded.root);
+    let Some(service) = args.service else {
+        return list(ctx, &loaded, &project.load()?).await;
+    };
+    let valid = offloadable(&loaded);
+    if !valid.contains(&service) {
+        return Err(Error::Usage {
+            message: format!("{service} is not a service devenv can offload"),
+            help: format!(
+                "services that can run remotely: {} (a [services.<name>] of devenv.toml with host and values_key)",
+                if valid.is_empty() {
+                    "none".to_string()
+                } else {
+                    valid.join(", ")
+                }
+            ),
+        });
+    }
+    let placement = match (args.remote, args.local) {
+        (true, _) => Placement::Remote,
+        (_, true) => Placement::Local,
+        _ => {
+            return Err(Error::Usage {
+                message: format!("say where {service} should run"),
+                help: format!("devenv offload {service} --remote, or --local"),
+            });
+        }
+    };
+    if placement == Placement::Remote && c.remote.is_none() {
+        return Err(Error::Usage {
+            message: "devenv.toml has no [remote] section: there is no remote cluster to run on"
+                .into(),
+            help: "ask the platform team to add [remote] with the dev cluster's context (docs/offload.md)".into(),
+        });
+    }
+    {
+        let lock = project.lock(Duration::from_secs(args.lock_timeout), |pid| {
+            if !ctx.ui.quiet {
+                eprintln!(
+                    "waiting for another devenv command on project {}{}…",
+                    c.project.name,
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                );
+            }
+        })?;
+        let mut state = project.load()?;
+        // Choosing the team's default again drops the override, so a later change of the
+        // default reaches this developer too.
+        if c.services[&service].offload == placement {
+            state.offload.remove(&service);
+        } else {
+            state.offload.insert(service.clone(), placement);
+        }
+        project.save(&state, &lock)?;
+    }
+    let where_ = match placement {
+        Placement::Local => "on this laptop",
+        Placement::Remote => "on the remote dev cluster",
+    };
+    if args.no_apply {
+        ctx.ui.say(format!(
+            "{service} will run {where_}; `devenv up` applies it"
+        ));
+        return Ok(0);
+    }
+    ctx.ui.say(format!("{service} now runs {where_}: applying"));
+    let code = up::exec(
+        up::Args {
+            dry_run: false,
+            recreate: false,
+            lock_timeout: args.lock_timeout,
+        },
+        ctx,
+    )
+    .await?;
+    if args.purge {
+        purge(ctx, &loaded, &service).await?;
+    }
+    Ok(code)
+}
+
+/// Delete the user's remote namespace (and with it the volumes of every release in it), only
+/// when it is devenv's and this user's, and no other service of the project still runs there.
+async fn purge(ctx: &Context, loaded: &Loaded, service: &str) -> Result<(), Error> {
+    let c = &loaded.config;
+    let Some(r) = &c.remote else {
+        return Ok(());
+    };
+    let state = ctx
+        .state_dir()?
+        .project(&c.project.name, &loaded.root)
+        .load()?;
+    let still: Vec<&String> = c
+        .services
+        .iter()
+        .filter(|(n, s)| state.offload.get(*n).copied().unwrap_or(s.offload) == Placement::Remote)
+        .map(|(n, _)| n)
+        .collect();
+    let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
+    let failed = |e: OffloadError| Error::Failed {
+        message: format!("{service} runs locally, but its remote data was not purged: {e}"),
+        help: e.help().unwrap_or_else(|| {
+            format!("kubectl --context {} get namespace {namespace}", r.context)
+        }),
+        code: 1,
+    };
+    if !still.is_empty() {
+        return Err(Error::Failed {
+            message: format!(
+                "{service} runs locally; namespace {namespace} on {} is kept: {} still run there",
+                r.context,
+                still
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            help: "bring them back with `devenv offload <service> --local` first, then --purge"
+                .into(),
+            code: 1,
+        });
+    }
+    let client = crate::offload::connect_remote(&r.context, service)
+        .await
+        .map_err(failed)?;
+    let removed = crate::offload::delete_namespace(client, &r.context, &namespace, &ctx.user)
+        .await
+        .map_err(failed)?;
+    ctx.ui.say(if removed {
+        format!(
+            "deleted namespace {namespace} on {} (its volumes and data)",
+            r.context
+        )
+    } else {
+        format!("namespace {namespace} on {} was already gone", r.context)
+    });
+    Ok(())
+}
+
+/// Services that can move: a `host` the bridge can take over and a subchart to disable.
+pub fn offloadable(loaded: &Loaded) -> Vec<String> {
+    loaded
+        .config
+        .services
+        .iter()
+        .filter(|(_, s)| s.host.is_some() && s.values_key.is_some())
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+async fn list(
+    ctx: &Context,
+    loaded: &Loaded,
+    state: &crate::state::ProjectState,
+) -> Result<i32, Error> {
+    let c = &loaded.config;
+    let mut rows = Vec::new();
+    for (name, svc) in &c.services {
+        let now = state.offload.get(name).copied().unwrap_or(svc.offload);
+        let can = svc.host.is_some() && svc.values_key.is_some();
+        let saves = match &svc.values_key {
+            Some(key) if can => Some(requests(ctx, loaded, name, key).await),
+            _ => None,
+        };
+        rows.push((name, svc, now, can, saves));
+    }
+    let word = |p: Placement| match p {
+        Placement::Local => "local",
+        Placement::Remote => "remote",
+    };
+    if ctx.ui.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(name, svc, now, can, saves)| {
+                json!({
+                    "service": name,
+                    "placement": word(*now),
+                    "default": word(svc.offload),
+                    "overridden": state.offload.contains_key(*name),
+                    "offloadable": can,
+                    "host": svc.host,
+                    "ports": svc.all_ports(),
+                    "saves": match saves {
+                        Some(Ok(r)) => json!(r),
+                        Some(Err(e)) => json!({"error": e}),
+                        None => serde_json::Value::Null,
+                    },
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(0);
+    }
+    println!(
+        "{:<12} {:<8} {:<8} LAPTOP SAVES WHEN REMOTE",
+        "SERVICE", "RUNS", "DEFAULT"
+    );
+    for (name, svc, now, _can, saves) in &rows {
+        let saves = match saves {
+            Some(Ok(r)) => r.human(),
+            Some(Err(e)) => format!("? ({e})"),
+            None => "- (not offloadable)".into(),
+        };
+        let mark = if state.offload.contains_key(*name) {
+            " (your choice)"
+        } else {
+            ""
+        };
+        println!(
+            "{name:<12} {:<8} {:<8} {saves}{mark}",
+            word(*now),
+            word(svc.offload)
+        );
+    }
+    if let Some(r) = &c.remote {
+        println!(
+            "\nremote: context {}, namespace {}; change with `devenv offload <service> --remote|--local`",
+            r.context,
+            crate::offload::remote_namespace(&ctx.user, &c.project.name)
+        );
+    }
+    Ok(0)
+}
+
+/// The requests of the service's subchart, rendered alone by `helm template`.
+async fn requests(
+    ctx: &Context,
+    loaded: &Loaded,
+    name: &str,
+    key: &str,
+) -> Result<Requests, String> {
+    let chart = loaded.chart_dir().join("charts").join(key);
+    if !chart.join("Chart.yaml").is_file() {
+        return Err(format!("no subchart at charts/{key}"));
+    }
+    let cmd = Cmd::new("helm")
+        .args(["template", name])
+        .arg(&chart)
+        .read_only()
+        .timeout(Duration::from_secs(60));
+    let out = ctx.runner.output(&cmd).await.map_err(|e| e.to_string())?;
+    let out = check_success(&cmd, out).map_err(|e| e.to_string())?;
+    savings::sum(&out.stdout)
+}

@@ -1,0 +1,485 @@
+//! `devenv watch`: react to edits on the host. Each debounced batch of changed files is routed
+//! to the services whose `watch` globs match, and each service's `on_change` action runs once
+//! per batch with every path that caused it: `restart` restarts its workloads through the
+//! Kubernetes API, `forward` touches the files inside the VM so in-VM watchers see them, `helm`
+//! runs `devenv up` again, `none` only logs. A failing action is reported and the watcher goes on.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde::Serialize;
+
+use crate::cluster;
+use crate::config::{Loaded, OnChange};
+use crate::context::Context;
+use crate::error::Error;
+use crate::process::Cmd;
+use crate::watch::{Batch, Ignores, Job, Routes, Source, filter, forward, limits, source};
+
+/// Watch the source tree and apply each service's `on_change` when its files change.
+///
+/// Honours .gitignore and .devenvignore at the project root (and never looks inside .git).
+/// Changes to the chart or the values files always re-run the release. A burst of changes
+/// (a `git checkout`) runs each action once with every changed path. Stop with Ctrl-C.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How long the tree must be quiet before a batch of changes is acted on.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub debounce: u64,
+    /// Exit after the first batch's actions complete (for scripts).
+    #[arg(long, conflicts_with = "max_batches")]
+    pub once: bool,
+    /// Exit after this many batches.
+    #[arg(long, value_name = "N")]
+    pub max_batches: Option<u64>,
+}
+
+/// How many paths a plain line names before "and N more" (all of them with -v).
+const SHOWN_PATHS: usize = 3;
+
+pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
+    let loaded = ctx.load_config()?;
+    let routes = Routes::new(&loaded).map_err(|e| Error::Usage {
+        message: e.to_string(),
+        help: "globs follow .gitignore syntax; see docs/watch.md".into(),
+    })?;
+    let root = canonical(&loaded.root);
+    let source_dir = canonical(&loaded.source_dir());
+    let debounce = Duration::from_millis(args.debounce.max(1));
+    let gather = debounce;
+    let max_batches = if args.once { Some(1) } else { args.max_batches };
+    let out = Output::new(ctx);
+
+    let started = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _source = Source::start(&source_dir, debounce, tx).map_err(|e| watch_error(&e))?;
+    let mut ignores = Ignores::load(&source_dir);
+    out.ready(&source_dir, started.elapsed());
+
+    let mut actions = Actions {
+        ctx,
+        loaded: &loaded,
+        source_dir: source_dir.clone(),
+        client: None,
+    };
+    let mut last_batch = SystemTime::now();
+    let mut done = 0u64;
+    loop {
+        let mut batch = tokio::select! {
+            b = rx.recv() => match b { Some(b) => b, None => break },
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        // The debouncer emits each path once that path has been quiet for the debounce time,
+        // so a long burst (a `git checkout`) arrives in pieces: gather them until no piece has
+        // come for a whole debounce time, the same rule that defines a burst's end for one path.
+        while let Ok(Some(more)) = tokio::time::timeout(gather, rx.recv()).await {
+            batch.merge(more);
+        }
+        let now = SystemTime::now();
+        let changed = collect(&mut batch, &source_dir, &mut ignores, last_batch, &out);
+        // A second of slack: a file written just before the previous batch was gathered has an
+        // mtime slightly older than it, and a path reported twice is better than one missed.
+        last_batch = now - Duration::from_secs(1);
+        if changed.is_empty() {
+            continue;
+        }
+        done += 1;
+        let rel: Vec<PathBuf> = changed
+            .iter()
+            .filter_map(|p| p.strip_prefix(&root).ok().map(Path::to_path_buf))
+            .collect();
+        let waited = batch.first_change.map(|t| t.elapsed());
+        out.batch(done, &rel, waited);
+        for job in routes.route(&rel) {
+            let begun = Instant::now();
+            let result = actions.run(&job).await;
+            out.action(done, &job, &result, begun.elapsed());
+        }
+        if max_batches.is_some_and(|n| done >= n) {
+            break;
+        }
+    }
+    Ok(0)
+}
+
+/// The batch's paths that matter: ignored ones dropped, new directories and (after an overflow)
+/// the whole tree walked for what changed since the last batch.
+fn collect(
+    batch: &mut Batch,
+    source_dir: &Path,
+    ignores: &mut Ignores,
+    last_batch: SystemTime,
+    out: &Output,
+) -> Vec<PathBuf> {
+    for err in &batch.errors {
+        out.error(&watch_error(err));
+    }
+    if batch.paths.iter().any(|p| filter::is_ignore_file(p)) {
+        *ignores = Ignores::load(source_dir);
+    }
+    let mut paths = std::mem::take(&mut batch.paths);
+    for dir in &batch.new_dirs {
+        paths.extend(source::walk(dir, None));
+    }
+    if batch.rescan {
+        let found = source::walk(source_dir, Some(last_batch));
+        out.rescan(found.len());
+        paths.extend(found);
+    }
+    paths
+        .into_iter()
+        .filter(|p| !ignores.is_ignored(p, p.is_dir()))
+        .filter(|p| !p.is_dir())
+        .collect()
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A notify error as the user's error, with the sysctl to raise when a kernel limit was hit.
+fn watch_error(err: &notify::Error) -> Error {
+    match limits::classify(err) {
+        Some(limit) => Error::Failed {
+            message: format!("cannot watch the source tree: {}", limit.message()),
+            help: limit.help(),
+            code: 1,
+        },
+        None => Error::Failed {
+            message: format!("cannot watch the source tree: {err}"),
+            help: "run with -v for details; docs/watch.md lists the known causes".into(),
+            code: 1,
+        },
+    }
+}
+
+/// What an action did, or why it could not.
+type ActionResult = Result<String, String>;
+
+struct Actions<'a> {
+    ctx: &'a Context,
+    loaded: &'a Loaded,
+    source_dir: PathBuf,
+    /// Made on the first `restart`, so a project that never restarts never needs the cluster.
+    client: Option<Client>,
+}
+
+impl Actions<'_> {
+    async fn run(&mut self, job: &Job) -> ActionResult {
+        match job.action {
+            OnChange::None => Ok("logged".into()),
+            OnChange::Forward => self.forward(job).await,
+            OnChange::Restart => self.restart(job).await,
+            OnChange::Helm => self.helm().await,
+        }
+    }
+
+    async fn forward(&self, job: &Job) -> ActionResult {
+        let c = &self.loaded.config;
+        let vm_paths: Vec<String> = job
+            .paths
+            .iter()
+            .filter_map(|rel| {
+                let abs = canonical(&self.loaded.root).join(rel);
+                abs.strip_prefix(&self.source_dir)
+                    .ok()
+                    .map(|r| forward::vm_path(&c.mount.target, r))
+            })
+            .collect();
+        let calls = forward::touch_calls(&c.project.profile(), &vm_paths, forward::MAX_LINE);
+        for call in &calls {
+            tracing::debug!("running {call}");
+            self.ctx.runner.run(call).await.map_err(|e| {
+                let help = e.help().map(|h| format!(" ({h})")).unwrap_or_default();
+                format!("{e}{help}")
+            })?;
+        }
+        Ok(format!(
+            "touched {} path{} in the VM ({} ssh call{})",
+            vm_paths.len(),
+            plural(vm_paths.len()),
+            calls.len(),
+            plural(calls.len())
+        ))
+    }
+
+    async fn restart(&mut self, job: &Job) -> ActionResult {
+        let c = &self.loaded.config;
+        if self.client.is_none() {
+            let client = cluster::client(&c.project.profile())
+                .await
+                .map_err(|e| e.to_string())?;
+            self.client = Some(client);
+        }
+        let client = self.client.clone().expect("client made above");
+        let ns = c.project.namespace();
+        let mut restarted = Vec::new();
+        for service in &job.services {
+            restarted.extend(rollout_restart(client.clone(), ns, service).await?);
+        }
+        if restarted.is_empty() {
+            return Err(format!(
+                "no Deployment or StatefulSet labelled app.kubernetes.io/name={} in namespace {ns}",
+                job.services.join(",")
+            ));
+        }
+        Ok(format!("restarted {}", restarted.join(", ")))
+    }
+
+    /// `devenv up` as its own process: the release stage needs the whole plan's facts (VM,
+    /// mount, offload bridges), which `up` gathers, so the watcher reuses it rather than a copy.
+    async fn helm(&self) -> ActionResult {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find devenv itself: {e}"))?;
+        let cmd = Cmd::new(exe.to_string_lossy())
+            .arg("up")
+            .arg("--config")
+            .arg(&self.loaded.file)
+            .cwd(&self.loaded.root);
+        tracing::debug!("running {cmd}");
+        self.ctx.runner.run(&cmd).await.map_err(|e| {
+            let help = e.help().map(|h| format!(" ({h})")).unwrap_or_default();
+            format!("{e}{help}")
+        })?;
+        Ok("ran `devenv up`".into())
+    }
+}
+
+/// What `kubectl rollout restart` does: stamp the pod template with
+/// `kubectl.kubernetes.io/restartedAt`, so the controller rolls out new pods, on every
+/// Deployment and StatefulSet of the service.
+async fn rollout_restart(client: Client, ns: &str, service: &str) -> Result<Vec<String>, String> {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let stamp = k8s_openapi::jiff::Timestamp::from_second(now.as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| now.to_string());
+    let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/restartedAt": stamp
+    }}}}});
+    let selector = ListParams::default().labels(&format!("app.kubernetes.io/name={service}"));
+    let params = PatchParams::default();
+    let mut done = Vec::new();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    for d in deployments
+        .list(&selector)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let name = d.metadata.name.unwrap_or_default();
+        deployments
+            .patch(&name, &params, &Patch::Strategic(&patch))
+            .await
+            .map_err(|e| format!("deployment/{name}: {e}"))?;
+        done.push(format!("deployment/{name}"));
+    }
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client, ns);
+    for s in statefulsets
+        .list(&selector)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        let name = s.metadata.name.unwrap_or_default();
+        statefulsets
+            .patch(&name, &params, &Patch::Strategic(&patch))
+            .await
+            .map_err(|e| format!("statefulset/{name}: {e}"))?;
+        done.push(format!("statefulset/{name}"));
+    }
+    Ok(done)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn action_name(action: OnChange) -> &'static str {
+    match action {
+        OnChange::Restart => "restart",
+        OnChange::Helm => "helm",
+        OnChange::Forward => "forward",
+        OnChange::None => "none",
+    }
+}
+
+/// One JSON line per event with `--json`; one plain line per event otherwise.
+struct Output {
+    json: bool,
+    quiet: bool,
+    verbose: bool,
+    ui: crate::ui::Ui,
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    services: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    elapsed_ms: Option<u128>,
+}
+
+impl Record<'_> {
+    fn new(event: &str) -> Record<'_> {
+        Record {
+            event,
+            batch: None,
+            action: None,
+            services: None,
+            count: None,
+            paths: None,
+            result: None,
+            message: None,
+            elapsed_ms: None,
+        }
+    }
+}
+
+impl Output {
+    fn new(ctx: &Context) -> Output {
+        Output {
+            json: ctx.ui.json,
+            quiet: ctx.ui.quiet,
+            verbose: ctx.ui.verbose > 0,
+            ui: ctx.ui.clone(),
+        }
+    }
+
+    fn emit(&self, record: Record<'_>, plain: impl FnOnce() -> String) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(&record) {
+                println!("{line}");
+            }
+        } else if !self.quiet {
+            println!("{}", plain());
+        }
+    }
+
+    fn ready(&self, dir: &Path, took: Duration) {
+        let mut r = Record::new("ready");
+        r.message = Some(dir.display().to_string());
+        r.elapsed_ms = Some(took.as_millis());
+        self.emit(r, || {
+            format!(
+                "watching {} (ready in {} ms; Ctrl-C stops)",
+                dir.display(),
+                took.as_millis()
+            )
+        });
+    }
+
+    fn batch(&self, n: u64, paths: &[PathBuf], waited: Option<Duration>) {
+        let mut r = Record::new("batch");
+        r.batch = Some(n);
+        r.count = Some(paths.len());
+        r.elapsed_ms = waited.map(|w| w.as_millis());
+        self.emit(r, || {
+            format!(
+                "batch {n}: {} changed path{}",
+                paths.len(),
+                plural(paths.len())
+            )
+        });
+    }
+
+    fn rescan(&self, found: usize) {
+        let mut r = Record::new("rescan");
+        r.count = Some(found);
+        r.message = Some("the kernel's event queue overflowed; rescanned the tree".into());
+        self.emit(r, || {
+            format!(
+                "{}: the kernel's event queue overflowed (IN_Q_OVERFLOW); rescanned the tree and found {found} changed file{}",
+                self.ui.warn("warning"),
+                plural(found)
+            )
+        });
+    }
+
+    fn action(&self, n: u64, job: &Job, result: &ActionResult, took: Duration) {
+        let paths: Vec<String> = job
+            .paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let mut r = Record::new("action");
+        r.batch = Some(n);
+        r.action = Some(action_name(job.action));
+        r.services = Some(&job.services);
+        r.count = Some(paths.len());
+        r.result = Some(if result.is_ok() { "ok" } else { "error" });
+        r.message = Some(match result {
+            Ok(m) | Err(m) => m.clone(),
+        });
+        r.elapsed_ms = Some(took.as_millis());
+        let shown = if self.verbose {
+            paths.len()
+        } else {
+            SHOWN_PATHS
+        };
+        let list = {
+            let mut s = paths
+                .iter()
+                .take(shown)
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if paths.len() > shown {
+                s.push_str(&format!(", and {} more", paths.len() - shown));
+            }
+            s
+        };
+        let line = format!(
+            "batch {n}: {} {} ({} path{}: {list}): ",
+            action_name(job.action),
+            job.services.join(","),
+            paths.len(),
+            plural(paths.len())
+        );
+        let plain = match result {
+            Ok(m) => format!("{line}{m}"),
+            Err(m) => format!("{line}{} {m}", self.ui.fail("failed:")),
+        };
+        if result.is_err() && !self.json {
+            // Failures are shown even with --quiet, on stderr where errors go.
+            eprintln!("{plain}");
+            return;
+        }
+        r.paths = Some(paths);
+        self.emit(r, || plain);
+    }
+
+    fn error(&self, err: &Error) {
+        let help = err.help().unwrap_or_default();
+        let mut r = Record::new("error");
+        r.result = Some("error");
+        r.message = Some(format!(
+            "{err}{}",
+            if help.is_empty() {
+                String::new()
+            } else {
+                format!("; {help}")
+            }
+        ));
+        if self.json {
+            self.emit(r, String::new);
+        } else {
+            eprintln!("{}: {err}", self.ui.fail("error"));
+            if !help.is_empty() {
+                eprintln!("help: {help}");
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The local half of an offloaded service (`connect = "direct"`): where the remote copy can be
+//! reached from the laptop, and the selector-less Service plus EndpointSlice that give it the
+//! service's usual DNS name and ports inside the local cluster.
+//!
+//! The remote address is a LoadBalancer ingress IP when the remote Service has one, else a node's
+//! InternalIP with the Service's NodePorts. It is checked with a TCP connect before the bridge
+//! points at it, so a missing route shows up here rather than as a hanging app.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+use super::{OffloadError, SERVICE, is_devenv, labels};
+
+/// The remote copy's routable address and, for each port of the service, the port to dial there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub ip: Ipv4Addr,
+    /// `(port the apps use, port at ip)`, in the order of devenv.toml.
+    pub ports: Vec<(u16, u16)>,
+}
+
+/// Where `svc` (the remote Service) can be reached for `ports`, from its LoadBalancer status or
+/// from `nodes` and its NodePorts. Pure, so each case is tested on objects.
+pub fn route(svc: &Service, nodes: &[Node], ports: &[u16]) -> Result<Route, String> {
+    let spec = svc.spec.clone().unwrap_or_default();
+    let remote_ports = spec.ports.unwrap_or_default();
+    let find = |p: u16| {
+        remote_ports
+            .iter()
+            .find(|sp| sp.port == i32::from(p))
+            .ok_or_else(|| format!("it has no port {p}"))
+    };
+    let lb_ip = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .and_then(|i| {
+            i.iter()
+                .find_map(|x| x.ip.as_deref()?.parse::<Ipv4Addr>().ok())
+        });
+    if let Some(ip) = lb_ip {
+        let ports = ports
+            .iter()
+            .map(|p| find(*p).map(|_| (*p, *p)))
+            .collect::<Result<_, _>>()?;
+        return Ok(Route { ip, ports });
+    }
+    let kind = spec.type_.unwrap_or_else(|| "ClusterIP".into());
+    if kind != "NodePort" && kind != "LoadBalancer" {
+        return Err(format!(
+            "it is of type {kind} (neither a LoadBalancer ingress IP nor NodePorts)"
+        ));
+    }
+    let ports = ports
+        .iter()
+        .map(|p| {
+            let sp = find(*p)?;
+            sp.node_port
+                .and_then(|n| u16::try_from(n).ok())
+                .map(|n| (*p, n))
+                .ok_or_else(|| format!("port {p} has no NodePort yet"))
+        })
+        .collect::<Result<_, _>>()?;
+    let ip = nodes
+        .iter()
+        .flat_map(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.addresses.clone())
+                .unwrap_or_default()
+        })
+        .find_map(|a| {
+            (a.type_ == "InternalIP")
+                .then(|| a.address.parse::<Ipv4Addr>().ok())
+                .flatten()
+        })
+        .ok_or_else(|| "no node of the remote cluster has an InternalIP address".to_string())?;
+    Ok(Route { ip, ports })
+}
+
+/// Find the remote Service `host` in `namespace` and where it can be reached.
+pub async fn remote_route(
+    client: Client,
+    context: &str,
+    namespace: &str,
+    host: &str,
+    ports: &[u16],
+    service: &str,
+) -> Result<Route, OffloadError> {
+    let api_err = |source| OffloadError::Api {
+        context: context.to_string(),
+        source,
+    };
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let svc = services
+        .get_opt(host)
+        .await
+        .map_err(api_err)?
+        .ok_or_else(|| OffloadError::NoRemoteService {
+            name: host.to_string(),
+            namespace: namespace.to_string(),
+            context: context.to_string(),
+            service: service.to_string(),
+        })?;
+    let nodes: Api<Node> = Api::all(client);
+    let nodes = nodes
+        .list(&ListParams::default())
+        .await
+        .map_err(api_err)?
+        .items;
+    route(&svc, &nodes, ports).map_err(|why| OffloadError::NoAddress {
+        name: host.to_string(),
+        why,
+        service: service.to_string(),
+    })
+}
+
+/// A TCP connect to each port of the route, within `timeout` each.
+pub async fn check_reachable(
+    route: &Route,
+    service: &str,
+    timeout: Duration,
+) -> Result<(), OffloadError> {
+    for (_, port) in &route.ports {
+        let addr = SocketAddr::new(IpAddr::V4(route.ip), *port);
+        let unreachable = |message: String| OffloadError::Unreachable {
+            addr,
+            service: service.to_string(),
+            message,
+        };
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {}s",
+                    timeout.as_secs()
+                )));
+            }
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Ok(_)) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The local objects of a bridge and the names it uses.
+pub struct BridgeSpec<'a> {
+    pub context: &'a str,
+    pub namespace: &'a str,
+    /// The service's name in devenv.toml.
+    pub service: &'a str,
+    /// The DNS name the apps use: the bridge Service's name.
+    pub host: &'a str,
+}
+
+impl BridgeSpec<'_> {
+    fn api_err(&self) -> impl Fn(kube::Error) -> OffloadError + '_ {
+        |source| OffloadError::Api {
+            context: self.context.to_string(),
+            source,
+        }
+    }
+
+    fn foreign(&self, kind: &'static str) -> OffloadError {
+        OffloadError::Foreign {
+            kind,
+            name: self.host.to_string(),
+            namespace: self.namespace.to_string(),
+            context: self.context.to_string(),
+        }
+    }
+
+    /// Refuse when a Service or EndpointSlice of the bridge's name exists without devenv's label
+    /// (the local release's own Service, or one made by hand). Returns whether the bridge exists.
+    pub async fn check_owned(&self, client: Client) -> Result<bool, OffloadError> {
+        let services: Api<Service> = Api::namespaced(client.clone(), self.namespace);
+        let slices: Api<EndpointSlice> = Api::namespaced(client, self.namespace);
+        let svc = services.get_opt(self.host).await.map_err(self.api_err())?;
+        if let Some(s) = &svc
+            && !is_devenv(s.metadata.labels.as_ref())
+        {
+            return Err(self.foreign("Service"));
+        }
+        let slice = slices.get_opt(self.host).await.map_err(self.api_err())?;
+        if let Some(s) = &slice
+            && !is_devenv(s.metadata.labels.as_ref())
+        {
+            return Err(self.foreign("EndpointSlice"));
+        }
+        Ok(svc.is_some())
+    }
+
+    /// Create or update the bridge: the namespace when missing (the release has not created it
+    /// yet on a first `up`), the selector-less Service and its EndpointSlice. Returns whether
+    /// anything changed (a bridge already pointing at `route` is left as it is).
+    pub async fn apply(&self, client: Client, route: &Route) -> Result<bool, OffloadError> {
+        self.check_owned(client.clone()).await?;
+        let before = self.versions(client.clone()).await?;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        if namespaces
+            .get_opt(self.namespace)
+            .await
+            .map_err(self.api_err())?
+            .is_none()
+        {
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(self.namespace.to_string()),
+                    labels: Some(labels(&[])),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            };
+            namespaces
+                .create(&PostParams::default(), &ns)
+                .await
+                .map_err(self.api_err())?;
+        }
+        let params = PatchParams::apply(super::DEVENV).force();
+        let labels = labels(&[(SERVICE, self.service)]);
+        let services: Api<Service> = Api::namespaced(client.clone(), self.namespace);
+        let svc = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": self.host, "namespace": self.namespace, "labels": labels},
+            "spec": {"ports": route.ports.iter().map(|(port, target)| json!({
+                "name": port_name(*port), "port": port, "targetPort": target, "protocol": "TCP",
+            })).collect::<Vec<_>>()},
+        });
+        let svc = services
+            .patch(self.host, &params, &Patch::Apply(&svc))
+            .await
+            .map_err(self.api_err())?;
+        let mut slice_labels = labels.clone();
+        slice_labels.insert("kubernetes.io/service-name".into(), self.host.to_string());
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), self.namespace);
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": self.host,
+                "namespace": self.namespace,
+                "labels": slice_labels,
+                // Deleting the Service takes its slice with it, as for the slices Kubernetes makes.
+                "ownerReferences": [{
+                    "apiVersion": "v1", "kind": "Service", "name": self.host,
+                    "uid": svc.metadata.uid.unwrap_or_default(),
+                }],
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [route.ip.to_string()], "conditions": {"ready": true}}],
+            "ports": route.ports.iter().map(|(port, target)| json!({
+                "name": port_name(*port), "port": target, "protocol": "TCP",
+            })).collect::<Vec<_>>(),
+        });
+        slices
+            .patch(self.host, &params, &Patch::Apply(&slice))
+            .await
+            .map_err(self.api_err())?;
+        Ok(self.versions(client).await? != before)
+    }
+
+    /// The resourceVersions of the bridge's Service and EndpointSlice: the API server keeps
+    /// them when a write changes nothing.
+    async fn versions(
+        &self,
+        client: Client,
+    ) -> Result<(Option<String>, Option<String>), OffloadError> {
+        let services: Api<Service> = Api::namespaced(client.clone(), self.namespace);
+        let slices: Api<EndpointSlice> = Api::namespaced(client, self.namespace);
+        let svc = services.get_opt(self.host).await.map_err(self.api_err())?;
+        let slice = slices.get_opt(self.host).await.map_err(self.api_err())?;
+        Ok((
+            svc.and_then(|s| s.metadata.resource_version),
+            slice.and_then(|s| s.metadata.resource_version),
+        ))
+    }
+
+    /// Delete the bridge's Service and EndpointSlice, each only when it carries devenv's label.
+    /// Returns whether anything was deleted.
+    pub async fn remove(&self, client: Client) -> Result<bool, OffloadError> {
+        let existed = self.check_owned(client.clone()).await?;
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), self.namespace);
+        let services: Api<Service> = Api::namespaced(client, self.namespace);
+        let mut deleted = false;
+        if slices
+            .get_opt(self.host)
+            .await
+            .map_err(self.api_err())?
+            .is_some()
+        {
+            slices
+                .delete(self.host, &DeleteParams::default())
+                .await
+                .map_err(self.api_err())?;
+            deleted = true;
+        }
+        if existed {
+            services
+                .delete(self.host, &DeleteParams::default())
+                .await
+                .map_err(self.api_err())?;
+            deleted = true;
+        }
+        Ok(deleted)
+    }
+}
+
+/// The name of a bridge port: the Service's and the EndpointSlice's must match.
+fn port_name(port: u16) -> String {
+    format!("tcp-{port}")
+}
+
+/// The services (names in devenv.toml) that have a bridge in the local namespace.
+pub async fn bridged_services(client: Client, namespace: &str) -> Result<Vec<String>, kube::Error> {
+    let services: Api<Service> = Api::namespaced(client, namespace);
+    let selector = format!("{}={},{SERVICE}", super::MANAGED_BY, super::DEVENV);
+    let list = services
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|s| s.metadata.labels.as_ref()?.get(SERVICE).cloned())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(yaml: &str) -> Service {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    fn node(ip: &str) -> Node {
+        serde_norway::from_str(&format!(
+            "metadata: {{name: n1}}\nstatus:\n  addresses:\n  - {{type: Hostname, address: n1}}\n  - {{type: InternalIP, address: \"{ip}\"}}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_load_balancer_ingress_ip_is_used_with_the_service_ports() {
+        let svc = service(
+            "metadata: {name: postgres}\nspec:\n  type: LoadBalancer\n  ports: [{port: 5432, nodePort: 31000}]\nstatus:\n  loadBalancer:\n    ingress: [{ip: 10.1.2.3}]\n",
+        );
+        assert_eq!(
+            route(&svc, &[node("10.0.0.5")], &[5432]).unwrap(),
+            Route {
+                ip: "10.1.2.3".parse().unwrap(),
+                ports: vec![(5432, 5432)]
+            }
+        );
+    }
+
+    #[test]
+    fn without_an_ingress_a_node_address_and_the_node_ports_are_used() {
+        let svc = service(
+            "metadata: {name: postgres}\nspec:\n  type: NodePort\n  ports: [{port: 5432, nodePort: 31000}]\n",
+        );
+        assert_eq!(
+            route(&svc, &[node("10.0.0.5")], &[5432]).unwrap(),
+            Route {
+                ip: "10.0.0.5".parse().unwrap(),
+                ports: vec![(5432, 31000)]
+            }
+        );
+    }
+
+    #[test]
+    fn a_cluster_ip_service_has_no_routable_address() {
+        let svc = service("metadata: {name: postgres}\nspec:\n  ports: [{port: 5432}]\n");
+        let err = route(&svc, &[node("10.0.0.5")], &[5432]).unwrap_err();
+        assert!(err.contains("ClusterIP"), "{err}");
+    }
+
+    #[test]
+    fn a_port_the_remote_service_lacks_is_named() {
+        let svc = service(
+            "metadata: {name: postgres}\nspec:\n  type: NodePort\n  ports: [{port: 5432, nodePort: 31000}]\n",
+        );
+        let err = route(&svc, &[node("10.0.0.5")], &[5433]).unwrap_err();
+        assert!(err.contains("no port 5433"), "{err}");
+    }
+
+    #[test]
+    fn node_ports_without_a_node_address_are_refused() {
+        let svc = service(
+            "metadata: {name: postgres}\nspec:\n  type: NodePort\n  ports: [{port: 5432, nodePort: 31000}]\n",
+        );
+        assert!(
+            route(&svc, &[], &[5432])
+                .unwrap_err()
+                .contains("InternalIP")
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! Offloading a heavy service (Postgres, a search engine) to the shared remote dev cluster while
+//! the rest of the chart keeps finding it under the same DNS name.
+//!
+//! The remote side is the service's subchart installed as its own Helm release in the user's
+//! namespace `devenv-<user>-<project>`; the local side is a selector-less Service named after the
+//! service's `host` plus an EndpointSlice pointing at the remote copy's routable address
+//! (`connect = "direct"`). devenv only ever changes or deletes objects that carry its labels, so
+//! a colleague's namespace or a hand-made Service is never touched. The `tunnel` connect mode
+//! (port-forward supervisor) is not part of this version: the plan refuses it in preflight.
+
+pub mod bridge;
+pub mod savings;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use serde_json::{Map, Value};
+
+/// The label every object devenv creates carries, and the one it checks before touching one.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY`] on devenv's objects.
+pub const DEVENV: &str = "devenv";
+/// Who the remote namespace belongs to: two developers sharing a cluster never touch each other's.
+pub const OWNER: &str = "devenv.dev/owner";
+pub const PROJECT: &str = "devenv.dev/project";
+/// On a bridge object: the service of devenv.toml it stands for, so `up` can find bridges left
+/// over after a service came back to the laptop.
+pub const SERVICE: &str = "devenv.dev/offload";
+
+/// How long a single question to a cluster may take before devenv calls it unreachable.
+pub const API_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One offload step of `up`'s plan; [`crate::execute`] carries it out.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// The user's namespace on the remote cluster exists and is theirs.
+    Namespace {
+        context: String,
+        namespace: String,
+        user: String,
+        project: String,
+        service: String,
+    },
+    /// The local Service and EndpointSlice named `host` point at the remote copy.
+    Bridge {
+        remote_context: String,
+        remote_namespace: String,
+        local_context: String,
+        local_namespace: String,
+        service: String,
+        host: String,
+        ports: Vec<u16>,
+    },
+    /// A service back on the laptop: its bridge is deleted (before the release re-creates the
+    /// subchart's Service of the same name) and its remote release uninstalled, data kept.
+    Unbridge {
+        local_context: String,
+        local_namespace: String,
+        service: String,
+        host: String,
+        remote_context: String,
+        remote_namespace: String,
+    },
+}
+
+impl Step {
+    /// One line for the plan.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Namespace {
+                context,
+                namespace,
+                user,
+                ..
+            } => format!(
+                "namespace {namespace} on context {context} exists, labelled {MANAGED_BY}={DEVENV} and {OWNER}={user} (created when missing; refused if someone else's)"
+            ),
+            Step::Bridge {
+                remote_context,
+                remote_namespace,
+                local_namespace,
+                host,
+                ports,
+                ..
+            } => format!(
+                "Service {host} (ports {}) and EndpointSlice {host} in namespace {local_namespace} point at the routable address of Service {host} in {remote_namespace} on context {remote_context} (direct connection; reachability checked first)",
+                ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Step::Unbridge {
+                local_namespace,
+                service,
+                host,
+                remote_context,
+                remote_namespace,
+                ..
+            } => format!(
+                "{service} is back on the laptop: devenv's Service and EndpointSlice {host} are deleted from namespace {local_namespace}, then `helm uninstall {service} --kube-context {remote_context} --namespace {remote_namespace}` (its volumes are kept)"
+            ),
+        }
+    }
+}
+
+/// The user's namespace for a project on the remote cluster.
+pub fn remote_namespace(user: &str, project: &str) -> String {
+    format!("devenv-{user}-{project}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffloadError {
+    /// The remote context is missing from the kubeconfig, its server does not answer, or it
+    /// refuses the credentials.
+    #[error("cannot use the remote cluster of kubeconfig context {context}: {message}")]
+    Remote {
+        context: String,
+        service: String,
+        message: String,
+    },
+    /// The local cluster (the VM) cannot be asked.
+    #[error("cannot reach the local cluster of kubeconfig context {context}: {message}")]
+    Local { context: String, message: String },
+    /// An object devenv would create or change exists without devenv's labels.
+    #[error(
+        "{kind} {name} in namespace {namespace} (context {context}) exists but was not made by devenv; devenv does not change it"
+    )]
+    Foreign {
+        kind: &'static str,
+        name: String,
+        namespace: String,
+        context: String,
+    },
+    #[error("the remote Service {name} is missing from namespace {namespace} (context {context})")]
+    NoRemoteService {
+        name: String,
+        namespace: String,
+        context: String,
+        service: String,
+    },
+    #[error("the remote Service {name} has no address this laptop can route to: {why}")]
+    NoAddress {
+        name: String,
+        why: String,
+        service: String,
+    },
+    #[error("{addr} (the remote {service}) is not reachable from this laptop: {message}")]
+    Unreachable {
+        addr: std::net::SocketAddr,
+        service: String,
+        message: String,
+    },
+    #[error("the Kubernetes API of context {context} answered with an error: {source}")]
+    Api {
+        context: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl OffloadError {
+    /// The user's next step.
+    pub fn help(&self) -> Option<String> {
+        let back =
+            |s: &str| format!("`devenv offload {s} --local` runs {s} on this laptop instead");
+        match self {
+            OffloadError::Remote {
+                context, service, ..
+            } => Some(format!(
+                "`kubectl --context {context} get namespaces` shows the problem (missing context, unreachable server or refused credentials); {}",
+                back(service)
+            )),
+            OffloadError::Foreign {
+                kind,
+                name,
+                namespace,
+                context,
+            } => Some(format!(
+                "look at it with `kubectl --context {context} -n {namespace} get {} {name} -o yaml`; delete or rename it yourself if it is not needed",
+                kind.to_lowercase()
+            )),
+            OffloadError::NoRemoteService {
+                name,
+                namespace,
+                context,
+                service,
+            } => Some(format!(
+                "the subchart must create a Service named {name}: `kubectl --context {context} -n {namespace} get services`; {}",
+                back(service)
+            )),
+            OffloadError::NoAddress { service, .. } => Some(format!(
+                "connect = \"direct\" needs the remote Service to be of type LoadBalancer (with an ingress IP) or NodePort; {}",
+                back(service)
+            )),
+            OffloadError::Unreachable { service, .. } => Some(format!(
+                "connect = \"direct\" needs a route from this laptop to the remote cluster's nodes (VPN?); {}",
+                back(service)
+            )),
+            OffloadError::Local { context, .. } => Some(format!(
+                "`kubectl --context {context} get nodes` shows the problem; `devenv status` shows the VM"
+            )),
+            OffloadError::Api { .. } => None,
+        }
+    }
+}
+
+/// A kube client for the remote context, checked by asking the server its version, so a missing
+/// context, a dead server or refused credentials are reported here with the way out.
+pub async fn connect_remote(context: &str, service: &str) -> Result<Client, OffloadError> {
+    let remote = |message: String| OffloadError::Remote {
+        context: context.to_string(),
+        service: service.to_string(),
+        message,
+    };
+    let client = crate::cluster::client(context)
+        .await
+        .map_err(|e| remote(e.to_string()))?;
+    match tokio::time::timeout(API_TIMEOUT, client.apiserver_version()).await {
+        Err(_) => Err(remote(format!(
+            "no answer within {}s",
+            API_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(e)) => Err(remote(e.to_string())),
+        Ok(Ok(_)) => Ok(client),
+    }
+}
+
+/// The values the umbrella chart would hand the subchart under `key`, for its remote release:
+/// the `key` section and the `global` section of each file in order (the chart's values.yaml,
+/// then the team's values files), merged as Helm merges them. Without this the remote copy
+/// would run with the subchart's bare defaults (another database name, another password).
+pub fn subchart_values(files: &[PathBuf], key: &str) -> Result<Value, String> {
+    let mut out = Value::Object(Map::new());
+    for file in files {
+        if !file.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let values: Value = serde_norway::from_str(&text)
+            .map_err(|e| format!("{} is not valid YAML: {e}", file.display()))?;
+        if let Some(section) = values.get(key) {
+            merge(&mut out, section);
+        }
+        if let Some(global) = values.get("global") {
+            merge(&mut out, &serde_json::json!({ "global": global }));
+        }
+    }
+    if let Value::Object(map) = &mut out {
+        // The switch of the umbrella chart, meaningless to the subchart on its own.
+        map.remove("enabled");
+    }
+    Ok(out)
+}
+
+/// Deep-merge `src` into `dst`: maps key by key, anything else replaced.
+fn merge(dst: &mut Value, src: &Value) {
+    match (dst, src) {
+        (Value::Object(d), Value::Object(s)) => {
+            for (k, v) in s {
+                merge(d.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (d, s) => *d = s.clone(),
+    }
+}
+
+/// Whether an object's labels say devenv made it.
+pub fn is_devenv(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels
+        .and_then(|l| l.get(MANAGED_BY))
+        .is_some_and(|v| v == DEVENV)
+}
+
+/// Create the user's namespace on the remote cluster when missing. An existing namespace must
+/// be devenv's and this user's: another developer's, or one made by hand, is refused.
+/// Returns whether it was created.
+pub async fn ensure_namespace(
+    client: Client,
+    context: &str,
+    name: &str,
+    user: &str,
+    project: &str,
+) -> Result<bool, OffloadError> {
+    let api_err = |source| OffloadError::Api {
+        context: context.to_string(),
+        source,
+    };
+    let api: Api<Namespace> = Api::all(client);
+    if let Some(ns) = api.get_opt(name).await.map_err(api_err)? {
+        let labels = ns.metadata.labels.as_ref();
+        let owner = labels.and_then(|l| l.get(OWNER)).map(String::as_str);
+        if is_devenv(labels) && owner == Some(user) {
+            return Ok(false);
+        }
+        return Err(OffloadError::Foreign {
+            kind: "Namespace",
+            name: name.to_string(),
+            namespace: name.to_string(),
+            context: context.to_string(),
+        });
+    }
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels(&[(OWNER, user), (PROJECT, project)])),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    api.create(&PostParams::default(), &ns)
+        .await
+        .map_err(api_err)?;
+    Ok(true)
+}
+
+/// Delete the user's remote namespace, with everything in it, when it is devenv's and this
+/// user's. Returns whether it existed.
+pub async fn delete_namespace(
+    client: Client,
+    context: &str,
+    name: &str,
+    user: &str,
+) -> Result<bool, OffloadError> {
+    let api_err = |source| OffloadError::Api {
+        context: context.to_string(),
+        source,
+    };
+    let api: Api<Namespace> = Api::all(client);
+    let Some(ns) = api.get_opt(name).await.map_err(api_err)? else {
+        return Ok(false);
+    };
+    let labels = ns.metadata.labels.as_ref();
+    if !is_devenv(labels) || labels.and_then(|l| l.get(OWNER)).map(String::as_str) != Some(user) {
+        return Err(OffloadError::Foreign {
+            kind: "Namespace",
+            name: name.to_string(),
+            namespace: name.to_string(),
+            context: context.to_string(),
+        });
+    }
+    api.delete(name, &kube::api::DeleteParams::default())
+        .await
+        .map_err(api_err)?;
+    Ok(true)
+}
+
+/// devenv's labels plus `extra`.
+pub fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    std::iter::once((MANAGED_BY, DEVENV))
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_remote_namespace_names_the_user_and_the_project() {
+        assert_eq!(remote_namespace("ann", "shop"), "devenv-ann-shop");
+    }
+
+    #[test]
+    fn the_remote_release_gets_the_umbrella_and_team_values_of_its_subchart() {
+        let dir = tempfile::tempdir().unwrap();
+        let chart = dir.path().join("values.yaml");
+        let team = dir.path().join("values-dev.yaml");
+        std::fs::write(
+            &chart,
+            "global:\n  partOf: shop\npostgresql:\n  enabled: true\n  database: shop\n  storage:\n    size: 1Gi\napi:\n  replicas: 1\n",
+        )
+        .unwrap();
+        std::fs::write(&team, "postgresql:\n  storage:\n    size: 5Gi\n").unwrap();
+        let v = subchart_values(
+            &[chart, team, dir.path().join("missing.yaml")],
+            "postgresql",
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "database": "shop",
+                "storage": {"size": "5Gi"},
+                "global": {"partOf": "shop"},
+            })
+        );
+    }
+
+    #[test]
+    fn only_objects_labelled_by_devenv_count_as_its_own() {
+        assert!(is_devenv(Some(&labels(&[]))));
+        let helm: BTreeMap<String, String> = [(MANAGED_BY.to_string(), "Helm".to_string())].into();
+        assert!(!is_devenv(Some(&helm)));
+        assert!(!is_devenv(None));
+    }
+
+    #[test]
+    fn a_remote_failure_names_the_context_the_kubectl_command_and_the_way_back() {
+        let e = OffloadError::Remote {
+            context: "dev-cluster".into(),
+            service: "postgres".into(),
+            message: "context not found".into(),
+        };
+        assert!(e.to_string().contains("dev-cluster"));
+        let help = e.help().unwrap();
+        assert!(help.contains("kubectl --context dev-cluster get namespaces"));
+        assert!(help.contains("devenv offload postgres --local"));
+    }
+}

@@ -1,0 +1,315 @@
+//! Which changed paths matter, and to whom. Pure over paths (the ignore files are read once when
+//! the rules are built), so the routing rules are tested without touching notify.
+//!
+//! Ignore rules are the project's top-level `.gitignore` and `.devenvignore` (same syntax; the
+//! latter for what the team commits but a watcher should not react to), and `.git/` always. A
+//! nested `.gitignore` is honoured by the rescan walk but not by the live filter: routing stays a
+//! single lookup per path.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::config::{Loaded, OnChange};
+
+/// The ignore file devenv reads beside `.gitignore`.
+pub const DEVENVIGNORE: &str = ".devenvignore";
+
+/// The project's ignore rules, anchored at the watched directory.
+#[derive(Debug, Clone)]
+pub struct Ignores {
+    root: PathBuf,
+    rules: Gitignore,
+}
+
+impl Ignores {
+    /// Read `.gitignore` and `.devenvignore` at `root`. A file that is missing is no rule; a line
+    /// that does not parse is skipped (as git does) rather than stopping the watcher.
+    pub fn load(root: &Path) -> Ignores {
+        let mut builder = GitignoreBuilder::new(root);
+        for name in [".gitignore", DEVENVIGNORE] {
+            let file = root.join(name);
+            if file.is_file() {
+                let _ = builder.add(file);
+            }
+        }
+        let rules = builder.build().unwrap_or_else(|_| Gitignore::empty());
+        Ignores {
+            root: root.to_path_buf(),
+            rules,
+        }
+    }
+
+    /// Rules from text, for tests: `gitignore` and `devenvignore` as the two files would hold.
+    pub fn from_text(root: &Path, gitignore: &str, devenvignore: &str) -> Ignores {
+        let mut builder = GitignoreBuilder::new(root);
+        for line in gitignore.lines().chain(devenvignore.lines()) {
+            let _ = builder.add_line(None, line);
+        }
+        Ignores {
+            root: root.to_path_buf(),
+            rules: builder.build().unwrap_or_else(|_| Gitignore::empty()),
+        }
+    }
+
+    /// Whether a path (absolute, below the root) is ignored: inside `.git`, outside the root, or
+    /// matched by a rule on itself or a parent directory.
+    pub fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return true;
+        };
+        if rel.as_os_str().is_empty() {
+            return false;
+        }
+        if rel
+            .components()
+            .any(|c| matches!(c, Component::Normal(n) if n == ".git"))
+        {
+            return true;
+        }
+        self.rules
+            .matched_path_or_any_parents(rel, is_dir)
+            .is_ignore()
+    }
+}
+
+/// Whether a changed path is an ignore file, whose change means the rules must be read again.
+pub fn is_ignore_file(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n == ".gitignore" || n == DEVENVIGNORE)
+}
+
+/// One action to run for one batch: what to do, for which services, and every path that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub action: OnChange,
+    /// The services it is for; for `helm`, every service that asked (one release run serves all),
+    /// or `release` when only the chart or values changed.
+    pub services: Vec<String>,
+    /// Paths relative to the project root, sorted, each once.
+    pub paths: Vec<PathBuf>,
+}
+
+/// The name a helm job carries when the chart or a values file changed.
+pub const RELEASE: &str = "release";
+
+/// The per-service globs and the chart and values files, compiled once.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    services: Vec<(String, OnChange, GlobSet)>,
+    chart: PathBuf,
+    values: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("services.{service}.watch: {source}")]
+pub struct GlobError {
+    pub service: String,
+    #[source]
+    pub source: globset::Error,
+}
+
+impl Routes {
+    /// Compile every service's `watch` globs. A `*` does not cross `/` (as in `.gitignore`);
+    /// `**` does.
+    pub fn new(loaded: &Loaded) -> Result<Routes, GlobError> {
+        let mut services = Vec::new();
+        for (name, service) in &loaded.config.services {
+            if service.watch.is_empty() {
+                continue;
+            }
+            let mut set = GlobSetBuilder::new();
+            for pattern in &service.watch {
+                let glob = GlobBuilder::new(pattern.trim_start_matches("./"))
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|source| GlobError {
+                        service: name.clone(),
+                        source,
+                    })?;
+                set.add(glob);
+            }
+            let set = set.build().map_err(|source| GlobError {
+                service: name.clone(),
+                source,
+            })?;
+            services.push((name.clone(), service.on_change, set));
+        }
+        Ok(Routes {
+            services,
+            chart: normal(&loaded.config.project.chart),
+            values: loaded
+                .config
+                .project
+                .values
+                .iter()
+                .map(|v| normal(v))
+                .collect(),
+        })
+    }
+
+    /// The jobs for one batch of paths relative to the project root: one per service with a
+    /// match (in service order), except `helm`, which runs once for all who asked and for any
+    /// change to the chart or a values file.
+    pub fn route(&self, paths: &[PathBuf]) -> Vec<Job> {
+        let mut per_service: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
+        let mut helm_services: Vec<String> = Vec::new();
+        let mut helm_paths: Vec<PathBuf> = Vec::new();
+        for path in paths {
+            let path = normal(path);
+            let release = path.starts_with(&self.chart) || self.values.contains(&path);
+            if release {
+                helm_paths.push(path.clone());
+                if !helm_services.iter().any(|s| s == RELEASE) {
+                    helm_services.push(RELEASE.to_string());
+                }
+            }
+            for (name, action, set) in &self.services {
+                if !set.is_match(&path) {
+                    continue;
+                }
+                if *action == OnChange::Helm {
+                    helm_paths.push(path.clone());
+                    if !helm_services.iter().any(|s| s == name) {
+                        helm_services.push(name.clone());
+                    }
+                } else {
+                    per_service.entry(name).or_default().push(path.clone());
+                }
+            }
+        }
+        let mut jobs: Vec<Job> = Vec::new();
+        for (name, action, _) in &self.services {
+            if let Some(mut paths) = per_service.remove(name.as_str()) {
+                paths.sort();
+                paths.dedup();
+                jobs.push(Job {
+                    action: *action,
+                    services: vec![name.clone()],
+                    paths,
+                });
+            }
+        }
+        if !helm_paths.is_empty() {
+            helm_paths.sort();
+            helm_paths.dedup();
+            helm_services.sort();
+            jobs.push(Job {
+                action: OnChange::Helm,
+                services: helm_services,
+                paths: helm_paths,
+            });
+        }
+        jobs
+    }
+}
+
+/// A relative path without `./` parts, so `./deploy/chart` and `deploy/chart` compare equal.
+fn normal(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn loaded(toml: &str) -> Loaded {
+        Loaded {
+            file: PathBuf::from("/p/devenv.toml"),
+            root: PathBuf::from("/p"),
+            config: config::parse(toml).expect("valid config"),
+        }
+    }
+
+    const CONFIG: &str = r#"
+[project]
+name = "shop"
+chart = "./deploy/chart"
+values = ["deploy/values-dev.yaml"]
+
+[services.api]
+watch = ["services/api/**", "shared/**"]
+on_change = "restart"
+
+[services.web]
+watch = ["services/web/**", "shared/*.ts"]
+on_change = "forward"
+
+[services.worker]
+watch = ["services/worker/**"]
+on_change = "helm"
+"#;
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn a_path_matching_two_services_triggers_both() {
+        let routes = Routes::new(&loaded(CONFIG)).unwrap();
+        let jobs = routes.route(&paths(&["shared/a.ts", "services/api/main.go"]));
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].services, ["api"]);
+        assert_eq!(jobs[0].action, OnChange::Restart);
+        assert_eq!(
+            jobs[0].paths,
+            paths(&["services/api/main.go", "shared/a.ts"])
+        );
+        assert_eq!(jobs[1].services, ["web"]);
+        assert_eq!(jobs[1].paths, paths(&["shared/a.ts"]));
+    }
+
+    #[test]
+    fn a_single_star_does_not_cross_directories() {
+        let routes = Routes::new(&loaded(CONFIG)).unwrap();
+        let jobs = routes.route(&paths(&["shared/deep/a.ts"]));
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0].services, ["api"]);
+    }
+
+    #[test]
+    fn chart_and_values_changes_run_helm_once_with_helm_services() {
+        let routes = Routes::new(&loaded(CONFIG)).unwrap();
+        let jobs = routes.route(&paths(&[
+            "deploy/chart/templates/api.yaml",
+            "deploy/values-dev.yaml",
+            "services/worker/main.py",
+            "README.md",
+        ]));
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0].action, OnChange::Helm);
+        assert_eq!(jobs[0].services, ["release", "worker"]);
+        assert_eq!(jobs[0].paths.len(), 3);
+    }
+
+    #[test]
+    fn unmatched_paths_trigger_nothing() {
+        let routes = Routes::new(&loaded(CONFIG)).unwrap();
+        assert!(routes.route(&paths(&["docs/x.md"])).is_empty());
+    }
+
+    #[test]
+    fn a_bad_glob_names_the_service() {
+        let bad = CONFIG.replace("services/api/**", "services/[api");
+        let err = Routes::new(&loaded(&bad)).unwrap_err();
+        assert!(err.to_string().starts_with("services.api.watch:"), "{err}");
+    }
+
+    #[test]
+    fn git_dir_and_ignore_rules_are_ignored() {
+        let root = Path::new("/p");
+        let ign = Ignores::from_text(root, "target/\n*.log\n", "node_modules\n");
+        assert!(ign.is_ignored(Path::new("/p/.git/index"), false));
+        assert!(ign.is_ignored(Path::new("/p/target/debug/x"), false));
+        assert!(ign.is_ignored(Path::new("/p/web/node_modules/a/b.js"), false));
+        assert!(ign.is_ignored(Path::new("/p/a.log"), false));
+        assert!(ign.is_ignored(Path::new("/elsewhere/a"), false));
+        assert!(!ign.is_ignored(Path::new("/p/src/main.rs"), false));
+        assert!(!ign.is_ignored(Path::new("/p/.gitignore"), false));
+    }
+}

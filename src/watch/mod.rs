@@ -1,0 +1,19 @@
+//! File watching for `devenv watch`: the host's source tree is watched with notify behind a
+//! debouncer, ignored paths are dropped, and each debounced batch is routed to the services whose
+//! `watch` globs it matches, so each service's `on_change` action runs once per batch with every
+//! path that caused it.
+//!
+//! The parts are kept apart so the rules can be tested without a file system: [`filter`] decides
+//! which paths matter and to whom, [`forward`] builds the in-VM `touch` calls, [`limits`] turns
+//! the kernel's refusals into advice, and [`source`] is the only part that talks to notify.
+//! Nothing here runs a program or calls the cluster; `commands::watch` does, through the runner
+//! and the kube client.
+
+pub mod filter;
+pub mod forward;
+pub mod limits;
+pub mod source;
+
+pub use filter::{Ignores, Job, Routes};
+pub use limits::Limit;
+pub use source::{Batch, Source};

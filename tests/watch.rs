@@ -1,0 +1,367 @@
+//! `devenv watch` against real notify on real temp trees: the built binary runs with `--json`
+//! and a bounded number of batches, the test makes changes once it says it is ready, and reads
+//! what each action received. `forward` goes through the minikube double, whose `ssh` splits the
+//! line with a real shell; `restart` goes to the API server double.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::Env;
+
+const CHART: &str = "apiVersion: v2\nname: shop\nversion: 0.1.0\n";
+
+fn project(env: &Env, services: &str) {
+    env.write("deploy/chart/Chart.yaml", CHART);
+    env.write(
+        "devenv.toml",
+        &format!("[project]\nname = \"shop\"\nchart = \"deploy/chart\"\n\n{services}"),
+    );
+}
+
+/// A running `devenv watch --json`, its stdout read line by line on a thread.
+struct Watch {
+    child: Child,
+    lines: Receiver<Value>,
+}
+
+impl Watch {
+    fn start(env: &Env, debounce_ms: u32, args: &[&str]) -> Watch {
+        let template = env.devenv();
+        let mut cmd = std::process::Command::new(template.get_program());
+        cmd.env_clear();
+        for (k, v) in template.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.current_dir(template.get_current_dir().unwrap())
+            .args(["--json", "watch", "--debounce", &debounce_ms.to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start devenv watch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let w = Watch { child, lines: rx };
+        let ready = w.next("ready");
+        assert!(ready["elapsed_ms"].as_u64().is_some(), "{ready}");
+        w
+    }
+
+    /// The next record of this event kind (others are skipped), within a generous bound.
+    fn next(&self, event: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["event"] == event => return v,
+                Ok(_) => continue,
+                Err(e) => panic!("no {event} record from devenv watch: {e}"),
+            }
+        }
+    }
+
+    /// Every action record until the process exits.
+    fn actions_until_exit(mut self) -> Vec<Value> {
+        let mut actions = Vec::new();
+        while let Ok(v) = self.lines.recv_timeout(Duration::from_secs(120)) {
+            if v["event"] == "action" {
+                actions.push(v);
+            }
+        }
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "devenv watch exited with {status}");
+        actions
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn paths_of(action: &Value) -> Vec<String> {
+    action["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn watch_a_single_change_runs_the_action_quickly() {
+    let env = Env::new();
+    project(
+        &env,
+        "[services.api]\nwatch = [\"services/api/**\"]\non_change = \"none\"\n",
+    );
+    env.write("services/api/main.go", "package main\n");
+    let w = Watch::start(&env, 50, &["--once"]);
+    let started = Instant::now();
+    env.write("services/api/main.go", "package main // edited\n");
+    let action = w.next("action");
+    let latency = started.elapsed();
+    println!("change -> action latency with a 50 ms debounce: {latency:?}");
+    assert!(latency < Duration::from_secs(10), "{latency:?}");
+    assert_eq!(action["action"], "none");
+    assert_eq!(action["services"][0], "api");
+    assert_eq!(paths_of(&action), ["services/api/main.go"]);
+    assert_eq!(action["result"], "ok");
+}
+
+#[test]
+fn watch_a_burst_of_ten_thousand_files_reaches_the_action_once_with_every_path() {
+    let env = Env::new();
+    project(
+        &env,
+        "[services.api]\nwatch = [\"services/api/**\"]\non_change = \"none\"\n",
+    );
+    let dir = env.project.join("services/api/gen");
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = Watch::start(&env, 500, &["--once"]);
+    let started = Instant::now();
+    for i in 0..10_000 {
+        std::fs::write(dir.join(format!("f{i:05}.txt")), "x").unwrap();
+    }
+    let actions = w.actions_until_exit();
+    println!("10k-file burst: action after {:?}", started.elapsed());
+    assert_eq!(actions.len(), 1, "one action for the burst");
+    let got: BTreeSet<String> = paths_of(&actions[0]).into_iter().collect();
+    let want: BTreeSet<String> = (0..10_000)
+        .map(|i| format!("services/api/gen/f{i:05}.txt"))
+        .collect();
+    let missing: Vec<_> = want.difference(&got).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} paths missing, e.g. {missing:?}",
+        want.len() - got.intersection(&want).count()
+    );
+    assert_eq!(actions[0]["count"], 10_000);
+}
+
+#[test]
+fn watch_gitignore_devenvignore_and_git_dir_are_ignored() {
+    let env = Env::new();
+    project(
+        &env,
+        "[services.app]\nwatch = [\"**\"]\non_change = \"none\"\n",
+    );
+    env.write(".gitignore", "build/\n");
+    env.write(".devenvignore", "*.tmp\n");
+    for d in [".git", "build", "src"] {
+        std::fs::create_dir_all(env.project.join(d)).unwrap();
+    }
+    let w = Watch::start(&env, 200, &["--once"]);
+    env.write(".git/index", "x");
+    env.write("build/out.bin", "x");
+    env.write("src/scratch.tmp", "x");
+    env.write("src/main.rs", "fn main() {}\n");
+    let actions = w.actions_until_exit();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(paths_of(&actions[0]), ["src/main.rs"]);
+}
+
+#[test]
+fn watch_a_path_matching_two_services_triggers_both() {
+    let env = Env::new();
+    project(
+        &env,
+        "[services.api]\nwatch = [\"shared/**\"]\non_change = \"none\"\n\n\
+         [services.web]\nwatch = [\"shared/*.ts\"]\non_change = \"none\"\n",
+    );
+    std::fs::create_dir_all(env.project.join("shared")).unwrap();
+    let w = Watch::start(&env, 50, &["--once"]);
+    env.write("shared/types.ts", "export {}\n");
+    let actions = w.actions_until_exit();
+    let services: Vec<&str> = actions
+        .iter()
+        .map(|a| a["services"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(services, ["api", "web"]);
+    for a in &actions {
+        assert_eq!(paths_of(a), ["shared/types.ts"]);
+    }
+}
+
+#[test]
+fn watch_restart_stamps_the_pod_template_like_kubectl_rollout_restart() {
+    let api = support::apiserver::ApiServer::start_as("devenv-shop").auto_ready();
+    let env = Env::new();
+    let kubeconfig = api.kubeconfig(&env.home.path().join("kube"));
+    let env = env.with_env("KUBECONFIG", kubeconfig);
+    project(
+        &env,
+        "[services.api]\nwatch = [\"services/api/**\"]\non_change = \"restart\"\n",
+    );
+    api.create(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop"}}));
+    let deployment = |name: &str, app: &str| {
+        serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "shop",
+                         "labels": {"app.kubernetes.io/name": app}},
+            "spec": {"replicas": 1,
+                     "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "c", "image": "i"}]}}}
+        })
+    };
+    api.create(deployment("shop-api", "api"));
+    api.create(deployment("shop-web", "web"));
+    std::fs::create_dir_all(env.project.join("services/api")).unwrap();
+    let w = Watch::start(&env, 50, &["--once"]);
+    env.write("services/api/main.go", "package main\n");
+    let actions = w.actions_until_exit();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0]["result"], "ok", "{}", actions[0]);
+    assert_eq!(actions[0]["message"], "restarted deployment/shop-api");
+    let api_dep = api.get("deployments", "shop", "shop-api").unwrap();
+    let stamp = &api_dep["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"];
+    assert!(
+        stamp.as_str().is_some_and(|s| s.ends_with('Z')),
+        "{api_dep}"
+    );
+    let web = api.get("deployments", "shop", "shop-web").unwrap();
+    assert!(
+        web["spec"]["template"]["metadata"]["annotations"].is_null(),
+        "{web}"
+    );
+}
+
+/// A running VM in the minikube double with the project mounted at /src over "NFS".
+fn running_vm(env: &Env) {
+    let out = env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    assert!(out.status.success(), "{out:?}");
+    let ip = String::from_utf8(env.minikube(&["ip", "-p", "devenv-shop"]).stdout).unwrap();
+    let gateway = format!("{}.1", ip.trim().rsplit_once('.').unwrap().0);
+    let project = env.project.to_string_lossy().into_owned();
+    for argv in [
+        vec!["sudo", "mkdir", "-p", "/src"],
+        vec![
+            "sudo",
+            "mount",
+            "-t",
+            "nfs",
+            "-o",
+            "vers=3",
+            &format!("{gateway}:{project}"),
+            "/src",
+        ],
+    ] {
+        let mut args = vec!["ssh", "-p", "devenv-shop", "--"];
+        let line = devenv::process::ssh_command_line(&argv);
+        args.push(&line);
+        let out = env.minikube(&args);
+        assert!(out.status.success(), "{argv:?}: {out:?}");
+    }
+}
+
+fn touched(env: &Env) -> Vec<String> {
+    let raw = std::fs::read(env.minikube_state.join("vm/devenv-shop/touched")).unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn watch_forward_touches_hostile_names_in_the_vm_in_one_quoted_call() {
+    let env = Env::new();
+    project(
+        &env,
+        "[services.web]\nwatch = [\"web/**\"]\non_change = \"forward\"\n",
+    );
+    running_vm(&env);
+    std::fs::create_dir_all(env.project.join("web")).unwrap();
+    let names = [
+        "plain.js",
+        "with space.js",
+        "it's.js",
+        "\"dq\".js",
+        "$(touch pwned).js",
+        "back`tick`.js",
+        "new\nline.js",
+        "semi;colon&amp.js",
+    ];
+    let w = Watch::start(&env, 200, &["--once"]);
+    for n in names {
+        std::fs::write(env.project.join("web").join(n), "x").unwrap();
+    }
+    let actions = w.actions_until_exit();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0]["result"], "ok", "{}", actions[0]);
+    let ssh_calls = env
+        .minikube_calls()
+        .iter()
+        .filter(|c| c.starts_with("ssh -p devenv-shop -- touch"))
+        .count();
+    assert_eq!(ssh_calls, 1, "{:?}", env.minikube_calls());
+    let got: BTreeSet<String> = touched(&env).into_iter().collect();
+    let want: BTreeSet<String> = names.iter().map(|n| format!("/src/web/{n}")).collect();
+    assert_eq!(got, want);
+    assert!(!env.project.join("pwned").exists());
+    assert!(!Path::new("pwned").exists());
+}
+
+#[test]
+fn watch_a_failing_action_does_not_stop_the_watcher() {
+    let env = Env::new();
+    // No VM: every forward fails.
+    project(
+        &env,
+        "[services.web]\nwatch = [\"web/**\"]\non_change = \"forward\"\n",
+    );
+    std::fs::create_dir_all(env.project.join("web")).unwrap();
+    let w = Watch::start(&env, 50, &["--max-batches", "2"]);
+    env.write("web/a.js", "x");
+    let first = w.next("action");
+    assert_eq!(first["result"], "error", "{first}");
+    assert!(
+        first["message"].as_str().unwrap().contains("minikube"),
+        "{first}"
+    );
+    env.write("web/b.js", "x");
+    let second = w.next("action");
+    assert_eq!(second["result"], "error");
+    assert_eq!(paths_of(&second), ["web/b.js"]);
+    let actions = w.actions_until_exit();
+    assert!(actions.is_empty());
+}
+
+#[test]
+fn watch_stops_cleanly_on_ctrl_c() {
+    let env = Env::new();
+    project(&env, "");
+    let mut w = Watch::start(&env, 50, &[]);
+    let pid = w.child.id() as i32;
+    // SAFETY: kill(2) on the child this test started; no memory is shared.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running 10 s after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
