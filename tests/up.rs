@@ -587,3 +587,80 @@ fn an_overlapping_foreign_export_stops_the_exports_stage_and_what_needs_it() {
     );
     assert_eq!(calls_with(&env, "ssh -p devenv-shop -- sudo mount"), 0);
 }
+
+#[test]
+fn up_watch_brings_the_project_up_then_restarts_a_service_when_its_files_change() {
+    use std::io::BufRead;
+    let Some((env, api)) = cluster_env() else {
+        return;
+    };
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("devenv"));
+    for (k, v) in env.devenv().get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd
+        .current_dir(&env.project)
+        .args(["up", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                if line.contains(needle) {
+                    return;
+                }
+                seen.push(line);
+            }
+        }
+        panic!("no {needle:?} in:\n{}", seen.join("\n"));
+    };
+    wait_for("shop is up");
+    wait_for("watching ");
+    std::fs::write(
+        env.project.join("services/api/main.py"),
+        "print('edited')\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let restarted = loop {
+        let d = api.get("deployments", "shop", "api").unwrap();
+        let stamp =
+            d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+                .clone();
+        if !stamp.is_null() || Instant::now() > deadline {
+            break stamp;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let _ = child.wait();
+    assert!(
+        !restarted.is_null(),
+        "the api was not restarted after its file changed"
+    );
+    let worker = api.get("deployments", "shop", "worker").unwrap();
+    assert!(
+        worker["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_null(),
+        "only the service whose files changed restarts"
+    );
+}

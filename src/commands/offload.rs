@@ -117,6 +117,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let code = up::exec(
         up::Args {
             dry_run: false,
+            watch: false,
             recreate: false,
             lock_timeout: args.lock_timeout,
         },

@@ -32,6 +32,9 @@ pub struct Args {
     /// Print the plan (stages, commands, file edits) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Once everything is up, keep watching the source tree like `devenv watch`.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub watch: bool,
     /// Delete and recreate the VM when its settings differ from [vm] (the cluster's contents
     /// are lost; the release is installed again).
     #[arg(long)]
@@ -247,6 +250,16 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                     c.project.namespace()
                 ));
             }
+        }
+        if args.watch {
+            // The watcher's `helm` action runs `up` again, which takes the project's lock.
+            drop(lock);
+            let watch = crate::commands::watch::Args {
+                debounce: 100,
+                once: false,
+                max_batches: None,
+            };
+            return crate::commands::watch::exec(watch, ctx).await;
         }
         return Ok(0);
     }
