@@ -57,6 +57,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let _source = Source::start(&source_dir, debounce, tx).map_err(|e| watch_error(&e))?;
     let mut ignores = Ignores::load(&source_dir);
+    // Listen for Ctrl-C before saying "ready": a SIGINT that arrives between the two would
+    // otherwise kill the process instead of stopping it cleanly.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(Error::io("listen for", "Ctrl-C"))?;
     out.ready(&source_dir, started.elapsed());
 
     let mut actions = Actions {
@@ -70,7 +74,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     loop {
         let mut batch = tokio::select! {
             b = rx.recv() => match b { Some(b) => b, None => break },
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
         };
         // The debouncer emits each path once that path has been quiet for the debounce time,
         // so a long burst (a `git checkout`) arrives in pieces: gather them until no piece has
