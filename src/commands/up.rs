@@ -64,6 +64,13 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             }
         })?)
     };
+    // Catch Ctrl-C once the lock is held (waiting for it stays interruptible): one pressed
+    // while the machine is being read is kept and cancels the run as soon as it begins.
+    let mut interrupt = if args.dry_run {
+        None
+    } else {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok()
+    };
     let mut state = project.load()?;
     let placements: Vec<(String, Placement)> = c
         .services
@@ -213,9 +220,12 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     } else {
         Arc::new(PlainReporter)
     };
-    let cancel = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+    let cancel = async move {
+        match interrupt.as_mut() {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
         }
     };
     let result = reconcile::run(executor.stages(&plan), reporter, cancel).await;
