@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
@@ -178,19 +178,11 @@ fn status_reports_the_vm_the_export_and_the_mount() {
 }
 
 fn spawn_up(env: &Env, extra: &[(&str, &str)]) -> std::process::Child {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("devenv"));
-    let assert_cmd = env.devenv();
-    // Reuse the harness's environment for a background process.
-    for (k, v) in assert_cmd.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
+    let mut cmd = env.background();
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    cmd.current_dir(&env.project)
-        .arg("up")
+    cmd.arg("up")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -594,14 +586,8 @@ fn up_watch_brings_the_project_up_then_restarts_a_service_when_its_files_change(
     let Some((env, api)) = cluster_env() else {
         return;
     };
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("devenv"));
-    for (k, v) in env.devenv().get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let mut child = cmd
-        .current_dir(&env.project)
+    let mut child = env
+        .background()
         .args(["up", "--watch"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

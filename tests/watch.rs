@@ -33,16 +33,8 @@ struct Watch {
 
 impl Watch {
     fn start(env: &Env, debounce_ms: u32, args: &[&str]) -> Watch {
-        let template = env.devenv();
-        let mut cmd = std::process::Command::new(template.get_program());
-        cmd.env_clear();
-        for (k, v) in template.get_envs() {
-            if let Some(v) = v {
-                cmd.env(k, v);
-            }
-        }
-        cmd.current_dir(template.get_current_dir().unwrap())
-            .args(["--json", "watch", "--debounce", &debounce_ms.to_string()])
+        let mut cmd = env.background();
+        cmd.args(["--json", "watch", "--debounce", &debounce_ms.to_string()])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -116,6 +116,21 @@ impl Env {
         cmd
     }
 
+    /// `devenv` as a plain process with this environment, run in the project directory, for tests
+    /// that run it in the background (signals, races, long-running watchers).
+    pub fn background(&self) -> std::process::Command {
+        let template = self.devenv();
+        let mut cmd = std::process::Command::new(template.get_program());
+        cmd.env_clear();
+        for (k, v) in template.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.current_dir(&self.project);
+        cmd
+    }
+
     /// Write devenv.toml (and whatever the test adds) into the project.
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let path = self.project.join(rel);
