@@ -72,4 +72,6 @@ pub enum Command {
     Offload(commands::offload::Args),
     Watch(commands::watch::Args),
     Completions(commands::completions::Args),
+    #[command(name = "tunnel-supervisor", hide = true)]
+    TunnelSupervisor(commands::tunnel::Args),
 }

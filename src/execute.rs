@@ -12,11 +12,38 @@ use devenv_drivers::Driver;
 use crate::minikube;
 use crate::nfs::apply::{self, Change, NfsHost};
 use crate::offload::bridge::{self, BridgeSpec};
-use crate::offload::{self, OffloadError, Step};
+use crate::offload::{self, OffloadError, Step, tunnel};
 use crate::plan::{Action, MountSpec, Plan, Verify};
 use crate::process::{Cmd, Platform, Runner, Stream, check_success, install_hint, tail_lines};
 use crate::reconcile::{Progress, Report, Stage};
 use crate::state::write_atomic;
+
+/// Where the bridge of a tunnelled service points: the supervisor's listening ports.
+fn tunnel_route(
+    files: &tunnel::Files,
+    service: &str,
+    ports: &[u16],
+) -> Result<bridge::Route, OffloadError> {
+    let missing = || {
+        OffloadError::Tunnel(Box::new(tunnel::TunnelError::Start(format!(
+            "no tunnel supervisor forwards {service}"
+        ))))
+    };
+    let status = files.live_status().ok_or_else(missing)?;
+    let ports = ports
+        .iter()
+        .map(|p| {
+            status
+                .forward(service, *p)
+                .map(|f| (*p, f.listen.port()))
+                .ok_or_else(missing)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(bridge::Route {
+        ip: status.spec.bind,
+        ports,
+    })
+}
 
 /// What executing actions needs besides the plan.
 pub struct Executor {
@@ -129,6 +156,53 @@ impl Executor {
                     offload::ensure_namespace(client, context, namespace, user, project).await?;
                 Ok(created.then(|| format!("created namespace {namespace} on {context}")))
             }
+            Step::Tunnel {
+                profile,
+                dir,
+                context,
+                namespace,
+                forwards,
+            } => {
+                let files = tunnel::Files::new(dir);
+                if forwards.is_empty() {
+                    let stopped = tunnel::stop(&files)
+                        .await
+                        .map_err(|e| OffloadError::Tunnel(Box::new(e)))?;
+                    return Ok(stopped.map(|pid| format!("tunnel supervisor (pid {pid}) stopped")));
+                }
+                let bind =
+                    self.host_address(profile)
+                        .await
+                        .map_err(|message| OffloadError::Local {
+                            context: profile.clone(),
+                            message,
+                        })?;
+                progress.line(&format!("tunnel from {bind} through context {context}"));
+                let spec = tunnel::Spec {
+                    context: context.clone(),
+                    namespace: namespace.clone(),
+                    bind,
+                    forwards: forwards.clone(),
+                };
+                let (status, started) = tunnel::ensure(&files, &spec)
+                    .await
+                    .map_err(|e| OffloadError::Tunnel(Box::new(e)))?;
+                Ok(started.then(|| {
+                    format!(
+                        "tunnel supervisor (pid {}) forwards {}",
+                        status.pid,
+                        status
+                            .forwards
+                            .iter()
+                            .map(|f| format!(
+                                "{} → {}:{}",
+                                f.listen, f.forward.host, f.forward.port
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }))
+            }
             Step::Bridge {
                 remote_context,
                 remote_namespace,
@@ -137,6 +211,7 @@ impl Executor {
                 service,
                 host,
                 ports,
+                tunnel: via_tunnel,
             } => {
                 let spec = BridgeSpec {
                     context: local_context,
@@ -147,18 +222,24 @@ impl Executor {
                 let local = local_client(local_context).await?;
                 // A foreign object of the same name stops the stage before anything else.
                 spec.check_owned(local.clone()).await?;
-                let remote = offload::connect_remote(remote_context, service).await?;
-                let route = bridge::remote_route(
-                    remote,
-                    remote_context,
-                    remote_namespace,
-                    host,
-                    ports,
-                    service,
-                )
-                .await?;
-                progress.line(&format!("remote {service} is at {}", route.ip));
-                bridge::check_reachable(&route, service, Duration::from_secs(3)).await?;
+                let route = match via_tunnel {
+                    Some(dir) => tunnel_route(&tunnel::Files::new(dir), service, ports)?,
+                    None => {
+                        let remote = offload::connect_remote(remote_context, service).await?;
+                        let route = bridge::remote_route(
+                            remote,
+                            remote_context,
+                            remote_namespace,
+                            host,
+                            ports,
+                            service,
+                        )
+                        .await?;
+                        progress.line(&format!("remote {service} is at {}", route.ip));
+                        bridge::check_reachable(&route, service, Duration::from_secs(3)).await?;
+                        route
+                    }
+                };
                 let changed = spec.apply(local, &route).await?;
                 Ok(changed.then(|| {
                     format!(
@@ -322,24 +403,26 @@ impl Executor {
         }
     }
 
+    /// The host's address as the VM of `profile` sees it (the VM must run).
+    async fn host_address(&self, profile: &str) -> Result<Ipv4Addr, String> {
+        let out = self
+            .runner
+            .output(&minikube::ip(profile))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ip: Ipv4Addr = out.stdout.trim().parse().map_err(|_| {
+            format!(
+                "`minikube ip -p {profile}` did not give an address: {}",
+                tail_lines(&format!("{}{}", out.stdout, out.stderr), 3)
+            )
+        })?;
+        Ok(self.driver.host_address(ip))
+    }
+
     async fn mount(&self, m: &MountSpec, progress: &Progress) -> Result<String, String> {
         let host = match m.host {
             Some(h) => h,
-            None => {
-                let out = self
-                    .runner
-                    .output(&minikube::ip(&m.profile))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let ip: Ipv4Addr = out.stdout.trim().parse().map_err(|_| {
-                    format!(
-                        "`minikube ip -p {}` did not give an address: {}",
-                        m.profile,
-                        tail_lines(&format!("{}{}", out.stdout, out.stderr), 3)
-                    )
-                })?;
-                self.driver.host_address(ip)
-            }
+            None => self.host_address(&m.profile).await?,
         };
         let [mkdir, mount] = m.commands(host);
         self.run(&mkdir, progress).await?;

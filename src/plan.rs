@@ -195,6 +195,10 @@ pub struct Facts {
     pub user: String,
     /// Services that have a bridge in the local cluster (read from it when the VM runs).
     pub bridged: Vec<String>,
+    /// The project's state directory (the tunnel supervisor's files live there).
+    pub state_dir: PathBuf,
+    /// A tunnel supervisor runs for the project.
+    pub tunnel_running: bool,
 }
 
 /// The tools `up` runs.
@@ -226,20 +230,11 @@ impl Plan {
                 facts.exports.file.display()
             )));
         }
-        if !remote.is_empty() {
-            match &c.remote {
-                None => preflight.push(Action::Verify(Verify::Unsupported(format!(
-                    "{} should run on the remote cluster but devenv.toml has no [remote] section; add one, or `devenv offload <service> --local`",
-                    remote.join(", ")
-                )))),
-                Some(r) if r.connect == Connect::Tunnel => {
-                    preflight.push(Action::Verify(Verify::Unsupported(format!(
-                        "connect = \"tunnel\" in [remote] is not available in this version of devenv; connect = \"direct\" is (it needs a route from this laptop to the remote cluster's nodes), or bring the services back with `devenv offload <service> --local` ({})",
-                        remote.join(", ")
-                    ))))
-                }
-                Some(_) => {}
-            }
+        if !remote.is_empty() && c.remote.is_none() {
+            preflight.push(Action::Verify(Verify::Unsupported(format!(
+                "{} should run on the remote cluster but devenv.toml has no [remote] section; add one, or `devenv offload <service> --local`",
+                remote.join(", ")
+            ))));
         }
         stages.push(stage("preflight", &[], preflight));
 
@@ -323,9 +318,40 @@ impl Plan {
 
         // remote services and their bridges
         let mut release_after = vec!["mount".to_string()];
+        let mut bridges: Vec<String> = Vec::new();
         let local_ns = c.project.namespace().to_string();
         if let Some(r) = &c.remote {
             let namespace = crate::offload::remote_namespace(&facts.user, &c.project.name);
+            let tunnel = r.connect == Connect::Tunnel;
+            if tunnel && (!remote.is_empty() || facts.tunnel_running) {
+                let forwards = remote
+                    .iter()
+                    .flat_map(|name| {
+                        let svc = &c.services[*name];
+                        svc.all_ports()
+                            .into_iter()
+                            .map(|port| crate::offload::tunnel::Forward {
+                                service: name.to_string(),
+                                host: svc.host.clone().unwrap_or_default(),
+                                port,
+                            })
+                    })
+                    .collect();
+                let mut after = vec!["vm".to_string()];
+                after.extend(remote.iter().map(|n| format!("remote:{n}")));
+                let after: Vec<&str> = after.iter().map(String::as_str).collect();
+                stages.push(stage(
+                    "tunnel",
+                    &after,
+                    vec![Action::Offload(crate::offload::Step::Tunnel {
+                        profile: profile.clone(),
+                        dir: facts.state_dir.clone(),
+                        context: r.context.clone(),
+                        namespace: namespace.clone(),
+                        forwards,
+                    })],
+                ));
+            }
             for name in &remote {
                 let svc = &c.services[*name];
                 let key = svc.values_key.clone().unwrap_or_default();
@@ -377,9 +403,16 @@ impl Plan {
                 }
                 stages.push(stage(&format!("remote:{name}"), &["preflight"], actions));
                 let bridge = format!("bridge:{name}");
+                let remote_stage = format!("remote:{name}");
+                // After the release: it removes the local subchart's own Service of the same
+                // name, which the bridge replaces.
+                let mut after = vec!["vm", remote_stage.as_str(), "release"];
+                if tunnel {
+                    after.push("tunnel");
+                }
                 stages.push(stage(
                     &bridge,
-                    &["vm", &format!("remote:{name}")],
+                    &after,
                     vec![Action::Offload(crate::offload::Step::Bridge {
                         remote_context: r.context.clone(),
                         remote_namespace: namespace.clone(),
@@ -388,9 +421,10 @@ impl Plan {
                         service: name.to_string(),
                         host: svc.host.clone().unwrap_or_default(),
                         ports: svc.all_ports(),
+                        tunnel: tunnel.then(|| facts.state_dir.clone()),
                     })],
                 ));
-                release_after.push(bridge);
+                bridges.push(bridge);
             }
             // Services back on the laptop whose bridge is still in the local cluster.
             for name in &facts.bridged {
@@ -438,14 +472,28 @@ impl Plan {
                     contents: serde_json::to_string_pretty(&overlay).expect("json") + "\n",
                 },
                 Action::Run(helm::upgrade_install(loaded, &profile, &facts.overlay_file)),
-                Action::Verify(Verify::Rollout {
-                    context: profile.clone(),
-                    namespace: c.project.namespace().to_string(),
-                    timeout: c.project.rollout_timeout(),
-                }),
             ]
         };
         stages.push(stage("release", &after, release));
+        let mut summary_after = vec!["release".to_string()];
+        summary_after.extend(bridges.iter().cloned());
+        if !facts.release_unchanged {
+            // Watched once the bridges exist, since apps may need the offloaded services to
+            // become ready.
+            let mut after = vec!["release".to_string()];
+            after.extend(bridges);
+            let after: Vec<&str> = after.iter().map(String::as_str).collect();
+            stages.push(stage(
+                "rollout",
+                &after,
+                vec![Action::Verify(Verify::Rollout {
+                    context: profile.clone(),
+                    namespace: c.project.namespace().to_string(),
+                    timeout: c.project.rollout_timeout(),
+                })],
+            ));
+            summary_after = vec!["rollout".to_string()];
+        }
 
         let local: Vec<&str> = facts
             .placements
@@ -464,7 +512,8 @@ impl Plan {
         if !remote.is_empty() {
             summary.push(Action::Note(format!("remote: {}", remote.join(", "))));
         }
-        stages.push(stage("summary", &["release"], summary));
+        let summary_after: Vec<&str> = summary_after.iter().map(String::as_str).collect();
+        stages.push(stage("summary", &summary_after, summary));
 
         Plan {
             project: c.project.name.clone(),

@@ -1,13 +1,15 @@
 //! `devenv offload` on two API server doubles (the local minikube cluster `devenv-shop` and the
 //! shared dev cluster `dev-cluster`) with the real helm: the listing and its savings, a service
-//! moved to the remote cluster behind a bridge with the same DNS name and brought back, and the
-//! refusals (unknown service, tunnel mode, a Service devenv did not make, a missing context).
+//! moved to the remote cluster behind a bridge with the same DNS name and brought back — reached
+//! directly or through the tunnel, whose bytes are real PostgreSQL traffic — and the refusals
+//! (unknown service, a Service devenv did not make, a missing context).
 
 mod support;
 
 use serde_json::{Value, json};
 use support::Env;
 use support::apiserver::ApiServer;
+use support::postgres::{Postgres, psql};
 
 /// The example project with `connect = "direct"`, the local and the remote cluster doubles
 /// (workloads ready as soon as they are written) and one kubeconfig list holding both contexts.
@@ -309,23 +311,6 @@ fn a_service_devenv_did_not_make_is_never_touched() {
 }
 
 #[test]
-fn tunnel_mode_is_refused_in_preflight_pointing_at_direct() {
-    let Some((env, _local, remote)) = offload_env() else {
-        return;
-    };
-    set_connect(&env, "tunnel");
-    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
-    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("error at 'preflight'"), "{stderr}");
-    assert!(
-        stderr.contains("connect = \"tunnel\" in [remote] is not available"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("connect = \"direct\" is"), "{stderr}");
-    assert!(remote.requests().iter().all(|r| r.is_read_only()));
-}
-
-#[test]
 fn a_missing_remote_context_names_it_with_the_kubectl_command_and_the_way_back() {
     let Some((env, _local, _remote)) = offload_env_with(false) else {
         return;
@@ -398,4 +383,240 @@ fn the_dry_run_shows_the_remote_and_bridge_stages_of_a_direct_offload() {
         "{stdout}"
     );
     assert!(!stdout.contains("tunnel"), "{stdout}");
+}
+
+/// `devenv --json status`'s entry for `service` under "offloaded".
+fn offload_status(env: &Env, service: &str) -> Value {
+    let (code, stdout, stderr) = output(env, &["--json", "status"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    v["offloaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["service"] == service)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Poll `status` until `check` holds for the first forward of `service` (the supervisor
+/// rewrites its status within a quarter second of a change; probes back off up to 5 s).
+fn wait_forward(env: &Env, service: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let o = offload_status(env, service);
+        let f = o["tunnel"][0].clone();
+        if check(&f) {
+            return f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tunnel never became {what}: {o}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn retry_psql(port: u16, sql: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        match psql(port, sql) {
+            Ok(out) => return out,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "psql through the tunnel kept failing: {e}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+#[test]
+fn postgres_through_the_tunnel_carries_real_queries_and_survives_a_restart() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let Some((env, local, remote)) = offload_env() else {
+        return;
+    };
+    set_connect(&env, "tunnel");
+    // The VM's network is 127.0.0.0/24 here, so the host address it sees is 127.0.0.1: the
+    // tunnel listens there, and psql on this machine plays the pods of the local cluster.
+    let env = env.with_env("FAKE_MINIKUBE_SUBNET", "127.0.0");
+    // Exports go to a private network, never loopback: name it, as a team on such a setup would.
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write(
+        "devenv.toml",
+        &toml.replace(
+            "[mount]\n",
+            "[mount]\nexport_client = \"192.168.39.0/24\"\n",
+        ),
+    );
+    // The remote pod's port 5432 leads to the real server.
+    remote.forward("devenv-ann-shop", "postgres-0", 5432, pg.addr());
+
+    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("tunnel supervisor (pid"), "{stdout}");
+    assert!(
+        !local
+            .names("statefulsets", "shop")
+            .contains(&"postgres".to_string()),
+        "the local subchart is disabled"
+    );
+
+    // The bridge points at the tunnel: the host address the VM sees and the port it listens on.
+    let o = offload_status(&env, "postgres");
+    assert_eq!(o["connect"], "tunnel");
+    assert_eq!(o["context"], "dev-cluster");
+    let f = &o["tunnel"][0];
+    assert_eq!(f["healthy"], true, "{o}");
+    assert_eq!(f["pod"], "postgres-0");
+    let listen: std::net::SocketAddrV4 = f["listen"].as_str().unwrap().parse().unwrap();
+    assert_eq!(*listen.ip(), std::net::Ipv4Addr::LOCALHOST, "never 0.0.0.0");
+    let slice = local.get("endpointslices", "shop", "postgres").unwrap();
+    assert_eq!(slice["endpoints"][0]["addresses"][0], "127.0.0.1");
+    assert_eq!(slice["ports"][0]["port"], listen.port());
+    let svc = local.get("services", "shop", "postgres").unwrap();
+    assert_eq!(
+        svc["spec"]["ports"][0]["port"], 5432,
+        "apps keep their port"
+    );
+
+    // Real queries, through the port-forward of the remote API server.
+    let port = listen.port();
+    assert_eq!(psql(port, "select 40 + 2").unwrap(), "42");
+    psql(port, "create table orders (id int primary key, item text)").unwrap();
+    psql(port, "insert into orders values (1, 'tea'), (2, 'cake')").unwrap();
+    assert_eq!(
+        psql(port, "select string_agg(item, ',' order by id) from orders").unwrap(),
+        "tea,cake"
+    );
+    assert!(
+        remote.requests().iter().any(|r| r.path
+            == "/api/v1/namespaces/devenv-ann-shop/pods/postgres-0/portforward"
+            && r.query.contains("ports=5432")
+            && r.status == 101),
+        "each connection is a portforward of the remote API server"
+    );
+    let f = wait_forward(&env, "postgres", "counted", |f| {
+        f["bytes_in"].as_u64() > Some(0) && f["connections"].as_u64() >= Some(4)
+    });
+    assert!(f["bytes_out"].as_u64() > Some(0), "{f}");
+    let (_, stdout, _) = output(&env, &["status"]);
+    assert!(
+        stdout.contains(
+            "offload  postgres → Service postgres in devenv-ann-shop on dev-cluster (tunnel)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "tunnel {listen} → postgres:5432 (pod postgres-0) healthy, 0 reconnects"
+        )),
+        "{stdout}"
+    );
+
+    // A session open while PostgreSQL restarts is cut, as it would be without a tunnel; the
+    // tunnel sees the pod's port refuse, says so, and recovers once the server is back.
+    let session = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-X",
+        ])
+        .args(["-c", "select pg_sleep(60)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    pg.stop();
+    let cut = session.wait_with_output().unwrap();
+    assert!(
+        !cut.status.success(),
+        "the open session ends with the server"
+    );
+    assert!(
+        psql(port, "select 1").is_err(),
+        "nothing answers while it is down"
+    );
+    let f = wait_forward(&env, "postgres", "broken", |f| f["healthy"] == false);
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("connection refused"),
+        "{f}"
+    );
+    pg.restart();
+    assert_eq!(
+        retry_psql(port, "select count(*) from orders"),
+        "2",
+        "the same port works again, with the same data"
+    );
+    let f = wait_forward(&env, "postgres", "healthy again", |f| f["healthy"] == true);
+    assert!(f["reconnects"].as_u64() >= Some(1), "{f}");
+
+    // Nothing changed: a second up keeps the supervisor and writes nothing on either cluster.
+    let pid = std::fs::read_to_string(tunnel_file(&env, "tunnel.pid")).unwrap();
+    remote.clear_requests();
+    local.clear_requests();
+    let (code, stdout, stderr) = output(&env, &["up"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("(0 stages changed something)"), "{stdout}");
+    assert!(remote.requests().iter().all(|r| r.is_read_only()));
+    assert!(local.requests().iter().all(|r| r.is_read_only()));
+    assert_eq!(
+        std::fs::read_to_string(tunnel_file(&env, "tunnel.pid")).unwrap(),
+        pid
+    );
+
+    // Back to the laptop: the supervisor stops, the bridge goes, nothing of devenv's is left
+    // on the remote cluster but the kept namespace.
+    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--local"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stopped"), "{stdout}");
+    assert!(psql(port, "select 1").is_err());
+    assert!(offload_status(&env, "postgres").is_null());
+    assert!(local.get("endpointslices", "shop", "postgres").is_none());
+    assert_eq!(
+        local.get("services", "shop", "postgres").unwrap()["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "Helm"
+    );
+    assert!(remote.names("statefulsets", "devenv-ann-shop").is_empty());
+    assert!(remote.names("services", "devenv-ann-shop").is_empty());
+
+    // And remote again: a new supervisor takes the same port, so the bridge is the same.
+    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(psql(port, "select count(*) from orders").unwrap(), "2");
+
+    // `down` stops the tunnel with the VM.
+    let (code, stdout, stderr) = output(&env, &["down"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("tunnel supervisor (pid"), "{stdout}");
+    assert!(offload_status(&env, "postgres")["tunnel"].is_null());
+    assert!(
+        psql(port, "select 1").is_err(),
+        "nothing listens after down"
+    );
+}
+
+/// A file of the project's state directory (there is one project in these tests).
+fn tunnel_file(env: &Env, name: &str) -> std::path::PathBuf {
+    let projects = env.state.join("projects");
+    let dir = std::fs::read_dir(&projects)
+        .unwrap()
+        .next()
+        .expect("a project state dir")
+        .unwrap()
+        .path();
+    dir.join(name)
 }

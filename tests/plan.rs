@@ -161,7 +161,15 @@ fn json_plan_has_argv_for_every_command() {
         .collect();
     assert_eq!(
         names,
-        ["preflight", "exports", "vm", "mount", "release", "summary"]
+        [
+            "preflight",
+            "exports",
+            "vm",
+            "mount",
+            "release",
+            "rollout",
+            "summary"
+        ]
     );
     let vm = &v["stages"][2]["actions"][0]["argv"];
     assert_eq!(vm[0], "minikube");
@@ -187,11 +195,25 @@ fn a_service_offloaded_by_the_team_gets_remote_and_bridge_stages() {
     );
     let p = plan(&env);
     assert!(p.contains("remote:search  (after preflight)"), "{p}");
+    // The team's connect mode is the tunnel: it runs once the VM and the remote copy exist.
+    assert!(p.contains("tunnel  (after vm, remote:search)"), "{p}");
     assert!(
-        p.contains("bridge:search  (after vm, remote:search)"),
+        p.contains("a tunnel supervisor runs in the background"),
         "{p}"
     );
-    assert!(p.contains("release  (after mount, bridge:search)"), "{p}");
+    assert!(
+        p.contains("forwards search:9200 through the API server of context dev-cluster"),
+        "{p}"
+    );
+    // The release removes the subchart's own Service before the bridge takes its name; the
+    // rollout is watched once the bridge exists.
+    assert!(p.contains("release  (after mount)"), "{p}");
+    assert!(
+        p.contains("bridge:search  (after vm, remote:search, release, tunnel)"),
+        "{p}"
+    );
+    assert!(p.contains("the tunnel's ports on the host"), "{p}");
+    assert!(p.contains("rollout  (after release, bridge:search)"), "{p}");
     assert!(p.contains("\"enabled\": false"), "{p}");
     assert!(p.contains("--namespace devenv-ann-shop"), "{p}");
 }

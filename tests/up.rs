@@ -51,7 +51,11 @@ fn without_a_cluster_up_does_exports_vm_and_mount_then_fails_at_release() {
     assert!(stderr.contains("error at 'release'"), "{stderr}");
     assert!(stderr.contains("these stages made changes: "), "{stderr}");
     assert!(
-        stdout.contains("summary: skipped: release did not finish"),
+        stdout.contains("rollout: skipped: release did not finish"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("summary: skipped: rollout did not finish"),
         "{stdout}"
     );
     assert_eq!(calls_with(&env, "start -p devenv-shop --driver=kvm2"), 1);
@@ -472,7 +476,7 @@ fn a_crash_looping_pod_stops_the_rollout_with_its_events_and_logs() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("error at 'release'"), "{stderr}");
+    assert!(stderr.contains("error at 'rollout'"), "{stderr}");
     assert!(
         stderr.contains("api-5d9c-x7 in namespace shop cannot start: CrashLoopBackOff"),
         "{stderr}"

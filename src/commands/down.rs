@@ -50,6 +50,23 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     } else {
         ctx.runner.clone()
     };
+    // The tunnel to offloaded services only serves the VM: it stops with it.
+    let tunnel = crate::offload::tunnel::Files::new(project.path());
+    if let Some(pid) = tunnel.running() {
+        if args.dry_run {
+            ctx.ui
+                .say(format!("would stop the tunnel supervisor (pid {pid})"));
+        } else {
+            crate::offload::tunnel::stop(&tunnel)
+                .await
+                .map_err(|e| Error::Failed {
+                    help: e.help().unwrap_or_default(),
+                    message: e.to_string(),
+                    code: 1,
+                })?;
+            ctx.ui.say(format!("tunnel supervisor (pid {pid}) stopped"));
+        }
+    }
     let vm = match ctx.runner.output(&minikube::status(&profile)).await {
         Ok(out) => minikube::parse_status(&out).unwrap_or(VmState::Nonexistent),
         Err(e) => return Err(e.into()),

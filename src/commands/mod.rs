@@ -8,6 +8,7 @@ pub mod init;
 pub mod offload;
 pub mod onboard;
 pub mod status;
+pub mod tunnel;
 pub mod up;
 pub mod watch;
 
@@ -29,5 +30,6 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Offload(args) => offload::exec(args, ctx).await,
         Command::Watch(args) => watch::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args),
+        Command::TunnelSupervisor(args) => tunnel::exec(args).await,
     }
 }

@@ -7,10 +7,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::commands::exports::Export;
+use crate::config::{Connect, Placement};
 use crate::context::Context;
 use crate::error::Error;
 use crate::minikube::{self, VmState};
 use crate::nfs::file::ExportsFile;
+use crate::offload::tunnel;
 use crate::process::Cmd;
 
 /// Show the VM, the NFS export and mount, the release and each workload (read-only, fast).
@@ -101,6 +103,9 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
         })
         .collect();
 
+    let project = ctx.state_dir()?.project(&c.project.name, &loaded.root);
+    let offloaded = offloaded(ctx, &loaded, &project)?;
+
     let vm_word = match &vm {
         VmState::Running => "running".to_string(),
         VmState::Stopped => "stopped".to_string(),
@@ -128,6 +133,7 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
                     "status": r["info"]["status"],
                 })),
                 "workloads": workloads,
+                "offloaded": offloaded,
             })
         );
         return Ok(0);
@@ -188,5 +194,91 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
             }
         ));
     }
+    for o in &offloaded {
+        ui.say(format!(
+            "offload  {} → Service {} in {} on {} ({})",
+            o["service"].as_str().unwrap_or_default(),
+            o["host"].as_str().unwrap_or_default(),
+            o["namespace"].as_str().unwrap_or_default(),
+            o["context"].as_str().unwrap_or_default(),
+            o["connect"].as_str().unwrap_or_default(),
+        ));
+        if o["connect"] != "tunnel" {
+            continue;
+        }
+        let Some(forwards) = o["tunnel"].as_array() else {
+            ui.say(format!(
+                "  tunnel {}",
+                ui.fail("not running: `devenv up` starts it")
+            ));
+            continue;
+        };
+        for f in forwards {
+            let health = if f["healthy"] == true {
+                ui.ok("healthy")
+            } else {
+                ui.fail(&format!(
+                    "broken: {}",
+                    f["error"].as_str().unwrap_or("not checked yet")
+                ))
+            };
+            ui.say(format!(
+                "  tunnel {} → {}:{} (pod {}) {health}, {} reconnects, {} in, {} out, {} connections",
+                f["listen"].as_str().unwrap_or_default(),
+                f["host"].as_str().unwrap_or_default(),
+                f["port"],
+                f["pod"].as_str().unwrap_or("-"),
+                f["reconnects"],
+                tunnel::human_bytes(f["bytes_in"].as_u64().unwrap_or(0)),
+                tunnel::human_bytes(f["bytes_out"].as_u64().unwrap_or(0)),
+                f["connections"],
+            ));
+        }
+    }
     Ok(0)
+}
+
+/// Each service the user runs on the remote cluster: where it is and, with `connect = "tunnel"`,
+/// the live state of its forwards (`tunnel` is null when no supervisor runs).
+fn offloaded(
+    ctx: &Context,
+    loaded: &crate::config::Loaded,
+    project: &crate::state::ProjectDir,
+) -> Result<Vec<Value>, Error> {
+    let c = &loaded.config;
+    let Some(remote) = &c.remote else {
+        return Ok(Vec::new());
+    };
+    let state = project.load()?;
+    let live = tunnel::Files::new(project.path()).live_status();
+    let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
+    Ok(c.services
+        .iter()
+        .filter(|(name, s)| {
+            state.offload.get(*name).copied().unwrap_or(s.offload) == Placement::Remote
+        })
+        .map(|(name, s)| {
+            let tunnel = match (remote.connect, &live) {
+                (Connect::Tunnel, Some(status)) => {
+                    let forwards: Vec<Value> = status
+                        .forwards
+                        .iter()
+                        .filter(|f| f.forward.service == *name)
+                        .map(|f| serde_json::to_value(f).expect("status serialises"))
+                        .collect();
+                    (!forwards.is_empty()).then_some(Value::Array(forwards))
+                }
+                _ => None,
+            };
+            json!({
+                "service": name,
+                "host": s.host,
+                "ports": s.all_ports(),
+                "context": remote.context,
+                "namespace": namespace,
+                "connect": remote.connect,
+                "tunnel": tunnel,
+            })
+        })
+        .collect())
 }

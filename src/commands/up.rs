@@ -172,6 +172,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         release_unchanged,
         user: ctx.user.clone(),
         bridged,
+        state_dir: project.path().to_path_buf(),
+        tunnel_running: crate::offload::tunnel::Files::new(project.path())
+            .running()
+            .is_some(),
     };
     let plan = Plan::build(&loaded, &facts);
 

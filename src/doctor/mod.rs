@@ -8,7 +8,7 @@
 //! each is tested without a machine. Independent probes run concurrently; only the ones that
 //! need a running VM (its mounts, `stat` through the mount) wait for `minikube status`.
 //!
-//! Tunnels to offloaded services are not checked: they do not exist yet.
+//! Each tunnel to an offloaded service is checked from its supervisor's status.
 
 pub mod chart;
 pub mod host;
@@ -60,6 +60,7 @@ pub mod anchor {
     pub const MAX_PODS: &str = "max-pods";
     pub const REMOTE_CONTEXT: &str = "remote-context";
     pub const REMOTE_ACCESS: &str = "remote-access";
+    pub const REMOTE_TUNNEL: &str = "remote-tunnel";
 
     /// Every anchor, for the test that keeps the page and the links in step.
     pub const ALL: &[&str] = &[
@@ -83,6 +84,7 @@ pub mod anchor {
         MAX_PODS,
         REMOTE_CONTEXT,
         REMOTE_ACCESS,
+        REMOTE_TUNNEL,
     ];
 }
 
@@ -475,6 +477,28 @@ pub async fn run(ctx: &Context, loaded: Option<&Loaded>, roots: Roots) -> Vec<Fi
                 c.reason
                     .push_str(" (no service is offloaded yet, so nothing needs it)");
             }
+            add(Group::Remote, c);
+        }
+    }
+    if let Some(l) = loaded
+        && let Some(r) = &l.config.remote
+        && r.connect == crate::config::Connect::Tunnel
+        && let Ok(dir) = ctx.state_dir()
+    {
+        let project = dir.project(&l.config.project.name, &l.root);
+        let state = project.load().unwrap_or_default();
+        let tunnelled: Vec<String> = l
+            .config
+            .services
+            .iter()
+            .filter(|(n, s)| {
+                state.offload.get(*n).copied().unwrap_or(s.offload)
+                    == crate::config::Placement::Remote
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        let files = crate::offload::tunnel::Files::new(project.path());
+        for c in remote::tunnel_checks(&tunnelled, files.live_status().as_ref(), &files.log()) {
             add(Group::Remote, c);
         }
     }

@@ -1,7 +1,8 @@
 //! Checks of the shared dev cluster that takes offloaded services: its kubeconfig context exists
 //! and the cluster answers, within a short timeout, that this developer may work in their
 //! namespace. Both probes only read (`kubectl config get-contexts`, `kubectl auth can-i`).
-//! Tunnels to offloaded services are not checked here yet.
+//! With `connect = "tunnel"`, each offloaded service's forwards are checked from the tunnel
+//! supervisor's status file (no probe of its own: the supervisor checks them every 10 s).
 
 use std::time::Duration;
 
@@ -9,6 +10,81 @@ use devenv_drivers::Check;
 
 use super::{anchor, doc};
 use crate::process::{Cmd, Output, ProcessError, quote};
+
+/// `remote.tunnel`: every port of every service this developer runs remotely is forwarded by a
+/// running supervisor, and its last check passed.
+pub fn tunnel_checks(
+    tunnelled: &[String],
+    status: Option<&crate::offload::tunnel::Status>,
+    log: &std::path::Path,
+) -> Vec<Check> {
+    let tunnel_doc = doc(anchor::REMOTE_TUNNEL);
+    if tunnelled.is_empty() {
+        return Vec::new();
+    }
+    let Some(status) = status else {
+        return vec![Check::fail(
+            "remote.tunnel",
+            format!(
+                "{} run(s) on the remote cluster but no tunnel supervisor runs for this project",
+                tunnelled.join(", ")
+            ),
+            "devenv up (starts it; `devenv down` stops it)",
+            &tunnel_doc,
+        )];
+    };
+    let mut out = Vec::new();
+    for service in tunnelled {
+        let forwards: Vec<_> = status
+            .forwards
+            .iter()
+            .filter(|f| f.forward.service == *service)
+            .collect();
+        if forwards.is_empty() {
+            out.push(Check::fail(
+                "remote.tunnel",
+                format!(
+                    "{service} runs on the remote cluster but the tunnel supervisor (pid {}) does not forward it",
+                    status.pid
+                ),
+                "devenv up",
+                &tunnel_doc,
+            ));
+        }
+        for f in forwards {
+            let what = format!(
+                "tunnel {} → {}:{}",
+                f.listen, f.forward.host, f.forward.port
+            );
+            out.push(if f.healthy {
+                Check::ok(
+                    "remote.tunnel",
+                    format!(
+                        "{what} is healthy (pod {}, {} reconnects)",
+                        f.pod.as_deref().unwrap_or("-"),
+                        f.reconnects
+                    ),
+                )
+            } else {
+                Check::fail(
+                    "remote.tunnel",
+                    format!(
+                        "{what} is broken: {}",
+                        f.error.as_deref().unwrap_or("not checked yet")
+                    ),
+                    format!(
+                        "kubectl --context {} -n {} get pods shows the remote pods; the supervisor retries by itself and logs to {}",
+                        quote(&status.spec.context),
+                        quote(&status.spec.namespace),
+                        log.display()
+                    ),
+                    &tunnel_doc,
+                )
+            });
+        }
+    }
+    out
+}
 
 /// How long the API server may take to answer.
 pub const REQUEST_TIMEOUT: &str = "5s";
@@ -136,7 +212,78 @@ pub fn checks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offload::tunnel::{Forward, ForwardStatus, Spec, Status};
     use devenv_drivers::CheckState;
+
+    fn tunnel_status(healthy: bool) -> Status {
+        let forward = Forward {
+            service: "postgres".into(),
+            host: "postgres".into(),
+            port: 5432,
+        };
+        Status {
+            pid: 4242,
+            spec: Spec {
+                context: "dev-cluster".into(),
+                namespace: "devenv-ann-shop".into(),
+                bind: "192.168.39.1".parse().unwrap(),
+                forwards: vec![forward.clone()],
+            },
+            started: 0,
+            forwards: vec![ForwardStatus {
+                forward,
+                listen: "192.168.39.1:40213".parse().unwrap(),
+                pod: Some("postgres-0".into()),
+                healthy,
+                checked: true,
+                error: (!healthy).then(|| "no ready pod behind Service postgres".into()),
+                reconnects: 2,
+                connections: 7,
+                bytes_in: 10,
+                bytes_out: 20,
+            }],
+        }
+    }
+
+    #[test]
+    fn each_tunnelled_service_needs_a_running_healthy_forward() {
+        let log = std::path::Path::new("/state/tunnel.log");
+        assert!(
+            tunnel_checks(&[], None, log).is_empty(),
+            "nothing offloaded"
+        );
+
+        let none = tunnel_checks(&["postgres".into()], None, log);
+        assert_eq!(none[0].state, CheckState::Fail);
+        assert!(none[0].reason.contains("no tunnel supervisor runs"));
+
+        let ok = tunnel_checks(&["postgres".into()], Some(&tunnel_status(true)), log);
+        assert_eq!(ok[0].state, CheckState::Ok);
+        assert!(
+            ok[0].reason.contains(
+                "192.168.39.1:40213 → postgres:5432 is healthy (pod postgres-0, 2 reconnects)"
+            ),
+            "{}",
+            ok[0].reason
+        );
+
+        let broken = tunnel_checks(&["postgres".into()], Some(&tunnel_status(false)), log);
+        assert_eq!(broken[0].state, CheckState::Fail);
+        assert!(
+            broken[0]
+                .reason
+                .contains("no ready pod behind Service postgres")
+        );
+        let fix = broken[0].fix.clone().unwrap_or_default();
+        assert!(
+            fix.contains("kubectl --context dev-cluster -n devenv-ann-shop get pods"),
+            "{fix}"
+        );
+        assert!(fix.contains("/state/tunnel.log"), "{fix}");
+
+        let other = tunnel_checks(&["search".into()], Some(&tunnel_status(true)), log);
+        assert!(other[0].reason.contains("does not forward it"));
+    }
 
     fn out(code: i32, stdout: &str, stderr: &str) -> Result<Output, ProcessError> {
         Ok(Output {

@@ -201,6 +201,10 @@ impl BridgeSpec<'_> {
     /// anything changed (a bridge already pointing at `route` is left as it is).
     pub async fn apply(&self, client: Client, route: &Route) -> Result<bool, OffloadError> {
         self.check_owned(client.clone()).await?;
+        // An unchanged bridge is only read: a no-op `up` writes nothing.
+        if self.points_at(client.clone(), route).await? {
+            return Ok(false);
+        }
         let before = self.versions(client.clone()).await?;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         if namespaces
@@ -264,6 +268,49 @@ impl BridgeSpec<'_> {
             .await
             .map_err(self.api_err())?;
         Ok(self.versions(client).await? != before)
+    }
+
+    /// Whether the bridge exists with exactly `route`'s ports and address.
+    async fn points_at(&self, client: Client, route: &Route) -> Result<bool, OffloadError> {
+        let services: Api<Service> = Api::namespaced(client.clone(), self.namespace);
+        let slices: Api<EndpointSlice> = Api::namespaced(client, self.namespace);
+        let (Some(svc), Some(slice)) = (
+            services.get_opt(self.host).await.map_err(self.api_err())?,
+            slices.get_opt(self.host).await.map_err(self.api_err())?,
+        ) else {
+            return Ok(false);
+        };
+        let svc_ports: Vec<(i32, Option<String>)> = svc
+            .spec
+            .and_then(|s| s.ports)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.port, p.name))
+            .collect();
+        let want_svc: Vec<(i32, Option<String>)> = route
+            .ports
+            .iter()
+            .map(|(port, _)| (i32::from(*port), Some(port_name(*port))))
+            .collect();
+        let slice_ports: Vec<(Option<i32>, Option<String>)> = slice
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.port, p.name))
+            .collect();
+        let want_slice: Vec<(Option<i32>, Option<String>)> = route
+            .ports
+            .iter()
+            .map(|(port, target)| (Some(i32::from(*target)), Some(port_name(*port))))
+            .collect();
+        let addresses: Vec<String> = slice
+            .endpoints
+            .into_iter()
+            .flat_map(|e| e.addresses)
+            .collect();
+        Ok(svc_ports == want_svc
+            && slice_ports == want_slice
+            && addresses == [route.ip.to_string()])
     }
 
     /// The resourceVersions of the bridge's Service and EndpointSlice: the API server keeps

@@ -3,13 +3,14 @@
 //!
 //! The remote side is the service's subchart installed as its own Helm release in the user's
 //! namespace `devenv-<user>-<project>`; the local side is a selector-less Service named after the
-//! service's `host` plus an EndpointSlice pointing at the remote copy's routable address
-//! (`connect = "direct"`). devenv only ever changes or deletes objects that carry its labels, so
-//! a colleague's namespace or a hand-made Service is never touched. The `tunnel` connect mode
-//! (port-forward supervisor) is not part of this version: the plan refuses it in preflight.
+//! service's `host` plus an EndpointSlice pointing at the remote copy: at its routable address
+//! (`connect = "direct"`, [`bridge`]) or at the host end of a port-forward through the remote
+//! API server (`connect = "tunnel"`, [`tunnel`]). devenv only ever changes or deletes objects
+//! that carry its labels, so a colleague's namespace or a hand-made Service is never touched.
 
 pub mod bridge;
 pub mod savings;
+pub mod tunnel;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,7 +46,18 @@ pub enum Step {
         project: String,
         service: String,
     },
-    /// The local Service and EndpointSlice named `host` point at the remote copy.
+    /// The project's tunnel supervisor forwards exactly `forwards` (stopped when empty), from
+    /// the host address the VM of `profile` sees.
+    Tunnel {
+        profile: String,
+        /// The project's state directory, where the supervisor's files live.
+        dir: PathBuf,
+        context: String,
+        namespace: String,
+        forwards: Vec<tunnel::Forward>,
+    },
+    /// The local Service and EndpointSlice named `host` point at the remote copy: at its
+    /// routable address, or at the tunnel's listening ports when `tunnel` names the state dir.
     Bridge {
         remote_context: String,
         remote_namespace: String,
@@ -54,6 +66,7 @@ pub enum Step {
         service: String,
         host: String,
         ports: Vec<u16>,
+        tunnel: Option<PathBuf>,
     },
     /// A service back on the laptop: its bridge is deleted (before the release re-creates the
     /// subchart's Service of the same name) and its remote release uninstalled, data kept.
@@ -79,20 +92,54 @@ impl Step {
             } => format!(
                 "namespace {namespace} on context {context} exists, labelled {MANAGED_BY}={DEVENV} and {OWNER}={user} (created when missing; refused if someone else's)"
             ),
+            Step::Tunnel {
+                dir,
+                context,
+                namespace,
+                forwards,
+                ..
+            } if forwards.is_empty() => format!(
+                "no service of namespace {namespace} on context {context} is tunnelled any more: the tunnel supervisor ({}) is stopped if it runs",
+                dir.join("tunnel.pid").display()
+            ),
+            Step::Tunnel {
+                dir,
+                context,
+                namespace,
+                forwards,
+                ..
+            } => format!(
+                "a tunnel supervisor runs in the background (pid, status and log in {}) and forwards {} through the API server of context {context} to the pods of namespace {namespace}, listening only on the host address the VM sees; it reconnects when a pod restarts and is stopped by `devenv down`",
+                dir.display(),
+                forwards
+                    .iter()
+                    .map(|f| format!("{}:{}", f.host, f.port))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Step::Bridge {
                 remote_context,
                 remote_namespace,
                 local_namespace,
                 host,
                 ports,
+                tunnel,
                 ..
             } => format!(
-                "Service {host} (ports {}) and EndpointSlice {host} in namespace {local_namespace} point at the routable address of Service {host} in {remote_namespace} on context {remote_context} (direct connection; reachability checked first)",
+                "Service {host} (ports {}) and EndpointSlice {host} in namespace {local_namespace} point at {}",
                 ports
                     .iter()
                     .map(u16::to_string)
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                match tunnel {
+                    Some(_) => format!(
+                        "the tunnel's ports on the host (to Service {host} in {remote_namespace} on context {remote_context}; each forward checked first)"
+                    ),
+                    None => format!(
+                        "the routable address of Service {host} in {remote_namespace} on context {remote_context} (direct connection; reachability checked first)"
+                    ),
+                }
             ),
             Step::Unbridge {
                 local_namespace,
@@ -155,6 +202,8 @@ pub enum OffloadError {
         service: String,
         message: String,
     },
+    #[error(transparent)]
+    Tunnel(Box<tunnel::TunnelError>),
     #[error("the Kubernetes API of context {context} answered with an error: {source}")]
     Api {
         context: String,
@@ -204,6 +253,7 @@ impl OffloadError {
             OffloadError::Local { context, .. } => Some(format!(
                 "`kubectl --context {context} get nodes` shows the problem; `devenv status` shows the VM"
             )),
+            OffloadError::Tunnel(e) => e.help(),
             OffloadError::Api { .. } => None,
         }
     }

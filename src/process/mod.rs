@@ -8,6 +8,7 @@
 //! Errors keep "could not start" (not installed → the install command for this OS) apart from
 //! "exited with N" (the command line and the last lines of stderr) and "timed out".
 
+pub mod daemon;
 mod install;
 mod quote;
 

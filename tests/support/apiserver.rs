@@ -74,6 +74,7 @@ mod client;
 mod controllers;
 mod http;
 mod patch;
+mod portforward;
 mod protobuf;
 mod resources;
 mod selector;
@@ -165,6 +166,7 @@ impl ApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             log: Mutex::new(Vec::new()),
+            forwards: Mutex::new(std::collections::HashMap::new()),
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let server = Arc::clone(&shared);
@@ -342,6 +344,16 @@ impl ApiServer {
             .is_ok()
     }
 
+    /// Where a portforward to `port` of pod `ns/pod` leads (the double has no pod network):
+    /// usually a real server on 127.0.0.1. A port without a target is refused.
+    pub fn forward(&self, ns: &str, pod: &str, port: u16, target: SocketAddr) {
+        self.shared
+            .forwards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((ns.to_string(), pod.to_string(), port), target);
+    }
+
     /// What `GET pods/<pod>/log?container=<container>` returns.
     pub fn set_pod_log(&self, ns: &str, pod: &str, container: &str, text: &str) {
         self.store().set_pod_log(ns, pod, container, text);
@@ -423,6 +435,7 @@ async fn serve(
                     let service = hyper::service::service_fn(move |req| http::handle(Arc::clone(&shared), req));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .with_upgrades()
                         .await;
                 });
             }

@@ -218,6 +218,7 @@ pub fn real_tool(name: &str) -> Option<PathBuf> {
 }
 
 pub mod apiserver;
+pub mod postgres;
 
 /// The fakes of a machine for `devenv onboard` (package managers, sudo, uname, …), in
 /// `bin/onboard/`: kept out of `bin/` itself so that no other test finds them on its PATH.

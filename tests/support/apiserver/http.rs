@@ -25,9 +25,11 @@ use super::store::{ApiError, PatchKind, Propagation, Store, WatchStart, Watcher,
 pub struct Shared {
     pub store: Mutex<Store>,
     pub log: Mutex<Vec<Request>>,
+    /// Where `(namespace, pod, port)` leads for portforward (see `portforward.rs`).
+    pub forwards: Mutex<HashMap<(String, String, u16), std::net::SocketAddr>>,
 }
 
-type Body = UnsyncBoxBody<Bytes, Infallible>;
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Everything a handler can answer.
 enum Reply {
@@ -100,7 +102,7 @@ fn watch_body(first: Vec<Value>, mut rx: UnboundedReceiver<Value>, timeout: Dura
 }
 
 /// Decode `%XX` and `+` in a query component.
-fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -124,7 +126,7 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn parse_query(raw: &str) -> HashMap<String, String> {
+pub fn parse_query(raw: &str) -> HashMap<String, String> {
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -141,6 +143,11 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
+    if method == "GET"
+        && let Some((ns, pod)) = super::portforward::target(&path)
+    {
+        return Ok(super::portforward::handle(shared, req, ns, pod));
+    }
     let raw_query = req.uri().query().unwrap_or("").to_string();
     let header = |name: &str| {
         req.headers()

@@ -1,0 +1,867 @@
+//! `connect = "tunnel"`: offloaded services reached through a port-forward over the remote
+//! cluster's API server, so they work from any network the laptop is on (no route to the
+//! cluster's nodes needed, as `direct` does).
+//!
+//! One supervisor process per project (`devenv tunnel-supervisor`, started detached by `up`)
+//! listens on the host address the VM sees — never 0.0.0.0, so nothing else on the laptop's
+//! networks can reach the team's database — one port per service port. Each accepted connection
+//! gets its own port-forward (kube's websocket portforward, as `kubectl port-forward` does) to a
+//! ready pod behind the remote Service. A prober checks each forward; when a pod restarts or a
+//! stream breaks, the forward is marked down and re-established with backoff, and connections
+//! arriving meanwhile wait for it instead of failing at once.
+//!
+//! The supervisor's files live in the project's state directory: `tunnel.json` (what to forward,
+//! written by `up`), `tunnel.pid` (its pid, held under a file lock so there is one per project
+//! and a stale file is told apart from a live process), `tunnel-status.json` (per forward: the
+//! pod, health, reconnects, bytes moved — read by `status`, `doctor` and `up`) and `tunnel.log`.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::ListParams;
+use kube::{Api, Client};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::process::daemon::{self, Stop};
+use crate::state::write_atomic;
+
+/// How often a healthy forward is checked.
+const PROBE_EVERY: Duration = Duration::from_secs(10);
+/// How long a probe waits for the API server to report a failure on the forward's error channel.
+const PROBE_GRACE: Duration = Duration::from_millis(500);
+/// The first and the longest wait between attempts to re-establish a broken forward.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a new connection waits for a broken forward to come back before it is closed.
+const CONNECT_WAIT: Duration = Duration::from_secs(30);
+/// How long `up` waits for a new supervisor to listen and check each forward once.
+const START_WAIT: Duration = Duration::from_secs(20);
+
+/// One port of one offloaded service to forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    /// The service's name in devenv.toml.
+    pub service: String,
+    /// The remote Service's name (the service's `host`).
+    pub host: String,
+    /// The Service port the apps use.
+    pub port: u16,
+}
+
+/// What the supervisor forwards: written by `up`, read by the supervisor at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    /// kubeconfig context of the remote cluster.
+    pub context: String,
+    /// The user's namespace there.
+    pub namespace: String,
+    /// The host address the VM sees; the only address listened on.
+    pub bind: Ipv4Addr,
+    pub forwards: Vec<Forward>,
+}
+
+/// One forward as the supervisor last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardStatus {
+    #[serde(flatten)]
+    pub forward: Forward,
+    /// Where the local cluster's bridge points: the bind address and the port listened on.
+    pub listen: SocketAddrV4,
+    /// The pod connections currently go to.
+    pub pod: Option<String>,
+    /// Whether the last check of the forward succeeded.
+    pub healthy: bool,
+    /// Whether it was checked at all yet.
+    pub checked: bool,
+    /// Why the last check failed.
+    pub error: Option<String>,
+    /// How often the forward was re-established after breaking.
+    pub reconnects: u64,
+    /// Connections accepted so far.
+    pub connections: u64,
+    /// Bytes from the remote service to local clients.
+    pub bytes_in: u64,
+    /// Bytes from local clients to the remote service.
+    pub bytes_out: u64,
+}
+
+/// The supervisor's report, rewritten whenever something in it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    pub spec: Spec,
+    /// Unix seconds.
+    pub started: u64,
+    pub forwards: Vec<ForwardStatus>,
+}
+
+impl Status {
+    /// The status of `service`'s forward of `port`.
+    pub fn forward(&self, service: &str, port: u16) -> Option<&ForwardStatus> {
+        self.forwards
+            .iter()
+            .find(|f| f.forward.service == service && f.forward.port == port)
+    }
+}
+
+/// The supervisor's files in a project's state directory.
+#[derive(Debug, Clone)]
+pub struct Files {
+    dir: PathBuf,
+}
+
+impl Files {
+    pub fn new(project_dir: &Path) -> Files {
+        Files {
+            dir: project_dir.to_path_buf(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn spec(&self) -> PathBuf {
+        self.dir.join("tunnel.json")
+    }
+
+    pub fn status(&self) -> PathBuf {
+        self.dir.join("tunnel-status.json")
+    }
+
+    pub fn pid(&self) -> PathBuf {
+        self.dir.join("tunnel.pid")
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("tunnel.log")
+    }
+
+    /// The supervisor's pid when one runs: its pid file is locked.
+    pub fn running(&self) -> Option<u32> {
+        let mut file = File::open(self.pid()).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => None,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text).ok()?;
+                text.trim().parse().ok()
+            }
+            Err(std::fs::TryLockError::Error(_)) => None,
+        }
+    }
+
+    /// The last status the supervisor wrote, if any.
+    pub fn read_status(&self) -> Option<Status> {
+        let bytes = std::fs::read(self.status()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The running supervisor's status: `None` when none runs.
+    pub fn live_status(&self) -> Option<Status> {
+        let pid = self.running()?;
+        self.read_status().filter(|s| s.pid == pid)
+    }
+
+    /// The last lines of the supervisor's log, for error messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        crate::process::tail_lines(&text, n)
+    }
+}
+
+/// Why the tunnel could not be set up or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("cannot start the tunnel supervisor: {0}")]
+    Start(String),
+    #[error("the tunnel supervisor stopped right after starting{}", tail(.log_tail))]
+    Exited { log: PathBuf, log_tail: String },
+    #[error(
+        "the tunnel supervisor did not report within {}s{}",
+        START_WAIT.as_secs(),
+        tail(.log_tail)
+    )]
+    Slow { log: PathBuf, log_tail: String },
+    #[error("the tunnel to {service} (port {port}) does not work: {error}")]
+    Unhealthy {
+        service: String,
+        port: u16,
+        error: String,
+        log: PathBuf,
+        context: String,
+        namespace: String,
+    },
+    #[error("cannot stop the tunnel supervisor (pid {pid}): {message}")]
+    Stop { pid: u32, message: String },
+}
+
+fn tail(text: &str) -> String {
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        format!(":\n{text}")
+    }
+}
+
+impl TunnelError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            TunnelError::Exited { log, .. } | TunnelError::Slow { log, .. } => {
+                Some(format!("its log: {}", log.display()))
+            }
+            TunnelError::Unhealthy {
+                service,
+                log,
+                context,
+                namespace,
+                ..
+            } => Some(format!(
+                "`kubectl --context {context} -n {namespace} get pods` shows the remote pods; the tunnel's log is {}; `devenv offload {service} --local` runs {service} on this laptop instead",
+                log.display()
+            )),
+            TunnelError::Start(_) | TunnelError::Stop { .. } => None,
+        }
+    }
+}
+
+/// Make the project's supervisor forward exactly `spec`: nothing is done when one already runs
+/// with it; one with another spec is replaced; ports are kept across restarts where possible so
+/// the bridges need not change. Waits until every forward was checked once, and fails naming the
+/// first broken one. Returns the status and whether a supervisor was started.
+pub async fn ensure(files: &Files, spec: &Spec) -> Result<(Status, bool), TunnelError> {
+    if let Some(status) = files.live_status()
+        && status.spec == *spec
+        && status.forwards.iter().all(|f| f.checked)
+    {
+        check_healthy(files, &status)?;
+        return Ok((status, false));
+    }
+    stop(files).await?;
+    let mut bytes = serde_json::to_vec_pretty(spec).expect("spec serialises");
+    bytes.push(b'\n');
+    write_atomic(&files.spec(), &bytes).map_err(|e| TunnelError::Start(e.to_string()))?;
+    let exe = daemon::self_exe().map_err(|e| TunnelError::Start(e.to_string()))?;
+    let dir = files.dir().to_string_lossy().into_owned();
+    let pid = daemon::spawn_detached(&exe, &["tunnel-supervisor", "--dir", &dir], &files.log())
+        .map_err(|e| TunnelError::Start(format!("{}: {e}", exe.display())))?;
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        if let Some(status) = files.read_status().filter(|s| s.pid == pid)
+            && status.forwards.iter().all(|f| f.checked)
+        {
+            check_healthy(files, &status)?;
+            return Ok((status, true));
+        }
+        let started = files.running();
+        if started.is_some_and(|p| p != pid) {
+            return Err(TunnelError::Start(format!(
+                "another supervisor (pid {}) started at the same time",
+                started.unwrap_or_default()
+            )));
+        }
+        let elapsed = Instant::now() >= deadline;
+        if elapsed || (started.is_none() && !daemon::exists(pid)) {
+            let log = files.log();
+            let log_tail = files.log_tail(8);
+            if elapsed {
+                let _ = daemon::signal(pid, Stop::Kill);
+                return Err(TunnelError::Slow { log, log_tail });
+            }
+            return Err(TunnelError::Exited { log, log_tail });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn check_healthy(files: &Files, status: &Status) -> Result<(), TunnelError> {
+    match status.forwards.iter().find(|f| !f.healthy) {
+        None => Ok(()),
+        Some(f) => Err(TunnelError::Unhealthy {
+            service: f.forward.service.clone(),
+            port: f.forward.port,
+            error: f.error.clone().unwrap_or_else(|| "not checked yet".into()),
+            log: files.log(),
+            context: status.spec.context.clone(),
+            namespace: status.spec.namespace.clone(),
+        }),
+    }
+}
+
+/// Stop the project's supervisor, if one runs, and wait until it is gone. Returns its pid.
+pub async fn stop(files: &Files) -> Result<Option<u32>, TunnelError> {
+    let Some(pid) = files.running() else {
+        return Ok(None);
+    };
+    let err = |e: std::io::Error| TunnelError::Stop {
+        pid,
+        message: e.to_string(),
+    };
+    daemon::signal(pid, Stop::Term).map_err(err)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while files.running() == Some(pid) {
+        if Instant::now() >= deadline {
+            daemon::signal(pid, Stop::Kill).map_err(err)?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The status file stays: the next supervisor takes the same ports again where it can.
+    Ok(Some(pid))
+}
+
+/// Live counters and state of one forward inside the supervisor.
+struct Live {
+    forward: Forward,
+    listen: SocketAddrV4,
+    state: Mutex<Health>,
+    healthy: watch::Sender<bool>,
+    /// Woken when a connection saw the forward break, so it is checked at once.
+    suspect: Notify,
+    connections: AtomicU64,
+    bytes_in: Arc<AtomicU64>,
+    bytes_out: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Health {
+    pod: Option<String>,
+    checked: bool,
+    error: Option<String>,
+    reconnects: u64,
+}
+
+impl Live {
+    fn status(&self) -> ForwardStatus {
+        let h = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        ForwardStatus {
+            forward: self.forward.clone(),
+            listen: self.listen,
+            pod: h.pod.clone(),
+            healthy: *self.healthy.borrow(),
+            checked: h.checked,
+            error: h.error.clone(),
+            reconnects: h.reconnects,
+            connections: self.connections.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A line in the supervisor's log.
+fn log(line: &str) {
+    eprintln!("{} {line}", now());
+}
+
+/// The supervisor itself (`devenv tunnel-supervisor`): runs until SIGTERM or SIGINT.
+pub async fn supervise(files: &Files) -> Result<(), String> {
+    std::fs::create_dir_all(files.dir()).map_err(|e| e.to_string())?;
+    let pid_path = files.pid();
+    let mut pid_file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&pid_path)
+        .map_err(|e| format!("{}: {e}", pid_path.display()))?;
+    match pid_file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(format!(
+                "a tunnel supervisor already runs for this project ({})",
+                pid_path.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e.to_string()),
+    }
+    let pid = std::process::id();
+    pid_file.set_len(0).map_err(|e| e.to_string())?;
+    pid_file.rewind().map_err(|e| e.to_string())?;
+    write!(pid_file, "{pid}").map_err(|e| e.to_string())?;
+    pid_file.flush().map_err(|e| e.to_string())?;
+
+    let spec: Spec = serde_json::from_slice(
+        &std::fs::read(files.spec()).map_err(|e| format!("{}: {e}", files.spec().display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", files.spec().display()))?;
+    log(&format!(
+        "pid {pid}: forwarding {} port(s) of namespace {} on context {} from {}",
+        spec.forwards.len(),
+        spec.namespace,
+        spec.context,
+        spec.bind
+    ));
+    // Ports of the previous supervisor are taken again when free, so bridges stay valid.
+    let previous: BTreeMap<(String, u16), u16> = files
+        .read_status()
+        .map(|s| {
+            s.forwards
+                .into_iter()
+                .map(|f| ((f.forward.service, f.forward.port), f.listen.port()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let client = crate::cluster::client(&spec.context)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let mut lives = Vec::new();
+    let mut listeners = Vec::new();
+    for f in &spec.forwards {
+        let wanted = previous
+            .get(&(f.service.clone(), f.port))
+            .copied()
+            .unwrap_or(0);
+        let listener = match TcpListener::bind((spec.bind, wanted)).await {
+            Err(_) if wanted != 0 => TcpListener::bind((spec.bind, 0)).await,
+            other => other,
+        }
+        .map_err(|e| format!("cannot listen on {}: {e}", spec.bind))?;
+        let listen = match listener.local_addr().map_err(|e| e.to_string())? {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(a) => return Err(format!("unexpected IPv6 address {a}")),
+        };
+        log(&format!(
+            "{} port {}: listening on {listen}",
+            f.service, f.port
+        ));
+        let (healthy, _) = watch::channel(false);
+        lives.push(Arc::new(Live {
+            forward: f.clone(),
+            listen,
+            state: Mutex::new(Health::default()),
+            healthy,
+            suspect: Notify::new(),
+            connections: AtomicU64::new(0),
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_out: Arc::new(AtomicU64::new(0)),
+        }));
+        listeners.push(listener);
+    }
+    let started = now();
+    let write_status = |lives: &[Arc<Live>]| -> Status {
+        let status = Status {
+            pid,
+            spec: spec.clone(),
+            started,
+            forwards: lives.iter().map(|l| l.status()).collect(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&status).expect("status serialises");
+        bytes.push(b'\n');
+        if let Err(e) = write_atomic(&files.status(), &bytes) {
+            log(&format!("cannot write the status: {e}"));
+        }
+        status
+    };
+    let mut last = write_status(&lives);
+
+    for (live, listener) in lives.iter().zip(listeners) {
+        let ctx = Ctx {
+            client: client.clone(),
+            namespace: spec.namespace.clone(),
+            live: Arc::clone(live),
+        };
+        tokio::spawn(probe_loop(ctx.clone()));
+        tokio::spawn(accept_loop(ctx, listener));
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => {
+                let now_status = Status {
+                    pid,
+                    spec: spec.clone(),
+                    started,
+                    forwards: lives.iter().map(|l| l.status()).collect(),
+                };
+                if now_status != last {
+                    last = write_status(&lives);
+                }
+            }
+        }
+    }
+    log(&format!("pid {pid}: stopping"));
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Ctx {
+    client: Client,
+    namespace: String,
+    live: Arc<Live>,
+}
+
+/// Check the forward now and then, and at once when a connection saw it break; a broken forward
+/// is retried with backoff until it works again.
+async fn probe_loop(ctx: Ctx) {
+    let live = &ctx.live;
+    let mut backoff = BACKOFF_FIRST;
+    let mut broken = false;
+    loop {
+        match probe(&ctx).await {
+            Ok(pod) => {
+                {
+                    let mut h = live.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if broken {
+                        h.reconnects += 1;
+                    }
+                    if broken || h.pod.as_deref() != Some(pod.as_str()) {
+                        log(&format!(
+                            "{} port {}: forwarding to pod {pod}{}",
+                            live.forward.service,
+                            live.forward.port,
+                            if broken { " again" } else { "" }
+                        ));
+                    }
+                    h.pod = Some(pod);
+                    h.error = None;
+                    h.checked = true;
+                }
+                live.healthy.send_replace(true);
+                broken = false;
+                backoff = BACKOFF_FIRST;
+                tokio::select! {
+                    _ = tokio::time::sleep(PROBE_EVERY) => {}
+                    _ = live.suspect.notified() => {}
+                }
+            }
+            Err(error) => {
+                live.healthy.send_replace(false);
+                {
+                    let mut h = live.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if h.error.as_deref() != Some(error.as_str()) {
+                        log(&format!(
+                            "{} port {}: {error}; retrying",
+                            live.forward.service, live.forward.port
+                        ));
+                    }
+                    h.error = Some(error);
+                    h.checked = true;
+                }
+                broken = true;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// A ready pod behind the remote Service and the pod port its `port` goes to.
+async fn resolve(ctx: &Ctx) -> Result<(String, u16), String> {
+    let f = &ctx.live.forward;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let svc = services
+        .get_opt(&f.host)
+        .await
+        .map_err(|e| format!("cannot read Service {}: {e}", f.host))?
+        .ok_or_else(|| {
+            format!(
+                "Service {} is missing from namespace {}",
+                f.host, ctx.namespace
+            )
+        })?;
+    let spec = svc.spec.unwrap_or_default();
+    let selector = spec
+        .selector
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("Service {} has no selector", f.host))?;
+    let target = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.port == i32::from(f.port))
+        .ok_or_else(|| format!("Service {} has no port {}", f.host, f.port))?
+        .target_port;
+    let labels = selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let mut list = pods
+        .list(&ListParams::default().labels(&labels))
+        .await
+        .map_err(|e| format!("cannot list the pods of Service {}: {e}", f.host))?
+        .items;
+    list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let pod = list
+        .into_iter()
+        .find(pod_ready)
+        .ok_or_else(|| format!("no ready pod behind Service {}", f.host))?;
+    let port = target_port(&pod, target.as_ref(), f.port)?;
+    Ok((pod.metadata.name.unwrap_or_default(), port))
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    pod.metadata.deletion_timestamp.is_none()
+        && status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The pod port a Service port leads to: its targetPort, by number or by the container port's
+/// name; the Service port itself when targetPort is not set.
+fn target_port(
+    pod: &Pod,
+    target: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+    port: u16,
+) -> Result<u16, String> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    match target {
+        None => Ok(port),
+        Some(IntOrString::Int(n)) => {
+            u16::try_from(*n).map_err(|_| format!("targetPort {n} is out of range"))
+        }
+        Some(IntOrString::String(name)) => pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok())
+            .ok_or_else(|| {
+                format!(
+                    "pod {} has no container port named {name}",
+                    pod.metadata.name.as_deref().unwrap_or("?")
+                )
+            }),
+    }
+}
+
+/// Open a forward to the current pod and see that the API server reports no failure on it.
+async fn probe(ctx: &Ctx) -> Result<String, String> {
+    let (pod, port) = resolve(ctx).await?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let mut pf = tokio::time::timeout(Duration::from_secs(15), pods.portforward(&pod, &[port]))
+        .await
+        .map_err(|_| format!("no answer from the API server for pod {pod}"))?
+        .map_err(|e| format!("cannot port-forward to pod {pod}: {e}"))?;
+    let error = pf.take_error(port);
+    let stream = pf.take_stream(port);
+    let result = match error {
+        Some(error) => match tokio::time::timeout(PROBE_GRACE, error).await {
+            Ok(Some(message)) => Err(message),
+            _ => Ok(pod),
+        },
+        None => Ok(pod),
+    };
+    drop(stream);
+    pf.abort();
+    result
+}
+
+async fn accept_loop(ctx: Ctx, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                ctx.live.connections.fetch_add(1, Ordering::Relaxed);
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve(&ctx, socket).await {
+                        log(&format!(
+                            "{} port {}: connection from {peer}: {e}",
+                            ctx.live.forward.service, ctx.live.forward.port
+                        ));
+                    }
+                });
+            }
+            Err(e) => {
+                log(&format!("accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Carry one local connection to the remote pod and back.
+async fn serve(ctx: &Ctx, socket: TcpStream) -> Result<(), String> {
+    let live = &ctx.live;
+    let mut healthy = live.healthy.subscribe();
+    if !*healthy.borrow() {
+        tokio::time::timeout(CONNECT_WAIT, healthy.wait_for(|h| *h))
+            .await
+            .map_err(|_| {
+                format!(
+                    "closed: the forward did not come back within {}s",
+                    CONNECT_WAIT.as_secs()
+                )
+            })?
+            .map_err(|e| e.to_string())?;
+    }
+    let (pod, port) = resolve(ctx).await.inspect_err(|_| {
+        live.suspect.notify_one();
+    })?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let mut pf = pods.portforward(&pod, &[port]).await.map_err(|e| {
+        live.suspect.notify_one();
+        format!("cannot port-forward to pod {pod}: {e}")
+    })?;
+    let upstream = pf.take_stream(port).ok_or("no stream for the port")?;
+    let error = pf.take_error(port);
+    let _ = socket.set_nodelay(true);
+    let mut local = Counted {
+        inner: socket,
+        count: Arc::clone(&live.bytes_out),
+    };
+    let mut remote = Counted {
+        inner: upstream,
+        count: Arc::clone(&live.bytes_in),
+    };
+    let copy = tokio::io::copy_bidirectional(&mut local, &mut remote);
+    let outcome = match error {
+        Some(error) => {
+            tokio::select! {
+                r = copy => r.map(|_| ()).map_err(|e| e.to_string()),
+                Some(message) = error => Err(message),
+            }
+        }
+        None => copy.await.map(|_| ()).map_err(|e| e.to_string()),
+    };
+    pf.abort();
+    // The remote side ended the connection: a restarting pod does that too, so look now.
+    live.suspect.notify_one();
+    outcome
+}
+
+/// A stream that counts the bytes read from it.
+struct Counted<S> {
+    inner: S,
+    count: Arc<AtomicU64>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Bytes for people: `512 B`, `1.2 kB`, `3.4 MB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(yaml: &str) -> Pod {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn only_a_running_ready_pod_that_is_not_terminating_takes_connections() {
+        let ready = "metadata: {name: p}\nstatus:\n  phase: Running\n  conditions: [{type: Ready, status: \"True\"}]\n";
+        assert!(pod_ready(&pod(ready)));
+        assert!(!pod_ready(&pod(
+            "metadata: {name: p}\nstatus:\n  phase: Running\n  conditions: [{type: Ready, status: \"False\"}]\n"
+        )));
+        assert!(!pod_ready(&pod(
+            "metadata: {name: p}\nstatus:\n  phase: Pending\n"
+        )));
+        assert!(!pod_ready(&pod(&ready.replace(
+            "metadata: {name: p}",
+            "metadata: {name: p, deletionTimestamp: \"2026-01-01T00:00:00Z\"}"
+        ))));
+    }
+
+    #[test]
+    fn a_named_target_port_is_looked_up_in_the_pod_containers() {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let p = pod(
+            "metadata: {name: pg-0}\nspec:\n  containers:\n  - name: pg\n    ports: [{name: postgresql, containerPort: 5433}]\n",
+        );
+        assert_eq!(
+            target_port(&p, Some(&IntOrString::String("postgresql".into())), 5432),
+            Ok(5433)
+        );
+        assert_eq!(
+            target_port(&p, Some(&IntOrString::Int(6000)), 5432),
+            Ok(6000)
+        );
+        assert_eq!(target_port(&p, None, 5432), Ok(5432));
+        let err = target_port(&p, Some(&IntOrString::String("http".into())), 80).unwrap_err();
+        assert!(err.contains("no container port named http"), "{err}");
+    }
+
+    #[test]
+    fn a_pid_file_nobody_holds_is_not_a_running_supervisor() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(dir.path());
+        assert_eq!(files.running(), None);
+        std::fs::write(files.pid(), "4242").unwrap();
+        assert_eq!(files.running(), None, "a stale pid file is not a process");
+        let held = File::open(files.pid()).unwrap();
+        held.lock().unwrap();
+        assert_eq!(files.running(), Some(4242));
+    }
+
+    #[test]
+    fn bytes_are_shown_in_decimal_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1_234), "1.2 kB");
+        assert_eq!(human_bytes(3_400_000), "3.4 MB");
+    }
+}
