@@ -53,6 +53,72 @@ fn bash_completion_script_is_valid_bash() {
     assert!(status.success());
 }
 
+/// Real bash: the completion function of the generated script, asked as bash asks it.
+fn bash_complete(env: &Env, words: &[&str]) -> String {
+    let out = env.devenv().args(["completions", "bash"]).output().unwrap();
+    let file = env.write("devenv.bash", &String::from_utf8(out.stdout).unwrap());
+    let bin = assert_cmd::cargo::cargo_bin("devenv");
+    let words: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let script = format!(
+        "source '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={}\n_devenv_with_services devenv\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display(),
+        words.join(" "),
+        words.len() - 1
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(&env.project)
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", bin.parent().unwrap().display()),
+        )
+        .env("DEVENV_HOME", &env.state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn bash_completes_the_offloadable_services_of_the_project_at_hand() {
+    let env = Env::new();
+    env.example();
+    assert_eq!(
+        bash_complete(&env, &["devenv", "offload", ""]),
+        "postgres\nsearch\n"
+    );
+    assert_eq!(
+        bash_complete(&env, &["devenv", "offload", "se"]),
+        "search\n"
+    );
+    // Options and other subcommands complete as generated.
+    assert!(bash_complete(&env, &["devenv", "offload", "--r"]).contains("--remote"));
+    assert!(bash_complete(&env, &["devenv", "do"]).contains("doctor"));
+}
+
+#[test]
+fn zsh_and_fish_ask_devenv_for_the_service_names() {
+    let env = Env::new();
+    let zsh = env.devenv().args(["completions", "zsh"]).output().unwrap();
+    let zsh = String::from_utf8(zsh.stdout).unwrap();
+    assert!(
+        zsh.contains("values_key):_devenv_services'"),
+        "the service argument is hooked"
+    );
+    let define = zsh.find("_devenv_services() {").expect("defined");
+    let dispatch = zsh.rfind("if [ \"$funcstack[1]\" = \"_devenv\" ]").unwrap();
+    assert!(define < dispatch, "defined before the script runs");
+    let fish = env.devenv().args(["completions", "fish"]).output().unwrap();
+    assert!(String::from_utf8(fish.stdout).unwrap().contains(
+        "complete -c devenv -n \"__fish_seen_subcommand_from offload\" -f -a \"(devenv offload --complete-names 2>/dev/null)\""
+    ));
+}
+
 #[test]
 fn an_unknown_command_is_a_usage_error() {
     Env::new()

@@ -21,6 +21,52 @@ pub struct Args {
 
 pub fn exec(args: Args) -> Result<i32, Error> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "devenv", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "devenv", &mut script);
+    let script = String::from_utf8_lossy(&script);
+    print!("{}", with_service_names(args.shell, &script));
     Ok(0)
+}
+
+/// The services of the project at hand are only known when completing, so the generated script
+/// is given a hook that asks `devenv offload --complete-names` (which reads the nearest
+/// devenv.toml) for the service argument of `devenv offload`. Shells without a hook here
+/// complete the rest as generated.
+fn with_service_names(shell: Shell, script: &str) -> String {
+    const ASK: &str = "devenv offload --complete-names 2>/dev/null";
+    match shell {
+        Shell::Bash => format!(
+            r#"{script}
+_devenv_with_services() {{
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" w seen=0
+    for w in "${{COMP_WORDS[@]:1:COMP_CWORD-1}}"; do
+        [[ "$w" == offload ]] && seen=1
+    done
+    if [[ $seen == 1 && "$cur" != -* ]]; then
+        COMPREPLY=( $(compgen -W "$({ASK})" -- "$cur") )
+        return 0
+    fi
+    _devenv "$@"
+}}
+complete -F _devenv_with_services -o nosort -o bashdefault -o default devenv
+"#
+        ),
+        Shell::Zsh => {
+            let hooked = script.replace(
+                "of devenv.toml with a host and a values_key):_default' \\",
+                "of devenv.toml with a host and a values_key):_devenv_services' \\",
+            );
+            let define = format!(
+                "_devenv_services() {{\n    local -a names\n    names=(${{(f)\"$({ASK})\"}})\n    compadd -a names\n}}\n\n"
+            );
+            match hooked.rfind("if [ \"$funcstack[1]\" = \"_devenv\" ]") {
+                Some(at) => format!("{}{define}{}", &hooked[..at], &hooked[at..]),
+                None => format!("{hooked}\n{define}"),
+            }
+        }
+        Shell::Fish => format!(
+            "{script}complete -c devenv -n \"__fish_seen_subcommand_from offload\" -f -a \"({ASK})\"\n"
+        ),
+        _ => script.to_string(),
+    }
 }

@@ -43,10 +43,19 @@ pub struct Args {
     /// How long to wait for another devenv command working on this project.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,
+    /// Print the services that can be offloaded, one per line (used by shell completion).
+    #[arg(long, hide = true, conflicts_with_all = ["service", "remote", "local"])]
+    pub complete_names: bool,
 }
 
 pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let loaded = ctx.load_config()?;
+    if args.complete_names {
+        for name in offloadable(&loaded) {
+            println!("{name}");
+        }
+        return Ok(0);
+    }
     let c = &loaded.config;
     let project = ctx.state_dir()?.project(&c.project.name, &loaded.root);
     let Some(service) = args.service else {
