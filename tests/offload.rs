@@ -169,7 +169,10 @@ fn postgres_moves_to_the_remote_cluster_behind_a_bridge_and_comes_back() {
 
     // The listing shows the user's choice.
     let (_, stdout, _) = output(&env, &["offload"]);
-    assert!(stdout.contains("postgres     remote   local"), "{stdout}");
+    assert!(
+        stdout.contains("postgres     remote   local    remote   yes        250m CPU, 512Mi"),
+        "{stdout}"
+    );
     assert!(stdout.contains("(your choice)"), "{stdout}");
 
     // Back to the laptop: bridge gone, subchart back, remote release uninstalled, data kept.
@@ -223,14 +226,17 @@ fn the_listing_shows_placements_defaults_and_what_the_laptop_saves() {
     let (code, stdout, stderr) = output(&env, &["offload"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("postgres     local    local    250m CPU, 512Mi"),
+        stdout.contains("postgres     local    local    -        -          250m CPU, 512Mi"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("search       local    local    500m CPU, 1Gi"),
+        stdout.contains("search       local    local    -        -          500m CPU, 1Gi"),
         "{stdout}"
     );
-    assert!(stdout.contains("api          local    local    - (not offloadable)"));
+    assert!(
+        stdout.contains("api          local    local    -        -          - (not offloadable)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("namespace devenv-ann-shop"), "{stdout}");
 
     let (code, stdout, _) = output(&env, &["offload", "search", "--remote", "--no-apply"]);
@@ -500,6 +506,11 @@ fn postgres_through_the_tunnel_carries_real_queries_and_survives_a_restart() {
             && r.query.contains("ports=5432")
             && r.status == 101),
         "each connection is a portforward of the remote API server"
+    );
+    let (_, stdout, _) = output(&env, &["offload"]);
+    assert!(
+        stdout.contains("postgres     remote   local    remote   yes "),
+        "{stdout}"
     );
     let f = wait_forward(&env, "postgres", "counted", |f| {
         f["bytes_in"].as_u64() > Some(0) && f["connections"].as_u64() >= Some(4)

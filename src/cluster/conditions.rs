@@ -86,6 +86,16 @@ pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
         })
 }
 
+/// Whether a pod takes traffic: Running, Ready, and not being deleted.
+pub fn pod_ready(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    pod.metadata.deletion_timestamp.is_none()
+        && status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +169,21 @@ mod tests {
             "metadata: {name: api-5d9-x8}\nstatus:\n  containerStatuses:\n  - {name: api, image: a, imageID: '', ready: false, restartCount: 0, state: {waiting: {reason: ContainerCreating}}}\n",
         );
         assert_eq!(pod_problem(&starting), None);
+    }
+
+    #[test]
+    fn only_a_running_ready_pod_that_is_not_terminating_takes_connections() {
+        let ready = "metadata: {name: p}\nstatus:\n  phase: Running\n  conditions: [{type: Ready, status: \"True\"}]\n";
+        assert!(pod_ready(&yaml::<Pod>(ready)));
+        assert!(!pod_ready(&yaml::<Pod>(
+            "metadata: {name: p}\nstatus:\n  phase: Running\n  conditions: [{type: Ready, status: \"False\"}]\n"
+        )));
+        assert!(!pod_ready(&yaml::<Pod>(
+            "metadata: {name: p}\nstatus:\n  phase: Pending\n"
+        )));
+        assert!(!pod_ready(&yaml::<Pod>(&ready.replace(
+            "metadata: {name: p}",
+            "metadata: {name: p, deletionTimestamp: \"2026-01-01T00:00:00Z\"}"
+        ))));
     }
 }

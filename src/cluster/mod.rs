@@ -96,6 +96,41 @@ pub async fn client(context: &str) -> Result<Client, ClusterError> {
     Client::try_from(config).map_err(|e| connect(e.to_string()))
 }
 
+/// Service `name` of `namespace` and the pods its selector picks, sorted by name: where its
+/// traffic goes. A missing Service or one without a selector is an error saying so.
+pub async fn service_pods(
+    client: Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(k8s_openapi::api::core::v1::Service, Vec<Pod>), String> {
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), namespace);
+    let svc = services
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read Service {name}: {e}"))?
+        .ok_or_else(|| format!("Service {name} is missing from namespace {namespace}"))?;
+    let selector = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("Service {name} has no selector"))?;
+    let labels = selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods: Api<Pod> = Api::namespaced(client, namespace);
+    let mut list = pods
+        .list(&ListParams::default().labels(&labels))
+        .await
+        .map_err(|e| format!("cannot list the pods of Service {name}: {e}"))?
+        .items;
+    list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    Ok((svc, list))
+}
+
 /// Wait until every Deployment and StatefulSet of `namespace` is rolled out, reporting what it
 /// waits for through `progress`; stop early when a pod cannot start by itself.
 pub async fn wait_rollout(

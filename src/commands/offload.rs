@@ -59,7 +59,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let c = &loaded.config;
     let project = ctx.state_dir()?.project(&c.project.name, &loaded.root);
     let Some(service) = args.service else {
-        return list(ctx, &loaded, &project.load()?).await;
+        return list(ctx, &loaded, &project).await;
     };
     let valid = offloadable(&loaded);
     if !valid.contains(&service) {
@@ -211,9 +211,11 @@ pub fn offloadable(loaded: &Loaded) -> Vec<String> {
 async fn list(
     ctx: &Context,
     loaded: &Loaded,
-    state: &crate::state::ProjectState,
+    project: &crate::state::ProjectDir,
 ) -> Result<i32, Error> {
+    let state = &project.load()?;
     let c = &loaded.config;
+    let seen = observe(ctx, loaded, project).await;
     let mut rows = Vec::new();
     for (name, svc) in &c.services {
         let now = state.offload.get(name).copied().unwrap_or(svc.offload);
@@ -222,7 +224,8 @@ async fn list(
             Some(key) if can => Some(requests(ctx, loaded, name, key).await),
             _ => None,
         };
-        rows.push((name, svc, now, can, saves));
+        let seen = seen.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
+        rows.push((name, svc, now, can, saves, seen));
     }
     let word = |p: Placement| match p {
         Placement::Local => "local",
@@ -231,10 +234,13 @@ async fn list(
     if ctx.ui.json {
         let v: Vec<_> = rows
             .iter()
-            .map(|(name, svc, now, can, saves)| {
+            .map(|(name, svc, now, can, saves, seen)| {
                 json!({
                     "service": name,
                     "placement": word(*now),
+                    "runs": seen.as_ref().and_then(|s| s.runs).map(word),
+                    "reachable": seen.as_ref().and_then(|s| s.reachable),
+                    "detail": seen.as_ref().map(|s| s.detail.clone()),
                     "default": word(svc.offload),
                     "overridden": state.offload.contains_key(*name),
                     "offloadable": can,
@@ -252,10 +258,10 @@ async fn list(
         return Ok(0);
     }
     println!(
-        "{:<12} {:<8} {:<8} LAPTOP SAVES WHEN REMOTE",
-        "SERVICE", "RUNS", "DEFAULT"
+        "{:<12} {:<8} {:<8} {:<8} {:<10} LAPTOP SAVES WHEN REMOTE",
+        "SERVICE", "WANTED", "DEFAULT", "RUNS", "ANSWERS"
     );
-    for (name, svc, now, _can, saves) in &rows {
+    for (name, svc, now, _can, saves, seen) in &rows {
         let saves = match saves {
             Some(Ok(r)) => r.human(),
             Some(Err(e)) => format!("? ({e})"),
@@ -266,11 +272,40 @@ async fn list(
         } else {
             ""
         };
+        let runs = seen.as_ref().and_then(|s| s.runs).map_or("-", word);
+        let answers = match seen.as_ref().and_then(|s| s.reachable) {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        };
         println!(
-            "{name:<12} {:<8} {:<8} {saves}{mark}",
+            "{name:<12} {:<8} {:<8} {runs:<8} {answers:<10} {saves}{mark}",
             word(*now),
             word(svc.offload)
         );
+    }
+    let problems: Vec<String> = rows
+        .iter()
+        .filter_map(|(name, _, now, _, _, seen)| {
+            let s = seen.as_ref()?;
+            let wrong_place = s.runs.is_some_and(|r| r != *now);
+            (s.reachable == Some(false) || wrong_place).then(|| {
+                let mut line = format!("{name}: {}", s.detail);
+                if wrong_place {
+                    line.push_str(&format!(
+                        "; it should run {} (`devenv up` moves it)",
+                        word(*now)
+                    ));
+                }
+                line
+            })
+        })
+        .collect();
+    if !problems.is_empty() {
+        println!();
+        for p in problems {
+            println!("{p}");
+        }
     }
     if let Some(r) = &c.remote {
         println!(
@@ -280,6 +315,50 @@ async fn list(
         );
     }
     Ok(0)
+}
+
+/// Where each offloadable service runs now and whether it answers, asked of the local cluster
+/// only when the VM runs (read-only).
+async fn observe(
+    ctx: &Context,
+    loaded: &Loaded,
+    project: &crate::state::ProjectDir,
+) -> Vec<(String, crate::offload::observe::Seen)> {
+    use crate::offload::observe::{self, Target};
+    let c = &loaded.config;
+    let names = offloadable(loaded);
+    let targets: Vec<Target<'_>> = names
+        .iter()
+        .map(|n| {
+            let s = &c.services[n];
+            Target {
+                service: n,
+                host: s.host.as_deref().unwrap_or_default(),
+                ports: s.all_ports(),
+            }
+        })
+        .collect();
+    let profile = c.project.profile();
+    let running = match ctx.runner.output(&crate::minikube::status(&profile)).await {
+        Ok(out) => crate::minikube::parse_status(&out) == Ok(crate::minikube::VmState::Running),
+        Err(_) => false,
+    };
+    let local = if running {
+        crate::cluster::client(&profile).await.ok()
+    } else {
+        None
+    };
+    let connect = c.remote.as_ref().map(|r| r.connect).unwrap_or_default();
+    let status = crate::offload::tunnel::Files::new(project.path()).live_status();
+    let seen = observe::observe(
+        local,
+        c.project.namespace(),
+        &targets,
+        connect,
+        status.as_ref(),
+    )
+    .await;
+    names.into_iter().zip(seen).collect()
 }
 
 /// The requests of the service's subchart, rendered alone by `helm template`.

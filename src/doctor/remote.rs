@@ -212,38 +212,8 @@ pub fn checks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::offload::tunnel::{Forward, ForwardStatus, Spec, Status};
+    use crate::offload::tunnel::example_status as tunnel_status;
     use devenv_drivers::CheckState;
-
-    fn tunnel_status(healthy: bool) -> Status {
-        let forward = Forward {
-            service: "postgres".into(),
-            host: "postgres".into(),
-            port: 5432,
-        };
-        Status {
-            pid: 4242,
-            spec: Spec {
-                context: "dev-cluster".into(),
-                namespace: "devenv-ann-shop".into(),
-                bind: "192.168.39.1".parse().unwrap(),
-                forwards: vec![forward.clone()],
-            },
-            started: 0,
-            forwards: vec![ForwardStatus {
-                forward,
-                listen: "192.168.39.1:40213".parse().unwrap(),
-                pod: Some("postgres-0".into()),
-                healthy,
-                checked: true,
-                error: (!healthy).then(|| "no ready pod behind Service postgres".into()),
-                reconnects: 2,
-                connections: 7,
-                bytes_in: 10,
-                bytes_out: 20,
-            }],
-        }
-    }
 
     #[test]
     fn each_tunnelled_service_needs_a_running_healthy_forward() {

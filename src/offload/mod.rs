@@ -9,6 +9,7 @@
 //! that carry its labels, so a colleague's namespace or a hand-made Service is never touched.
 
 pub mod bridge;
+pub mod observe;
 pub mod savings;
 pub mod tunnel;
 

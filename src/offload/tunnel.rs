@@ -26,8 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -574,56 +573,22 @@ async fn probe_loop(ctx: Ctx) {
 /// A ready pod behind the remote Service and the pod port its `port` goes to.
 async fn resolve(ctx: &Ctx) -> Result<(String, u16), String> {
     let f = &ctx.live.forward;
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let svc = services
-        .get_opt(&f.host)
-        .await
-        .map_err(|e| format!("cannot read Service {}: {e}", f.host))?
-        .ok_or_else(|| {
-            format!(
-                "Service {} is missing from namespace {}",
-                f.host, ctx.namespace
-            )
-        })?;
-    let spec = svc.spec.unwrap_or_default();
-    let selector = spec
-        .selector
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("Service {} has no selector", f.host))?;
-    let target = spec
-        .ports
+    let (svc, pods) =
+        crate::cluster::service_pods(ctx.client.clone(), &ctx.namespace, &f.host).await?;
+    let target = svc
+        .spec
+        .and_then(|s| s.ports)
         .unwrap_or_default()
         .into_iter()
         .find(|p| p.port == i32::from(f.port))
         .ok_or_else(|| format!("Service {} has no port {}", f.host, f.port))?
         .target_port;
-    let labels = selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let mut list = pods
-        .list(&ListParams::default().labels(&labels))
-        .await
-        .map_err(|e| format!("cannot list the pods of Service {}: {e}", f.host))?
-        .items;
-    list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let pod = list
+    let pod = pods
         .into_iter()
-        .find(pod_ready)
+        .find(crate::cluster::conditions::pod_ready)
         .ok_or_else(|| format!("no ready pod behind Service {}", f.host))?;
     let port = target_port(&pod, target.as_ref(), f.port)?;
     Ok((pod.metadata.name.unwrap_or_default(), port))
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    let status = pod.status.as_ref();
-    pod.metadata.deletion_timestamp.is_none()
-        && status.and_then(|s| s.phase.as_deref()) == Some("Running")
-        && status
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The pod port a Service port leads to: its targetPort, by number or by the container port's
@@ -788,6 +753,39 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
+/// A supervisor's status with one forward (postgres:5432 of devenv-ann-shop on dev-cluster,
+/// listening on 192.168.39.1:40213), healthy or broken: the fixture of the tests that read one.
+#[cfg(test)]
+pub fn example_status(healthy: bool) -> Status {
+    let forward = Forward {
+        service: "postgres".into(),
+        host: "postgres".into(),
+        port: 5432,
+    };
+    Status {
+        pid: 4242,
+        spec: Spec {
+            context: "dev-cluster".into(),
+            namespace: "devenv-ann-shop".into(),
+            bind: Ipv4Addr::new(192, 168, 39, 1),
+            forwards: vec![forward.clone()],
+        },
+        started: 0,
+        forwards: vec![ForwardStatus {
+            forward,
+            listen: SocketAddrV4::new(Ipv4Addr::new(192, 168, 39, 1), 40213),
+            pod: Some("postgres-0".into()),
+            healthy,
+            checked: true,
+            error: (!healthy).then(|| "no ready pod behind Service postgres".into()),
+            reconnects: 2,
+            connections: 7,
+            bytes_in: 10,
+            bytes_out: 20,
+        }],
+    }
+}
+
 /// Bytes for people: `512 B`, `1.2 kB`, `3.4 MB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
@@ -809,22 +807,6 @@ mod tests {
 
     fn pod(yaml: &str) -> Pod {
         serde_norway::from_str(yaml).unwrap()
-    }
-
-    #[test]
-    fn only_a_running_ready_pod_that_is_not_terminating_takes_connections() {
-        let ready = "metadata: {name: p}\nstatus:\n  phase: Running\n  conditions: [{type: Ready, status: \"True\"}]\n";
-        assert!(pod_ready(&pod(ready)));
-        assert!(!pod_ready(&pod(
-            "metadata: {name: p}\nstatus:\n  phase: Running\n  conditions: [{type: Ready, status: \"False\"}]\n"
-        )));
-        assert!(!pod_ready(&pod(
-            "metadata: {name: p}\nstatus:\n  phase: Pending\n"
-        )));
-        assert!(!pod_ready(&pod(&ready.replace(
-            "metadata: {name: p}",
-            "metadata: {name: p, deletionTimestamp: \"2026-01-01T00:00:00Z\"}"
-        ))));
     }
 
     #[test]
