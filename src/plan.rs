@@ -323,9 +323,11 @@ impl Plan {
         if let Some(r) = &c.remote {
             let namespace = crate::offload::remote_namespace(&facts.user, &c.project.name);
             let tunnel = r.connect == Connect::Tunnel;
-            if tunnel && (!remote.is_empty() || facts.tunnel_running) {
+            // A supervisor left from before a switch to `direct` is stopped too.
+            if (tunnel && !remote.is_empty()) || facts.tunnel_running {
                 let forwards = remote
                     .iter()
+                    .filter(|_| tunnel)
                     .flat_map(|name| {
                         let svc = &c.services[*name];
                         svc.all_ports()
