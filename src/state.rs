@@ -6,7 +6,7 @@
 //! file. Mutating commands take the project's lock so two `devenv up` never interleave; read-only
 //! commands never take it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -127,6 +127,10 @@ pub struct ProjectState {
     pub offload: BTreeMap<String, Placement>,
     /// Fingerprint of the desired state last applied successfully.
     pub applied_fingerprint: Option<String>,
+    /// Services whose remote release devenv may have installed and not yet removed: coming
+    /// back to the laptop uninstalls them even when their bridge was never made (a toggle
+    /// interrupted after the remote release).
+    pub remote_releases: BTreeSet<String>,
 }
 
 /// One project's state directory.

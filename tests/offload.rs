@@ -219,6 +219,57 @@ fn postgres_moves_to_the_remote_cluster_behind_a_bridge_and_comes_back() {
 }
 
 #[test]
+fn a_toggle_stopped_before_its_bridge_is_undone_by_going_back_to_local() {
+    let Some((env, local, remote)) = offload_env() else {
+        return;
+    };
+    // The remote copy is installed, the local subchart disabled, then the bridge fails (a
+    // ClusterIP Service has no routable address): the toggle stops halfway.
+    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("error at 'bridge:postgres'"), "{stderr}");
+    assert!(
+        stderr.contains("run `devenv up` again to continue"),
+        "{stderr}"
+    );
+    let releases = || {
+        remote.list_selected(
+            "secrets",
+            Some("devenv-ann-shop"),
+            "owner=helm,name=postgres",
+        )
+    };
+    assert_eq!(releases().len(), 1);
+    let (_, stdout, _) = output(&env, &["offload"]);
+    assert!(
+        stdout.contains("postgres     remote   local    local    no "),
+        "the listing shows the half-done toggle: {stdout}"
+    );
+
+    // Going back instead: the subchart runs locally again and the remote release, which never
+    // got a bridge, is uninstalled all the same.
+    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--local"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        releases().is_empty(),
+        "nothing is left on the remote cluster"
+    );
+    assert!(
+        local
+            .names("statefulsets", "shop")
+            .contains(&"postgres".to_string())
+    );
+    let svc = local.get("services", "shop", "postgres").unwrap();
+    assert_eq!(labels(&svc)["app.kubernetes.io/managed-by"], "Helm");
+    // And a later up has nothing left to remove.
+    remote.clear_requests();
+    let (code, stdout, stderr) = output(&env, &["up"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("unbridge"), "{stdout}");
+    assert!(remote.requests().is_empty(), "{:?}", remote.requests());
+}
+
+#[test]
 fn the_listing_shows_placements_defaults_and_what_the_laptop_saves() {
     let Some((env, _local, _remote)) = offload_env() else {
         return;

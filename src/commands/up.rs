@@ -133,11 +133,18 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         && vm.proc_mounts.as_deref().is_some_and(|m| {
             minikube::has_nfs_mount(m, &export.source.to_string_lossy(), &c.mount.target)
         });
-    let bridged = if vm.state == Some(VmState::Running) && c.remote.is_some() {
+    let mut bridged = if vm.state == Some(VmState::Running) && c.remote.is_some() {
         read_bridges(&profile, c.project.namespace()).await
     } else {
         Vec::new()
     };
+    // A remote release may exist without a bridge (a toggle stopped between the two): it is
+    // removed like a bridged one when its service is back on the laptop.
+    for name in &state.remote_releases {
+        if c.services.contains_key(name) && !bridged.contains(name) {
+            bridged.push(name.clone());
+        }
+    }
     let overlay_file = project.path().join("values-overlay.json");
     let fingerprint = release_fingerprint(&loaded, &placements, &profile);
     let release_unchanged = !recreate
@@ -204,9 +211,19 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     if changes_exports && export.host.privilege == Privilege::Sudo {
         crate::commands::exports::ask_sudo_once(ctx, &export).await?;
     }
-    // Until the release succeeds again, nothing may be taken as already applied.
-    if !release_unchanged && state.applied_fingerprint.is_some() {
+    // Until the release succeeds again, nothing may be taken as already applied; and a remote
+    // release this run may install is on record before it exists.
+    let before = state.clone();
+    if !release_unchanged {
         state.applied_fingerprint = None;
+    }
+    state.remote_releases.extend(
+        placements
+            .iter()
+            .filter(|(_, p)| *p == Placement::Remote)
+            .map(|(n, _)| n.clone()),
+    );
+    if state != before {
         project.save(&state, &lock)?;
     }
     let executor = Executor {
@@ -236,6 +253,12 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
 
     if result.ok() {
         state.applied_fingerprint = Some(fingerprint);
+        // Every service back on the laptop had its remote release removed by this run.
+        state.remote_releases = placements
+            .iter()
+            .filter(|(_, p)| *p == Placement::Remote)
+            .map(|(n, _)| n.clone())
+            .collect();
         project.save(&state, &lock)?;
         if !ctx.ui.json {
             let changed = result
