@@ -669,6 +669,23 @@ fn postgres_through_the_tunnel_carries_real_queries_and_survives_a_restart() {
         psql(port, "select 1").is_err(),
         "nothing listens after down"
     );
+
+    // --purge also deletes the user's remote namespace and the tunnel's files.
+    let (code, stdout, stderr) = output(&env, &["down", "--purge", "--yes"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("done: delete your namespace devenv-ann-shop on dev-cluster"),
+        "{stdout}"
+    );
+    assert!(remote.get("namespaces", "", "devenv-ann-shop").is_none());
+    for f in [
+        "tunnel.json",
+        "tunnel-status.json",
+        "tunnel.pid",
+        "tunnel.log",
+    ] {
+        assert!(!tunnel_file(&env, f).exists(), "{f} is removed");
+    }
 }
 
 /// A file of the project's state directory (there is one project in these tests).

@@ -1,6 +1,7 @@
 //! `devenv down`: stop the VM and keep its disk, so the next `up` is fast; `--purge` removes
 //! everything devenv made for the project: the Helm release, the VM, the exports block and the
-//! per-user state. Both are idempotent: on nothing, they say so and succeed.
+//! per-user state, and the user's namespace on the remote cluster. Both stop the tunnel
+//! supervisor. Both are idempotent: on nothing, they say so and succeed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +15,10 @@ use crate::process::{Cmd, DryRunRunner, Runner, check_success};
 
 /// Stop the local environment (the VM keeps its disk); --purge removes all of it.
 ///
-/// --purge uninstalls the Helm release, deletes the minikube VM, removes devenv's block from
-/// /etc/exports and clears devenv's state for the project. It asks first unless --yes is given.
+/// Both stop the tunnel to offloaded services. --purge uninstalls the Helm release, deletes the
+/// minikube VM, removes devenv's block from /etc/exports, deletes your namespace on the remote
+/// cluster (with its data) and clears devenv's state for the project. It asks first unless
+/// --yes is given.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Remove the release, the VM, the exports block and the project's state.
@@ -103,9 +106,14 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         .ok()
         .and_then(|f| f.block_lines(&export.project, export.owner.uid))
         .is_some();
+    let tunnel_files = crate::offload::tunnel::Files::new(project.path());
     let state_files = [
         project.path().join("state.json"),
         project.path().join("values-overlay.json"),
+        tunnel_files.spec(),
+        tunnel_files.status(),
+        tunnel_files.pid(),
+        tunnel_files.log(),
     ];
     let has_state = state_files.iter().any(|f| f.exists());
     let mut steps = Vec::new();
@@ -131,6 +139,24 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             "clear devenv's state in {}",
             project.path().display()
         ));
+    }
+    let remote = remote_namespace(ctx, &loaded).await;
+    if let Some(r) = &remote {
+        match &r.found {
+            Ok(true) => steps.push(format!(
+                "delete your namespace {} on {} with its releases, volumes and data",
+                r.namespace, r.context
+            )),
+            Ok(false) => {}
+            Err(why) => eprintln!(
+                "{}: your namespace {} on {} is not checked ({why}); `kubectl --context {} delete namespace {}` removes it later",
+                ctx.ui.warn("warning"),
+                r.namespace,
+                r.context,
+                r.context,
+                r.namespace
+            ),
+        }
     }
     if steps.is_empty() {
         ctx.ui
@@ -164,6 +190,32 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             &Cmd::new("minikube").args(["delete", "-p", &profile]),
         )
         .await?;
+    }
+    if let Some(r) = &remote
+        && r.found == Ok(true)
+    {
+        if args.dry_run {
+            println!(
+                "would delete namespace {} on context {}",
+                r.namespace, r.context
+            );
+        } else {
+            let failed = |e: crate::offload::OffloadError| Error::Failed {
+                help: e.help().unwrap_or_default(),
+                message: e.to_string(),
+                code: 1,
+            };
+            let client = crate::cluster::client(&r.context)
+                .await
+                .map_err(|e| Error::Failed {
+                    message: e.to_string(),
+                    help: format!("kubectl --context {} get namespaces", r.context),
+                    code: 1,
+                })?;
+            crate::offload::delete_namespace(client, &r.context, &r.namespace, &ctx.user)
+                .await
+                .map_err(failed)?;
+        }
     }
     if has_block {
         if args.dry_run {
@@ -207,6 +259,50 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
     }
     Ok(0)
+}
+
+/// The user's namespace on the remote cluster and whether it is there to delete.
+struct RemoteNamespace {
+    context: String,
+    namespace: String,
+    /// Present and this user's; `Err` when the cluster could not be asked.
+    found: Result<bool, String>,
+}
+
+/// Look (read-only, bounded) for the user's remote namespace. One made by someone else is
+/// reported as not found: it is never deleted.
+async fn remote_namespace(
+    ctx: &Context,
+    loaded: &crate::config::Loaded,
+) -> Option<RemoteNamespace> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let c = &loaded.config;
+    let r = c.remote.as_ref()?;
+    let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
+    let ask = async {
+        let client = crate::cluster::client(&r.context)
+            .await
+            .map_err(|e| e.to_string())?;
+        let api: kube::Api<Namespace> = kube::Api::all(client);
+        let ns = api.get_opt(&namespace).await.map_err(|e| e.to_string())?;
+        Ok::<bool, String>(ns.is_some_and(|ns| {
+            let labels = ns.metadata.labels.as_ref();
+            crate::offload::is_devenv(labels)
+                && labels.and_then(|l| l.get(crate::offload::OWNER)) == Some(&ctx.user)
+        }))
+    };
+    let found = match tokio::time::timeout(crate::offload::API_TIMEOUT, ask).await {
+        Ok(found) => found,
+        Err(_) => Err(format!(
+            "no answer within {}s",
+            crate::offload::API_TIMEOUT.as_secs()
+        )),
+    };
+    Some(RemoteNamespace {
+        context: r.context.clone(),
+        namespace,
+        found,
+    })
 }
 
 async fn run(runner: &dyn Runner, cmd: &Cmd) -> Result<(), Error> {
