@@ -157,6 +157,8 @@ pub struct ProjectState {
     pub offload: BTreeMap<String, Placement>,
     /// Fingerprint of the desired state last applied successfully.
     pub applied_fingerprint: Option<String>,
+    /// Per service, the context hash of the image last built in the VM's Docker daemon.
+    pub images: BTreeMap<String, String>,
 }
 
 /// One project's state directory.

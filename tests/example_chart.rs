@@ -143,3 +143,45 @@ fn an_offloaded_service_disappears_from_the_local_render() {
         );
     });
 }
+
+#[test]
+fn a_built_image_is_run_by_its_content_tag_and_never_pulled() {
+    each_helm(|h, name| {
+        let env = Env::new();
+        env.example();
+        env.write(
+            "services/api/Dockerfile",
+            "FROM scratch\nCOPY README.md /\n",
+        );
+        let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+        env.write(
+            "devenv.toml",
+            &format!(
+                "{toml}\n[services.api.image]\ncontext = \"services/api\"\ntag = \"shop-api:dev\"\n"
+            ),
+        );
+        let overlay_file = env.write("overlay.json", &overlay(&env));
+        let out = helm(
+            h,
+            &env.project,
+            &[
+                "template",
+                "shop",
+                "deploy/chart",
+                "-f",
+                "deploy/values-dev.yaml",
+                "-f",
+                overlay_file.to_str().unwrap(),
+            ],
+        );
+        let api = out
+            .split("---")
+            .find(|doc| doc.contains("kind: Deployment\nmetadata:\n  name: api"))
+            .expect("the api Deployment");
+        assert!(
+            api.contains("image: \"shop-api:devenv-"),
+            "{name}: the content tag is used: {api}"
+        );
+        assert!(api.contains("imagePullPolicy: Never"), "{name}: {api}");
+    });
+}

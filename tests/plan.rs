@@ -161,7 +161,15 @@ fn json_plan_has_argv_for_every_command() {
         .collect();
     assert_eq!(
         names,
-        ["preflight", "exports", "vm", "mount", "release", "summary"]
+        [
+            "preflight",
+            "exports",
+            "vm",
+            "mount",
+            "images",
+            "release",
+            "summary"
+        ]
     );
     let vm = &v["stages"][2]["actions"][0]["argv"];
     assert_eq!(vm[0], "minikube");
@@ -191,7 +199,10 @@ fn a_service_offloaded_by_the_team_gets_remote_and_bridge_stages() {
         p.contains("bridge:search  (after vm, remote:search)"),
         "{p}"
     );
-    assert!(p.contains("release  (after mount, bridge:search)"), "{p}");
+    assert!(
+        p.contains("release  (after mount, bridge:search, images)"),
+        "{p}"
+    );
     assert!(p.contains("\"enabled\": false"), "{p}");
     assert!(p.contains("--namespace devenv-ann-shop"), "{p}");
 }
@@ -206,4 +217,29 @@ fn an_unhealthy_driver_is_warned_about_on_stderr() {
         .success()
         .stderr(predicate::str::contains("preflight would stop"))
         .stderr(predicate::str::contains("fix:"));
+}
+
+#[test]
+fn a_service_with_an_image_gets_a_build_in_the_images_stage_and_its_tag_in_the_overlay() {
+    let env = Env::new();
+    env.example();
+    env.write(
+        "services/api/Dockerfile",
+        "FROM scratch\nCOPY README.md /\n",
+    );
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write(
+        "devenv.toml",
+        &format!(
+            "{toml}\n[services.api.image]\ncontext = \"services/api\"\ntag = \"shop-api:dev\"\n"
+        ),
+    );
+    let p = plan(&env);
+    assert!(p.contains("images  (after vm)"), "{p}");
+    assert!(
+        p.contains("build  shop-api:dev (as shop-api:devenv-"),
+        "{p}"
+    );
+    assert!(p.contains("\"pullPolicy\": \"Never\""), "{p}");
+    assert!(p.contains("\"repository\": \"shop-api\""), "{p}");
 }

@@ -97,7 +97,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             .collect();
         let waited = batch.first_change.map(|t| t.elapsed());
         out.batch(done, &rel, waited);
-        for job in routes.route(&rel) {
+        for job in with_image_builds(&loaded, routes.route(&rel), &rel) {
             let begun = Instant::now();
             let result = actions.run(&job).await;
             out.action(done, &job, &result, begun.elapsed());
@@ -107,6 +107,61 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
     }
     Ok(0)
+}
+
+/// The jobs of a batch with the image rebuilds it needs: a change under a local service's image
+/// context runs `devenv up`, whose `images` stage rebuilds the image and whose release rolls the
+/// service out on the new content tag. One `up` serves every service of the batch (it joins a
+/// `helm` job if there is one), and replaces those services' own `restart`, which would only
+/// restart them on the old image.
+fn with_image_builds(loaded: &Loaded, mut jobs: Vec<Job>, rel: &[PathBuf]) -> Vec<Job> {
+    let mut services = Vec::new();
+    let mut paths = Vec::new();
+    for (name, service) in &loaded.config.services {
+        let Some(image) = &service.image else {
+            continue;
+        };
+        let context: PathBuf = image
+            .context
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        let under: Vec<&PathBuf> = rel.iter().filter(|p| p.starts_with(&context)).collect();
+        if !under.is_empty() {
+            services.push(name.clone());
+            paths.extend(under.into_iter().cloned());
+        }
+    }
+    if services.is_empty() {
+        return jobs;
+    }
+    jobs.retain_mut(|job| {
+        if job.action == OnChange::Restart {
+            job.services.retain(|s| !services.contains(s));
+        }
+        !job.services.is_empty()
+    });
+    match jobs.iter_mut().find(|j| j.action == OnChange::Helm) {
+        Some(helm) => {
+            helm.services.extend(services);
+            helm.paths.extend(paths);
+            helm.paths.sort();
+            helm.paths.dedup();
+        }
+        None => {
+            paths.sort();
+            paths.dedup();
+            jobs.insert(
+                0,
+                Job {
+                    action: OnChange::Helm,
+                    services,
+                    paths,
+                },
+            );
+        }
+    }
+    jobs
 }
 
 /// The batch's paths that matter: ignored ones dropped, new directories and (after an overflow)
@@ -485,5 +540,55 @@ impl Output {
                 eprintln!("help: {help}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(toml: &str) -> Loaded {
+        Loaded {
+            file: PathBuf::from("devenv.toml"),
+            root: PathBuf::from("."),
+            config: crate::config::parse(toml).unwrap(),
+        }
+    }
+
+    const TOML: &str = "[project]\nname = \"shop\"\n[services.api]\nvalues_key = \"api\"\nwatch = [\"services/api/**\"]\non_change = \"restart\"\n[services.api.image]\ncontext = \"./services/api\"\ntag = \"shop-api:dev\"\n[services.worker]\nwatch = [\"services/worker/**\"]\non_change = \"restart\"\n";
+
+    fn restart(service: &str, path: &str) -> Job {
+        Job {
+            action: OnChange::Restart,
+            services: vec![service.into()],
+            paths: vec![path.into()],
+        }
+    }
+
+    #[test]
+    fn a_change_in_an_image_context_runs_up_instead_of_a_restart_on_the_old_image() {
+        let rel = vec![
+            PathBuf::from("services/api/main.go"),
+            PathBuf::from("services/worker/w.go"),
+        ];
+        let jobs = vec![
+            restart("api", "services/api/main.go"),
+            restart("worker", "services/worker/w.go"),
+        ];
+        let jobs = with_image_builds(&loaded(TOML), jobs, &rel);
+        assert_eq!(jobs.len(), 2, "{jobs:?}");
+        assert_eq!(jobs[0].action, OnChange::Helm);
+        assert_eq!(jobs[0].services, vec!["api"]);
+        assert_eq!(jobs[0].paths, vec![PathBuf::from("services/api/main.go")]);
+        assert_eq!(jobs[1].services, vec!["worker"], "other restarts stay");
+    }
+
+    #[test]
+    fn changes_outside_every_context_leave_the_jobs_alone() {
+        let rel = vec![PathBuf::from("services/worker/w.go")];
+        let jobs = vec![restart("worker", "services/worker/w.go")];
+        let out = with_image_builds(&loaded(TOML), jobs, &rel);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].action, OnChange::Restart);
     }
 }

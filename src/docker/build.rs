@@ -44,6 +44,23 @@ pub struct ImageSpec {
 }
 
 impl ImageSpec {
+    /// The image of `service` as devenv.toml describes it, with its context's current hash.
+    pub fn read(
+        root: &std::path::Path,
+        service: &str,
+        image: &crate::config::Image,
+    ) -> Result<ImageSpec, ContextError> {
+        let context = root.join(&image.context);
+        let hash = Context::scan(&context, &image.dockerfile)?.hash(&image.dockerfile)?;
+        Ok(ImageSpec {
+            service: service.to_string(),
+            context,
+            dockerfile: image.dockerfile.clone(),
+            reference: image.tag.clone(),
+            hash,
+        })
+    }
+
     pub fn repository(&self) -> &str {
         split_reference(&self.reference).0
     }
@@ -106,7 +123,9 @@ pub fn exit_code(message: &str) -> Option<i64> {
         .ok()
 }
 
-/// Build `spec` in the daemon from its context as it is now, tagged with both references.
+/// Build `spec` in the daemon from its context as it is now, tagged with both references. The
+/// content tag is the one the plan computed (and gave the release), even if a file changed
+/// since: the next `up` sees the new hash and builds again.
 /// `on_line` sees each line of build output as it arrives.
 pub async fn build(
     daemon: &Daemon,
@@ -115,11 +134,9 @@ pub async fn build(
 ) -> Result<Built, BuildError> {
     let started = Instant::now();
     let context = Context::scan(&spec.context, &spec.dockerfile)?;
-    let hash = context.hash(&spec.dockerfile)?;
     let tar = context.tar()?;
     let context_bytes = tar.len();
-    let (repository, _) = split_reference(&spec.reference);
-    let content = format!("{repository}:{}", content_tag(&hash));
+    let content = spec.content_reference();
     let options = BuildImageOptionsBuilder::new()
         .dockerfile(&spec.dockerfile)
         .t(&content)
