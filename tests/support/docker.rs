@@ -1,0 +1,76 @@
+//! The machine's real Docker Engine (Debian's `docker.io`, API 1.41), which stands in for the
+//! Docker daemon inside minikube's VM: `.ci/start-services` starts it, and the minikube double
+//! points `docker-env` at it when `FAKE_MINIKUBE_DOCKER_HOST` is set. Nothing can be pulled, so
+//! images are built `FROM scratch` with the static `/bin/busybox` copied in.
+
+use std::path::{Path, PathBuf};
+
+use devenv::docker::{Daemon, DockerEnv};
+
+/// The socket of the local daemon.
+pub const SOCKET: &str = "unix:///var/run/docker.sock";
+
+/// Run a future on a fresh runtime (the tests are plain `#[test]`s).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The local daemon, connected as devenv connects to the VM's. A daemon that does not answer
+/// fails the test with what to do: these tests need a real one.
+pub fn daemon() -> Daemon {
+    let env = DockerEnv {
+        host: SOCKET.to_string(),
+        tls_verify: false,
+        cert_path: None,
+    };
+    match block_on(Daemon::connect(&env)) {
+        Ok(d) => d,
+        Err(e) => panic!(
+            "these tests need a running Docker Engine at {SOCKET} ({e}); start it with `sudo bash .ci/start-services` (CI does)"
+        ),
+    }
+}
+
+/// A unique image name for one test, so tests running at once never share an image.
+pub fn image_name(test: &str) -> String {
+    format!("devenv-test-{}-{test}", std::process::id())
+}
+
+/// Write a build context: `busybox` (the static binary) plus the given files.
+pub fn context(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("busybox"))
+        .expect("/bin/busybox (busybox-static) is needed to build test images");
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// Remove every image whose repository is `repository` (all its tags), ignoring absent ones.
+pub fn remove_images(repository: &str) {
+    let out = std::process::Command::new("docker")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}", repository])
+        .output()
+        .unwrap();
+    for reference in String::from_utf8_lossy(&out.stdout).lines() {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", reference])
+            .output();
+    }
+}
+
+/// Removes the test's images when dropped, even when the test fails.
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_images(&self.0);
+    }
+}
