@@ -161,6 +161,13 @@ pub struct ProjectState {
     pub images: BTreeMap<String, String>,
 }
 
+impl ProjectState {
+    /// Where `service` runs for this developer: their own toggle, else the team's default.
+    pub fn placement(&self, name: &str, service: &crate::config::Service) -> Placement {
+        self.offload.get(name).copied().unwrap_or(service.offload)
+    }
+}
+
 /// One project's state directory.
 #[derive(Debug, Clone)]
 pub struct ProjectDir {

@@ -124,6 +124,10 @@ fn a_failing_build_names_the_step_its_exit_code_and_the_message() {
 
 #[test]
 fn up_builds_the_image_in_the_vms_daemon_and_a_second_up_builds_nothing() {
+    // `up`'s preflight wants helm on PATH, though the release is not reached here.
+    if support::real_tool("helm").is_none() {
+        return;
+    }
     let repo = docker::image_name("up");
     let _cleanup = Cleanup(repo.clone());
     let env = support::Env::new()
@@ -177,5 +181,111 @@ fn up_builds_the_image_in_the_vms_daemon_and_a_second_up_builds_nothing() {
     assert!(
         stdout.contains(&format!("images: built {repo}:dev")),
         "{stdout}"
+    );
+}
+
+#[test]
+fn a_running_containers_stats_are_read_and_mapped_to_its_service() {
+    let daemon = docker::daemon();
+    let repo = docker::image_name("stats");
+    let _cleanup = Cleanup(repo.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let image = docker::busybox_image(&daemon, &repo, dir.path());
+    let ns = format!("stats-{}", std::process::id());
+    let _pod = docker::PodContainer::start(&image, &ns, "api-7d9c5-xk2p4", "api");
+    // A container of another namespace is not the project's.
+    let _other = docker::PodContainer::start(&image, "kube-system", "coredns-1", "coredns");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let services = vec![devenv::watch::resources::ServiceNames {
+        service: "api".into(),
+        aliases: vec![],
+    }];
+    let started = Instant::now();
+    let figures = block_on(devenv::watch::sample::containers(&daemon, &ns, &services)).unwrap();
+    eprintln!(
+        "stats of {} container(s) in {} ms",
+        figures.len(),
+        started.elapsed().as_millis()
+    );
+    assert_eq!(figures.len(), 1, "{figures:?}");
+    let (service, f) = &figures[0];
+    assert_eq!(service, "api");
+    assert!(f.cpu_percent > 0.0, "the loop uses some CPU: {f:?}");
+    assert!(f.memory_bytes > 0, "{f:?}");
+}
+
+#[test]
+fn top_json_once_prints_one_sample_with_the_vm_and_each_services_containers() {
+    let daemon = docker::daemon();
+    let repo = docker::image_name("top");
+    let _cleanup = Cleanup(repo.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let image = docker::busybox_image(&daemon, &repo, dir.path());
+    let env = support::Env::new().with_env("FAKE_MINIKUBE_DOCKER_HOST", docker::SOCKET);
+    env.example();
+    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    // The example's namespace is `shop`; other tests' containers use their own namespaces.
+    let pod = format!("postgres-{}", std::process::id());
+    let _pod = docker::PodContainer::start(&image, "shop", &pod, "postgresql");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = Instant::now();
+    let out = env
+        .devenv()
+        .args(["--json", "top", "--once"])
+        .output()
+        .unwrap();
+    eprintln!(
+        "devenv top --once took {} ms",
+        started.elapsed().as_millis()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one sample, one line: {stdout}");
+    let sample: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    let vm = &sample["vm"];
+    assert!(vm["cpus"].as_u64().unwrap() >= 1, "{sample}");
+    assert!(vm["memory_percent"].as_f64().unwrap() > 0.0, "{sample}");
+    let postgres = sample["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "postgres")
+        .unwrap_or_else(|| panic!("postgres's container is found: {sample}"));
+    assert_eq!(postgres["containers"], 1);
+    assert!(postgres["memory_bytes"].as_u64().unwrap() > 0, "{sample}");
+    assert!(
+        env.minikube_calls()
+            .iter()
+            .any(|c| c.starts_with("ssh -p devenv-shop -- sh -c")),
+        "the VM was read through minikube ssh"
+    );
+}
+
+#[test]
+fn top_without_a_reachable_daemon_names_what_it_could_not_read() {
+    let env = support::Env::new();
+    env.example();
+    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    // The double's default docker-env points at tcp://192.168.39.10:2376, where no daemon is.
+    let out = env
+        .devenv()
+        .args(["top", "--once"])
+        .env(
+            "FAKE_MINIKUBE_DOCKER_HOST",
+            "unix:///nonexistent/docker.sock",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("not read: containers:"), "{stdout}");
+    assert!(stdout.contains("SERVICE"), "{stdout}");
+    assert!(
+        stdout.contains("VM           CPU"),
+        "the VM is still shown: {stdout}"
     );
 }

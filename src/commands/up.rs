@@ -76,12 +76,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let placements: Vec<(String, Placement)> = c
         .services
         .iter()
-        .map(|(name, s)| {
-            (
-                name.clone(),
-                state.offload.get(name).copied().unwrap_or(s.offload),
-            )
-        })
+        .map(|(name, s)| (name.clone(), state.placement(name, s)))
         .collect();
 
     let profile = c.project.profile();

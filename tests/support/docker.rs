@@ -74,3 +74,55 @@ impl Drop for Cleanup {
         remove_images(&self.0);
     }
 }
+
+/// Build `<repository>:busybox`, an image holding only the static busybox, with devenv's own
+/// build code; returns its reference.
+pub fn busybox_image(daemon: &Daemon, repository: &str, dir: &Path) -> String {
+    let ctx = context(
+        dir,
+        &[("Dockerfile", "FROM scratch\nCOPY busybox /bin/busybox\n")],
+    );
+    let image = devenv::config::Image {
+        context: ctx,
+        dockerfile: "Dockerfile".into(),
+        tag: format!("{repository}:busybox"),
+    };
+    let spec = devenv::docker::build::ImageSpec::read(Path::new("/"), "busybox", &image).unwrap();
+    block_on(devenv::docker::build::build(daemon, &spec, &|_: &str| {})).unwrap();
+    image.tag
+}
+
+/// A running container labelled as kubelet labels a pod's container, burning a little CPU.
+/// Removed when dropped.
+pub struct PodContainer {
+    pub name: String,
+}
+
+impl PodContainer {
+    pub fn start(image: &str, namespace: &str, pod: &str, container: &str) -> PodContainer {
+        let name = format!("{pod}-{}", std::process::id());
+        let out = std::process::Command::new("docker")
+            .args(["run", "-d", "--name", &name])
+            .args(["--label", &format!("io.kubernetes.pod.namespace={namespace}")])
+            .args(["--label", &format!("io.kubernetes.pod.name={pod}")])
+            .args(["--label", &format!("io.kubernetes.container.name={container}")])
+            .args([image, "/bin/busybox", "sh", "-c"])
+            .arg("while :; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; /bin/busybox usleep 10000; done")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PodContainer { name }
+    }
+}
+
+impl Drop for PodContainer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
