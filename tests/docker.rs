@@ -289,3 +289,65 @@ fn top_without_a_reachable_daemon_names_what_it_could_not_read() {
         "the VM is still shown: {stdout}"
     );
 }
+
+#[test]
+fn watch_raises_a_memory_alert_naming_the_heaviest_local_service_and_its_offload_command() {
+    use std::io::BufRead;
+    let daemon = docker::daemon();
+    let repo = docker::image_name("alert");
+    let _cleanup = Cleanup(repo.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let image = docker::busybox_image(&daemon, &repo, dir.path());
+    let env = support::Env::new().with_env("FAKE_MINIKUBE_DOCKER_HOST", docker::SOCKET);
+    env.example();
+    // Any VM memory use passes a 1 % threshold; samples come every second.
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write(
+        "devenv.toml",
+        &format!("{toml}\n[watch]\ninterval = \"1s\"\n[watch.alerts]\nvm_memory = 1\n"),
+    );
+    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    let pod = format!("search-{}", std::process::id());
+    let _pod = docker::PodContainer::start(&image, "shop", &pod, "search");
+    let mut child = env
+        .background()
+        .args(["--json", "watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let mut alert = None;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "alert" {
+            alert = Some(v);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let alert = alert.expect("an alert record within 30 s");
+    assert_eq!(alert["action"], "vm_memory", "{alert}");
+    assert!(
+        alert["message"].as_str().unwrap().contains("above 1 %"),
+        "{alert}"
+    );
+    assert_eq!(
+        alert["offload"], "devenv offload search --remote",
+        "{alert}"
+    );
+}

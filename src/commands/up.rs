@@ -280,6 +280,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                 debounce: 100,
                 once: false,
                 max_batches: None,
+                no_alerts: false,
             };
             return crate::commands::watch::exec(watch, ctx).await;
         }

@@ -35,6 +35,9 @@ pub struct Args {
     /// Exit after this many batches.
     #[arg(long, value_name = "N")]
     pub max_batches: Option<u64>,
+    /// Do not sample the VM's resources for alerts ([watch.alerts]; `devenv top` shows them).
+    #[arg(long)]
+    pub no_alerts: bool,
 }
 
 /// How many paths a plain line names before "and N more" (all of them with -v).
@@ -57,6 +60,12 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let _source = Source::start(&source_dir, debounce, tx).map_err(|e| watch_error(&e))?;
     let mut ignores = Ignores::load(&source_dir);
+    let (alert_tx, mut alert_rx) = tokio::sync::mpsc::unbounded_channel();
+    let _alerts = if args.no_alerts {
+        None
+    } else {
+        resource_alerts(ctx, &loaded, alert_tx).await
+    };
     // Listen for Ctrl-C before saying "ready": a SIGINT that arrives between the two would
     // otherwise kill the process instead of stopping it cleanly.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -74,6 +83,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     loop {
         let mut batch = tokio::select! {
             b = rx.recv() => match b { Some(b) => b, None => break },
+            Some(alert) = alert_rx.recv() => {
+                out.alert(&alert);
+                continue;
+            }
             _ = interrupt.recv() => break,
         };
         // The debouncer emits each path once that path has been quiet for the debounce time,
@@ -107,6 +120,44 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
     }
     Ok(0)
+}
+
+/// Resource alerts in the background while the VM runs (a watcher started before `up` has no VM
+/// to sample, and says so once).
+async fn resource_alerts(
+    ctx: &Context,
+    loaded: &Loaded,
+    alerts: tokio::sync::mpsc::UnboundedSender<crate::watch::resources::Alert>,
+) -> Option<crate::watch::sample::AlertTask> {
+    let c = &loaded.config;
+    let status = ctx
+        .runner
+        .output(&crate::minikube::status(&c.project.profile()))
+        .await
+        .ok()
+        .and_then(|o| crate::minikube::parse_status(&o).ok());
+    if status != Some(crate::minikube::VmState::Running) {
+        tracing::info!("the VM is not running: no resource alerts");
+        return None;
+    }
+    let state = ctx
+        .state_dir()
+        .ok()?
+        .project(&c.project.name, &loaded.root)
+        .load()
+        .unwrap_or_default();
+    let local = c
+        .services
+        .iter()
+        .filter(|(n, s)| state.placement(n, s) == crate::config::Placement::Local)
+        .map(|(n, _)| n.clone())
+        .collect();
+    Some(crate::watch::sample::spawn_alerts(
+        ctx.runner.clone(),
+        loaded,
+        local,
+        alerts,
+    ))
 }
 
 /// The jobs of a batch with the image rebuilds it needs: a change under a local service's image
@@ -389,6 +440,8 @@ struct Record<'a> {
     message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     elapsed_ms: Option<u128>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offload: Option<String>,
 }
 
 impl Record<'_> {
@@ -403,6 +456,7 @@ impl Record<'_> {
             result: None,
             message: None,
             elapsed_ms: None,
+            offload: None,
         }
     }
 }
@@ -518,6 +572,19 @@ impl Output {
         }
         r.paths = Some(paths);
         self.emit(r, || plain);
+    }
+
+    /// A resource alert: on stderr with the errors (shown even with --quiet), or a record.
+    fn alert(&self, alert: &crate::watch::resources::Alert) {
+        let mut r = Record::new("alert");
+        r.action = Some(alert.kind);
+        r.message = Some(alert.message.clone());
+        r.offload = alert.offload.clone();
+        if self.json {
+            self.emit(r, String::new);
+        } else {
+            eprintln!("{}: {}", self.ui.warn("alert"), alert.message);
+        }
     }
 
     fn error(&self, err: &Error) {

@@ -412,6 +412,39 @@ impl AlertRules {
     }
 }
 
+/// Which alerts a long-running watcher prints: each kind when it starts, then again only every
+/// `every` while it lasts, so a VM that stays busy does not flood the log.
+#[derive(Debug, Clone)]
+pub struct Reminder {
+    every: Duration,
+    shown: BTreeMap<&'static str, Duration>,
+}
+
+impl Reminder {
+    pub fn new(every: Duration) -> Reminder {
+        Reminder {
+            every,
+            shown: BTreeMap::new(),
+        }
+    }
+
+    /// The alerts of one sample, at `now`, that should be printed.
+    pub fn filter(&mut self, alerts: Vec<Alert>, now: Duration) -> Vec<Alert> {
+        self.shown
+            .retain(|kind, _| alerts.iter().any(|a| a.kind == *kind));
+        alerts
+            .into_iter()
+            .filter(|a| match self.shown.get(a.kind) {
+                Some(at) if now.saturating_sub(*at) < self.every => false,
+                _ => {
+                    self.shown.insert(a.kind, now);
+                    true
+                }
+            })
+            .collect()
+    }
+}
+
 /// Bytes for people: `512 MiB`, `1.5 GiB`.
 #[derive(Debug, Clone, Copy)]
 pub struct Bytes(pub u64);
@@ -643,6 +676,22 @@ mod tests {
             alerts[0].offload.as_deref(),
             Some("devenv offload api --remote")
         );
+    }
+
+    #[test]
+    fn a_lasting_alert_is_repeated_only_every_so_often_and_again_after_it_ended() {
+        let alert = || Alert {
+            kind: "vm_cpu",
+            message: "busy".into(),
+            offload: None,
+        };
+        let mut r = Reminder::new(Duration::from_secs(300));
+        let t = Duration::from_secs;
+        assert_eq!(r.filter(vec![alert()], t(0)).len(), 1);
+        assert_eq!(r.filter(vec![alert()], t(5)).len(), 0);
+        assert_eq!(r.filter(vec![alert()], t(300)).len(), 1);
+        assert_eq!(r.filter(vec![], t(305)).len(), 0);
+        assert_eq!(r.filter(vec![alert()], t(310)).len(), 1, "a new episode");
     }
 
     #[test]

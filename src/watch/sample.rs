@@ -313,3 +313,44 @@ async fn restarts_of(
     }
     (Ok(out), Some(client))
 }
+
+/// How often an alert that lasts is printed again by a watcher.
+const REMIND_EVERY: Duration = Duration::from_secs(300);
+
+/// Sample in the background every `[watch] interval` and send the alerts of `[watch.alerts]`
+/// (each when it starts, then every five minutes while it lasts) to `alerts`. `local` are the
+/// services running on the laptop. The task stops when the handle is dropped.
+pub fn spawn_alerts(
+    runner: Arc<dyn Runner>,
+    loaded: &Loaded,
+    local: Vec<String>,
+    alerts: tokio::sync::mpsc::UnboundedSender<super::resources::Alert>,
+) -> AlertTask {
+    let mut sampler = Sampler::new(runner, loaded);
+    let mut rules = super::resources::AlertRules::new(&loaded.config.watch.alerts);
+    let mut reminder = super::resources::Reminder::new(REMIND_EVERY);
+    let interval = loaded.config.watch.interval();
+    let started = std::time::Instant::now();
+    AlertTask(tokio::spawn(async move {
+        loop {
+            let begun = std::time::Instant::now();
+            let sample = sampler.sample().await;
+            let now = started.elapsed();
+            for alert in reminder.filter(rules.check(&sample, &local, now), now) {
+                if alerts.send(alert).is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(interval.saturating_sub(begun.elapsed())).await;
+        }
+    }))
+}
+
+/// The background sampling of [`spawn_alerts`]; stops it when dropped.
+pub struct AlertTask(tokio::task::JoinHandle<()>);
+
+impl Drop for AlertTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
