@@ -134,19 +134,10 @@ fn up_builds_the_image_in_the_vms_daemon_and_a_second_up_builds_nothing() {
         .kvm_host()
         .with_env("FAKE_MINIKUBE_DOCKER_HOST", docker::SOCKET);
     env.example();
-    docker::context(
-        &env.project.join("services/api"),
-        &[(
-            "Dockerfile",
-            "FROM scratch\nCOPY busybox /bin/busybox\nCOPY README.md /\n",
-        )],
-    );
-    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
-    env.write(
-        "devenv.toml",
-        &format!(
-            "{toml}\n[services.api.image]\ncontext = \"services/api\"\ntag = \"{repo}:dev\"\n"
-        ),
+    env.with_image(
+        "api",
+        &format!("{repo}:dev"),
+        "FROM scratch\nCOPY README.md /\n",
     );
     // No cluster here: the release fails, but the images stage (after vm) is done.
     let out = env.devenv().arg("up").output().unwrap();
@@ -187,14 +178,12 @@ fn up_builds_the_image_in_the_vms_daemon_and_a_second_up_builds_nothing() {
 #[test]
 fn a_running_containers_stats_are_read_and_mapped_to_its_service() {
     let daemon = docker::daemon();
-    let repo = docker::image_name("stats");
-    let _cleanup = Cleanup(repo.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let image = docker::busybox_image(&daemon, &repo, dir.path());
+    let image = docker::BusyboxImage::build(&daemon, "stats");
+    let image = &image.reference;
     let ns = format!("stats-{}", std::process::id());
-    let _pod = docker::PodContainer::start(&image, &ns, "api-7d9c5-xk2p4", "api");
+    let _pod = docker::PodContainer::start(image, &ns, "api-7d9c5-xk2p4", "api");
     // A container of another namespace is not the project's.
-    let _other = docker::PodContainer::start(&image, "kube-system", "coredns-1", "coredns");
+    let _other = docker::PodContainer::start(image, "kube-system", "coredns-1", "coredns");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let services = vec![devenv::watch::resources::ServiceNames {
         service: "api".into(),
@@ -217,16 +206,11 @@ fn a_running_containers_stats_are_read_and_mapped_to_its_service() {
 #[test]
 fn top_json_once_prints_one_sample_with_the_vm_and_each_services_containers() {
     let daemon = docker::daemon();
-    let repo = docker::image_name("top");
-    let _cleanup = Cleanup(repo.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let image = docker::busybox_image(&daemon, &repo, dir.path());
-    let env = support::Env::new().with_env("FAKE_MINIKUBE_DOCKER_HOST", docker::SOCKET);
-    env.example();
-    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    let image = docker::BusyboxImage::build(&daemon, "top");
+    let env = docker::running_example();
     // The example's namespace is `shop`; other tests' containers use their own namespaces.
     let pod = format!("postgres-{}", std::process::id());
-    let _pod = docker::PodContainer::start(&image, "shop", &pod, "postgresql");
+    let _pod = docker::PodContainer::start(&image.reference, "shop", &pod, "postgresql");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let started = Instant::now();
     let out = env
@@ -294,21 +278,12 @@ fn top_without_a_reachable_daemon_names_what_it_could_not_read() {
 fn watch_raises_a_memory_alert_naming_the_heaviest_local_service_and_its_offload_command() {
     use std::io::BufRead;
     let daemon = docker::daemon();
-    let repo = docker::image_name("alert");
-    let _cleanup = Cleanup(repo.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let image = docker::busybox_image(&daemon, &repo, dir.path());
-    let env = support::Env::new().with_env("FAKE_MINIKUBE_DOCKER_HOST", docker::SOCKET);
-    env.example();
+    let image = docker::BusyboxImage::build(&daemon, "alert");
+    let env = docker::running_example();
     // Any VM memory use passes a 1 % threshold; samples come every second.
-    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
-    env.write(
-        "devenv.toml",
-        &format!("{toml}\n[watch]\ninterval = \"1s\"\n[watch.alerts]\nvm_memory = 1\n"),
-    );
-    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    env.append_config("[watch]\ninterval = \"1s\"\n[watch.alerts]\nvm_memory = 1\n");
     let pod = format!("search-{}", std::process::id());
-    let _pod = docker::PodContainer::start(&image, "shop", &pod, "search");
+    let _pod = docker::PodContainer::start(&image.reference, "shop", &pod, "search");
     let mut child = env
         .background()
         .args(["--json", "watch"])

@@ -223,17 +223,7 @@ fn an_unhealthy_driver_is_warned_about_on_stderr() {
 fn a_service_with_an_image_gets_a_build_in_the_images_stage_and_its_tag_in_the_overlay() {
     let env = Env::new();
     env.example();
-    env.write(
-        "services/api/Dockerfile",
-        "FROM scratch\nCOPY README.md /\n",
-    );
-    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
-    env.write(
-        "devenv.toml",
-        &format!(
-            "{toml}\n[services.api.image]\ncontext = \"services/api\"\ntag = \"shop-api:dev\"\n"
-        ),
-    );
+    env.with_image("api", "shop-api:dev", "FROM scratch\nCOPY README.md /\n");
     let p = plan(&env);
     assert!(p.contains("images  (after vm)"), "{p}");
     assert!(

@@ -75,21 +75,46 @@ impl Drop for Cleanup {
     }
 }
 
-/// Build `<repository>:busybox`, an image holding only the static busybox, with devenv's own
-/// build code; returns its reference.
-pub fn busybox_image(daemon: &Daemon, repository: &str, dir: &Path) -> String {
-    let ctx = context(
-        dir,
-        &[("Dockerfile", "FROM scratch\nCOPY busybox /bin/busybox\n")],
-    );
-    let image = devenv::config::Image {
-        context: ctx,
-        dockerfile: "Dockerfile".into(),
-        tag: format!("{repository}:busybox"),
-    };
-    let spec = devenv::docker::build::ImageSpec::read(Path::new("/"), "busybox", &image).unwrap();
-    block_on(devenv::docker::build::build(daemon, &spec, &|_: &str| {})).unwrap();
-    image.tag
+/// An image holding only the static busybox, built with devenv's own build code for one test,
+/// removed (with every tag of its repository) when dropped.
+pub struct BusyboxImage {
+    pub reference: String,
+    _cleanup: Cleanup,
+    _dir: tempfile::TempDir,
+}
+
+impl BusyboxImage {
+    pub fn build(daemon: &Daemon, test: &str) -> BusyboxImage {
+        let repository = image_name(test);
+        let cleanup = Cleanup(repository.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(
+            dir.path(),
+            &[("Dockerfile", "FROM scratch\nCOPY busybox /bin/busybox\n")],
+        );
+        let image = devenv::config::Image {
+            context: ctx,
+            dockerfile: "Dockerfile".into(),
+            tag: format!("{repository}:busybox"),
+        };
+        let spec =
+            devenv::docker::build::ImageSpec::read(Path::new("/"), "busybox", &image).unwrap();
+        block_on(devenv::docker::build::build(daemon, &spec, &|_: &str| {})).unwrap();
+        BusyboxImage {
+            reference: image.tag,
+            _cleanup: cleanup,
+            _dir: dir,
+        }
+    }
+}
+
+/// The example project on the minikube double with its VM running, whose `docker-env` points
+/// at the local daemon.
+pub fn running_example() -> crate::support::Env {
+    let env = crate::support::Env::new().with_env("FAKE_MINIKUBE_DOCKER_HOST", SOCKET);
+    env.example();
+    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    env
 }
 
 /// A running container labelled as kubelet labels a pod's container, burning a little CPU.

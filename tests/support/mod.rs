@@ -140,6 +140,21 @@ impl Env {
         path
     }
 
+    /// Append `text` to the project's devenv.toml.
+    pub fn append_config(&self, text: &str) {
+        let path = self.project.join("devenv.toml");
+        let toml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(path, format!("{toml}\n{text}")).unwrap();
+    }
+
+    /// Give `service` an image built from `services/<service>` with this Dockerfile, tagged `tag`.
+    pub fn with_image(&self, service: &str, tag: &str, dockerfile: &str) {
+        self.write(&format!("services/{service}/Dockerfile"), dockerfile);
+        self.append_config(&format!(
+            "[services.{service}.image]\ncontext = \"services/{service}\"\ntag = \"{tag}\"\n"
+        ));
+    }
+
     /// `devenv init --example`, asserted to succeed.
     pub fn example(&self) -> &Env {
         self.devenv().args(["init", "--example"]).assert().success();
