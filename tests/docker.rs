@@ -207,7 +207,28 @@ fn a_running_containers_stats_are_read_and_mapped_to_its_service() {
 fn top_json_once_prints_one_sample_with_the_vm_and_each_services_containers() {
     let daemon = docker::daemon();
     let image = docker::BusyboxImage::build(&daemon, "top");
+    // The cluster is the API double; postgres's pod has restarted twice.
+    let api = support::apiserver::ApiServer::start_as("devenv-shop");
+    api.create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}
+    }));
+    api.create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "postgres-0", "namespace": "shop"},
+        "spec": {"containers": [{"name": "postgresql", "image": "postgres"}]}
+    }));
+    api.set_status(
+        "pods",
+        "shop",
+        "postgres-0",
+        serde_json::json!({"phase": "Running", "containerStatuses": [{
+            "name": "postgresql", "image": "postgres", "imageID": "", "ready": true,
+            "restartCount": 2
+        }]}),
+    );
     let env = docker::running_example();
+    let kubeconfig = api.kubeconfig(env.home.path());
+    let env = env.with_env("KUBECONFIG", kubeconfig);
     // The example's namespace is `shop`; other tests' containers use their own namespaces.
     let pod = format!("postgres-{}", std::process::id());
     let _pod = docker::PodContainer::start(&image.reference, "shop", &pod, "postgresql");
@@ -241,6 +262,14 @@ fn top_json_once_prints_one_sample_with_the_vm_and_each_services_containers() {
         .find(|s| s["service"] == "postgres")
         .unwrap_or_else(|| panic!("postgres's container is found: {sample}"));
     assert_eq!(postgres["containers"], 1);
+    assert_eq!(postgres["restarts"], 2, "{sample}");
+    let api_service = sample["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "api");
+    assert!(api_service.is_none_or(|s| s["restarts"] == 0), "{sample}");
+    assert_eq!(sample["errors"], serde_json::json!([]), "{sample}");
     assert!(postgres["memory_bytes"].as_u64().unwrap() > 0, "{sample}");
     assert!(
         env.minikube_calls()
