@@ -28,10 +28,16 @@ use crate::process::Runner;
 /// How long the VM, the daemon or the API may take to answer one sample.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The hypervisor programs minikube's drivers run: qemu for kvm2 (through libvirt), hyperkit,
-/// vfkit.
-pub fn is_hypervisor(name: &str) -> bool {
-    name.starts_with("qemu-system") || name == "hyperkit" || name == "vfkit"
+/// Whether a host process is the hypervisor of `profile`'s VM: one of the programs minikube's
+/// drivers run (qemu for kvm2 through libvirt, hyperkit, vfkit) whose command line names the
+/// profile (libvirt's `-name guest=<profile>`, the others' machine directory), so another VM on
+/// the same laptop is never taken for this one.
+pub fn is_vm_process(name: &str, cmd: &[String], profile: &str) -> bool {
+    let hypervisor = name.starts_with("qemu-system") || name == "hyperkit" || name == "vfkit";
+    hypervisor
+        && cmd
+            .iter()
+            .any(|a| a.split([',', '=', '/', ' ']).any(|word| word == profile))
 }
 
 /// Keeps what sampling needs between two samples: the process table (CPU usage is a
@@ -149,11 +155,13 @@ impl Sampler {
         system
             .processes()
             .values()
-            .filter(|p| is_hypervisor(&p.name().to_string_lossy()))
             .find(|p| {
-                p.cmd()
+                let cmd: Vec<String> = p
+                    .cmd()
                     .iter()
-                    .any(|a| a.to_string_lossy().contains(&self.profile))
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
+                is_vm_process(&p.name().to_string_lossy(), &cmd, &self.profile)
             })
             .map(|p| HostProcess {
                 name: p.name().to_string_lossy().into_owned(),
@@ -352,5 +360,34 @@ pub struct AlertTask(tokio::task::JoinHandle<()>);
 impl Drop for AlertTask {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(cmd: &str) -> Vec<String> {
+        cmd.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_vms_hypervisor_is_the_one_naming_the_profile() {
+        let qemu =
+            words("/usr/bin/qemu-system-x86_64 -name guest=devenv-shop,debug-threads=on -m 6144");
+        assert!(is_vm_process("qemu-system-x86_64", &qemu, "devenv-shop"));
+        assert!(
+            !is_vm_process("qemu-system-x86_64", &qemu, "devenv-sho"),
+            "a profile whose name is a prefix is another VM"
+        );
+        let vfkit = words(
+            "vfkit --device virtio-blk,path=/Users/ann/.minikube/machines/devenv-shop/devenv-shop.rawdisk",
+        );
+        assert!(is_vm_process("vfkit", &vfkit, "devenv-shop"));
+        assert!(!is_vm_process(
+            "bash",
+            &words("bash -c devenv-shop"),
+            "devenv-shop"
+        ));
     }
 }
