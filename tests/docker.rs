@@ -176,6 +176,36 @@ fn up_builds_the_image_in_the_vms_daemon_and_a_second_up_builds_nothing() {
 }
 
 #[test]
+fn up_stops_at_the_images_stage_with_the_failing_step_and_exit_code() {
+    if support::real_tool("helm").is_none() {
+        return;
+    }
+    let repo = docker::image_name("upfail");
+    let _cleanup = Cleanup(repo.clone());
+    let env = support::Env::new()
+        .kvm_host()
+        .with_env("FAKE_MINIKUBE_DOCKER_HOST", docker::SOCKET);
+    env.example();
+    docker::context(&env.project.join("services/api"), &[]);
+    env.with_image(
+        "api",
+        &format!("{repo}:dev"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"false\"]\n",
+    );
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("error at 'images': building"), "{stderr}");
+    assert!(stderr.contains("failed at Step 3/3 : RUN"), "{stderr}");
+    assert!(stderr.contains("returned a non-zero code: 1"), "{stderr}");
+    assert!(
+        stdout.contains("release: skipped: images did not finish"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_running_containers_stats_are_read_and_mapped_to_its_service() {
     let daemon = docker::daemon();
     let image = docker::BusyboxImage::build(&daemon, "stats");

@@ -97,7 +97,7 @@ impl BuildError {
             }
             BuildError::Context(_) => None,
             BuildError::Failed { .. } => Some(
-                "fix the Dockerfile or the files it uses; the build output is shown with -v".into(),
+                "fix the Dockerfile or the files it uses; `devenv up | cat` prints every line of the build".into(),
             ),
         }
     }
