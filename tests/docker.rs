@@ -92,12 +92,16 @@ fn a_failing_build_names_the_step_its_exit_code_and_the_message() {
     let daemon = docker::daemon();
     let repo = docker::image_name("fail");
     let _cleanup = Cleanup(repo.clone());
+    let leftovers = docker::FailedBuildLeftovers(repo.clone());
     let dir = tempfile::tempdir().unwrap();
     let ctx = docker::context(
         dir.path(),
         &[(
             "Dockerfile",
-            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling; exit 3\"]\n",
+            &format!(
+                "FROM scratch\n{}\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo compiling; exit 3\"]\n",
+                leftovers.label()
+            ),
         )],
     );
     let spec = spec("api", &ctx, &format!("{repo}:dev"));
@@ -111,14 +115,14 @@ fn a_failing_build_names_the_step_its_exit_code_and_the_message() {
         } => {
             assert_eq!(code, &Some(3), "{err}");
             assert!(
-                step.as_deref().unwrap_or("").starts_with("Step 3/3 : RUN"),
+                step.as_deref().unwrap_or("").starts_with("Step 4/4 : RUN"),
                 "{err}"
             );
             assert!(message.contains("returned a non-zero code: 3"), "{err}");
         }
         other => panic!("expected a failed build, got {other:?}"),
     }
-    assert!(err.to_string().contains("at Step 3/3"), "{err}");
+    assert!(err.to_string().contains("at Step 4/4"), "{err}");
     assert!(err.help().is_some());
 }
 
@@ -182,6 +186,7 @@ fn up_stops_at_the_images_stage_with_the_failing_step_and_exit_code() {
     }
     let repo = docker::image_name("upfail");
     let _cleanup = Cleanup(repo.clone());
+    let leftovers = docker::FailedBuildLeftovers(repo.clone());
     let env = support::Env::new()
         .kvm_host()
         .with_env("FAKE_MINIKUBE_DOCKER_HOST", docker::SOCKET);
@@ -190,14 +195,17 @@ fn up_stops_at_the_images_stage_with_the_failing_step_and_exit_code() {
     env.with_image(
         "api",
         &format!("{repo}:dev"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"false\"]\n",
+        &format!(
+            "FROM scratch\n{}\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"false\"]\n",
+            leftovers.label()
+        ),
     );
     let out = env.devenv().arg("up").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("error at 'images': building"), "{stderr}");
-    assert!(stderr.contains("failed at Step 3/3 : RUN"), "{stderr}");
+    assert!(stderr.contains("failed at Step 4/4 : RUN"), "{stderr}");
     assert!(stderr.contains("returned a non-zero code: 1"), "{stderr}");
     assert!(
         stdout.contains("release: skipped: images did not finish"),

@@ -151,3 +151,30 @@ impl Drop for PodContainer {
             .output();
     }
 }
+
+/// The untagged image a failed build leaves behind (its last good step), removed when dropped.
+/// The failing Dockerfile starts with `LABEL devenv-test=<label>` (see [`FailedBuildLeftovers::label`]),
+/// which every later step inherits, so only this test's leftovers are removed.
+pub struct FailedBuildLeftovers(pub String);
+
+impl FailedBuildLeftovers {
+    /// The Dockerfile line that marks the build's images.
+    pub fn label(&self) -> String {
+        format!("LABEL devenv-test={}", self.0)
+    }
+}
+
+impl Drop for FailedBuildLeftovers {
+    fn drop(&mut self) {
+        let out = std::process::Command::new("docker")
+            .args(["images", "-q", "--filter", "dangling=true", "--filter"])
+            .arg(format!("label=devenv-test={}", self.0))
+            .output()
+            .unwrap();
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", id])
+                .output();
+        }
+    }
+}
