@@ -254,6 +254,41 @@ pub fn service_of_pod(pod: &str, containers: &[&str], services: &[ServiceNames])
         .map(|(_, s)| s.clone())
 }
 
+/// The containers' figures summed per service, with the services' restarts when the cluster
+/// answered (a service with pods but no running container still shows its restarts: a crash
+/// loop is exactly when it matters).
+pub fn per_service(
+    containers: Vec<(String, ContainerFigures)>,
+    restarts: Option<&BTreeMap<String, u32>>,
+) -> Vec<ServiceUsage> {
+    fn usage<'a>(
+        map: &'a mut BTreeMap<String, ServiceUsage>,
+        service: &str,
+    ) -> &'a mut ServiceUsage {
+        map.entry(service.to_string())
+            .or_insert_with(|| ServiceUsage {
+                service: service.to_string(),
+                ..ServiceUsage::default()
+            })
+    }
+    let mut by_service = BTreeMap::new();
+    for (service, figures) in &containers {
+        let u = usage(&mut by_service, service);
+        u.containers += 1;
+        u.cpu_percent += figures.cpu_percent;
+        u.memory_bytes += figures.memory_bytes;
+    }
+    if let Some(restarts) = restarts {
+        for (service, n) in restarts {
+            usage(&mut by_service, service).restarts = Some(*n);
+        }
+        for u in by_service.values_mut() {
+            u.restarts.get_or_insert(0);
+        }
+    }
+    by_service.into_values().collect()
+}
+
 /// A short history drawn as bars (▁▂▃▄▅▆▇█), scaled to the largest of `values` and `floor`
 /// (so that a quiet service stays flat instead of its noise filling the bar).
 pub fn sparkline(values: &[f64], floor: f64) -> String {
@@ -578,6 +613,37 @@ mod tests {
             None
         );
         assert_eq!(service_of_container(&BTreeMap::new(), "shop", &s), None);
+    }
+
+    #[test]
+    fn containers_are_summed_per_service_with_their_restarts() {
+        let f = |cpu, mib: u64| ContainerFigures {
+            cpu_percent: cpu,
+            memory_bytes: mib << 20,
+        };
+        let restarts = BTreeMap::from([("api".to_string(), 3), ("worker".to_string(), 5)]);
+        let out = per_service(
+            vec![
+                ("api".into(), f(10.0, 100)),
+                ("api".into(), f(5.0, 50)),
+                ("postgres".into(), f(1.0, 300)),
+            ],
+            Some(&restarts),
+        );
+        let names: Vec<&str> = out.iter().map(|u| u.service.as_str()).collect();
+        assert_eq!(names, ["api", "postgres", "worker"]);
+        assert_eq!(out[0].containers, 2);
+        assert!((out[0].cpu_percent - 15.0).abs() < 1e-9);
+        assert_eq!(out[0].memory_bytes, 150 << 20);
+        assert_eq!(out[0].restarts, Some(3));
+        assert_eq!(out[1].restarts, Some(0), "no restarts counted means none");
+        assert_eq!(
+            (out[2].containers, out[2].restarts),
+            (0, Some(5)),
+            "crash-looping"
+        );
+        let unknown = per_service(vec![("api".into(), f(1.0, 1))], None);
+        assert_eq!(unknown[0].restarts, None, "the cluster did not answer");
     }
 
     #[test]

@@ -16,9 +16,8 @@ use kube::api::ListParams;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
 use super::resources::{
-    ContainerFigures, HostProcess, LABEL_NAMESPACE, Sample, ServiceNames, ServiceUsage,
-    StatsCounters, VM_SCRIPT, VmUsage, container_figures, parse_vm, service_of_container,
-    service_of_pod,
+    ContainerFigures, HostProcess, LABEL_NAMESPACE, Sample, ServiceNames, StatsCounters, VM_SCRIPT,
+    VmUsage, container_figures, parse_vm, per_service, service_of_container, service_of_pod,
 };
 use crate::config::Loaded;
 use crate::docker::Daemon;
@@ -84,7 +83,7 @@ impl Sampler {
         let profile = self.profile.clone();
         let (vm, containers, restarts) = tokio::join!(
             vm(runner.as_ref(), &profile),
-            self.containers_once(),
+            self.read_containers(),
             restarts_of(&self.kube, &self.profile, &self.namespace, &self.services)
         );
         let vm = vm.map_err(|e| errors.push(format!("vm: {e}"))).ok();
@@ -98,32 +97,6 @@ impl Sampler {
         let restarts = restarts
             .map_err(|e| errors.push(format!("restarts: {e}")))
             .ok();
-        let mut by_service: BTreeMap<String, ServiceUsage> = BTreeMap::new();
-        for (service, figures) in containers {
-            let u = by_service
-                .entry(service.clone())
-                .or_insert_with(|| ServiceUsage {
-                    service,
-                    ..ServiceUsage::default()
-                });
-            u.containers += 1;
-            u.cpu_percent += figures.cpu_percent;
-            u.memory_bytes += figures.memory_bytes;
-        }
-        if let Some(restarts) = &restarts {
-            for (service, n) in restarts {
-                by_service
-                    .entry(service.clone())
-                    .or_insert_with(|| ServiceUsage {
-                        service: service.clone(),
-                        ..ServiceUsage::default()
-                    })
-                    .restarts = Some(*n);
-            }
-            for u in by_service.values_mut() {
-                u.restarts.get_or_insert(0);
-            }
-        }
         Sample {
             time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -131,7 +104,7 @@ impl Sampler {
                 .unwrap_or_default(),
             hypervisor,
             vm,
-            services: by_service.into_values().collect(),
+            services: per_service(containers, restarts.as_ref()),
             alerts: Vec::new(),
             errors,
         }
@@ -173,7 +146,7 @@ impl Sampler {
 
     /// The containers' figures, connecting to the daemon first when needed; the client is handed
     /// back to be kept, or dropped after a failure so the next sample connects again.
-    async fn containers_once(
+    async fn read_containers(
         &self,
     ) -> (
         Result<Vec<(String, ContainerFigures)>, String>,
