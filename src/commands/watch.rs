@@ -3,6 +3,8 @@
 //! per batch with every path that caused it: `restart` restarts its workloads through the
 //! Kubernetes API, `forward` touches the files inside the VM so in-VM watchers see them, `helm`
 //! runs `devenv up` again, `none` only logs. A failing action is reported and the watcher goes on.
+//! Changes under an image's context run `devenv up` too (it rebuilds the image), and while the VM
+//! runs a background task samples resources and reports the alerts of `[watch.alerts]`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,7 +25,10 @@ use crate::watch::{Batch, Ignores, Job, Routes, Source, filter, forward, limits,
 ///
 /// Honours .gitignore and .devenvignore at the project root (and never looks inside .git).
 /// Changes to the chart or the values files always re-run the release. A burst of changes
-/// (a `git checkout`) runs each action once with every changed path. Stop with Ctrl-C.
+/// (a `git checkout`) runs each action once with every changed path. A change under a service's
+/// image context rebuilds the image and rolls the service out (through `devenv up`). While the VM
+/// runs, resources are sampled and the alerts of [watch.alerts] are printed (`devenv top` shows
+/// the figures). Stop with Ctrl-C.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How long the tree must be quiet before a batch of changes is acted on.
