@@ -340,3 +340,39 @@ fn top_without_a_reachable_daemon_names_what_it_could_not_read() {
         "the VM is still shown: {stdout}"
     );
 }
+
+#[test]
+fn minikubes_tls_endpoint_is_reached_with_the_client_certificates_and_version_negotiated() {
+    if support::real_tool("openssl").is_none() {
+        return;
+    }
+    let tls = support::tls::TlsDaemon::start();
+    let env = devenv::docker::DockerEnv {
+        host: format!("tcp://{}", tls.address),
+        tls_verify: true,
+        cert_path: Some(tls.certs.clone()),
+    };
+    let daemon = block_on(devenv::docker::Daemon::connect(&env)).unwrap();
+    assert_eq!(daemon.api_version(), "1.41");
+}
+
+#[test]
+fn a_missing_client_certificate_is_named_before_any_handshake() {
+    if support::real_tool("openssl").is_none() {
+        return;
+    }
+    let tls = support::tls::TlsDaemon::start();
+    std::fs::remove_file(tls.certs.join("cert.pem")).unwrap();
+    let env = devenv::docker::DockerEnv {
+        host: format!("tcp://{}", tls.address),
+        tls_verify: true,
+        cert_path: Some(tls.certs.clone()),
+    };
+    let err = block_on(devenv::docker::Daemon::connect(&env)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{} has no cert.pem", tls.certs.display())
+    );
+    let help = err.help().unwrap_or_default();
+    assert!(help.contains("docker-env"), "{help}");
+}

@@ -23,6 +23,10 @@ use crate::process::{ProcessError, Runner};
 /// milliseconds when it is up; an address that swallows packets must not hang devenv.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What `DOCKER_CERT_PATH` holds: the CA that signed the daemon's certificate, and the client's
+/// certificate and key.
+const CERT_FILES: [&str; 3] = ["ca.pem", "cert.pem", "key.pem"];
+
 /// bollard's per-request time limit, in seconds. A build streams its output as it goes, so the
 /// limit only bounds the wait for the daemon's first answer.
 const REQUEST_TIMEOUT_SECS: u64 = 600;
@@ -47,6 +51,10 @@ pub enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// `DOCKER_CERT_PATH` lacks a file the TLS connection needs (the handshake would only say
+    /// "canceled").
+    #[error("{} has no {}", .path.display(), .missing.join(", "))]
+    Certificates { path: PathBuf, missing: Vec<String> },
     /// The daemon did not answer.
     #[error("the Docker daemon at {host} does not answer{}", .reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     Unreachable {
@@ -80,6 +88,10 @@ impl DockerError {
                 ),
                 None => "check DOCKER_HOST in `minikube docker-env --shell none`".into(),
             }),
+            DockerError::Certificates { path, .. } => Some(format!(
+                "minikube keeps the Docker client certificates in {}: `minikube -p <profile> docker-env` names the directory, and `minikube start` (or `devenv up`) writes them again",
+                path.display()
+            )),
             DockerError::Unreachable { .. } => Some(
                 "the VM may be stopped or still booting: `devenv status`, then `devenv up`".into(),
             ),
@@ -206,15 +218,28 @@ impl Daemon {
                 Docker::connect_with_http(&address, REQUEST_TIMEOUT_SECS, version)
                     .map_err(client_error)?
             }
-            Endpoint::Tls { address, certs } => Docker::connect_with_ssl(
-                &address,
-                &certs.join("key.pem"),
-                &certs.join("cert.pem"),
-                &certs.join("ca.pem"),
-                REQUEST_TIMEOUT_SECS,
-                version,
-            )
-            .map_err(client_error)?,
+            Endpoint::Tls { address, certs } => {
+                let missing: Vec<String> = CERT_FILES
+                    .iter()
+                    .filter(|f| !certs.join(f).is_file())
+                    .map(|f| f.to_string())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(DockerError::Certificates {
+                        path: certs,
+                        missing,
+                    });
+                }
+                Docker::connect_with_ssl(
+                    &address,
+                    &certs.join("key.pem"),
+                    &certs.join("cert.pem"),
+                    &certs.join("ca.pem"),
+                    REQUEST_TIMEOUT_SECS,
+                    version,
+                )
+                .map_err(client_error)?
+            }
         };
         let unreachable = |reason: Option<String>| DockerError::Unreachable {
             host: env.host.clone(),

@@ -3,6 +3,7 @@
 //! test double lives beside this file:
 //! - `bin/minikube` stands in for minikube v1.38.1 (see its header for what it copies).
 //! - `docker.rs`: the machine's real Docker Engine stands in for the daemon inside the VM.
+//! - `tls.rs`: `openssl s_server` stands in for the VM daemon's TLS endpoint (client certificates).
 //!
 //! Real tools (helm 3 and 4, kubectl, libvirtd) are found through [`real_tool`]: under CI they
 //! must exist (`.ci/run` installs them); elsewhere a test that needs a missing one says so and
@@ -235,6 +236,7 @@ pub fn real_tool(name: &str) -> Option<PathBuf> {
 
 pub mod apiserver;
 pub mod docker;
+pub mod tls;
 
 /// The fakes of a machine for `devenv onboard` (package managers, sudo, uname, …), in
 /// `bin/onboard/`: kept out of `bin/` itself so that no other test finds them on its PATH.
