@@ -13,6 +13,7 @@ Examples:
   devenv doctor                Check this laptop: VM drivers, minikube, helm, kubectl
   devenv up --dry-run          Show every step `up` would take, touching nothing
   devenv exports apply         Export the source tree to the VM over NFS (/etc/exports)
+  devenv top                   CPU, memory and restarts per service, live, with alerts
   devenv completions zsh > ~/.zfunc/_devenv
 
 Docs: docs/getting-started.md, docs/config.md";
@@ -71,6 +72,7 @@ pub enum Command {
     Exports(commands::exports::Args),
     Offload(commands::offload::Args),
     Watch(commands::watch::Args),
+    Top(commands::top::Args),
     Completions(commands::completions::Args),
     #[command(name = "tunnel-supervisor", hide = true)]
     TunnelSupervisor(commands::tunnel::Args),

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
+use crate::docker::DockerError;
 use crate::helm::ChartError;
 use crate::nfs::apply::ApplyError;
 use crate::process::ProcessError;
@@ -23,6 +24,8 @@ pub enum Error {
     Chart(#[from] ChartError),
     #[error(transparent)]
     Exports(#[from] ApplyError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
     #[error("cannot {action} {}", .path.display())]
     Io {
         action: &'static str,
@@ -64,6 +67,7 @@ impl Error {
             Error::Driver(e) => e.help(),
             Error::Chart(_) => None,
             Error::Exports(e) => e.help(),
+            Error::Docker(e) => e.help(),
             Error::Io { .. } => None,
             Error::Usage { help, .. } | Error::Failed { help, .. } => Some(help.clone()),
         }

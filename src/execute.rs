@@ -130,6 +130,23 @@ impl Executor {
                 )))
             }
             Action::Mount(m) => self.mount(m, progress).await.map(Some),
+            Action::Build { profile, spec } => {
+                let fail =
+                    |e: crate::docker::build::BuildError| with_help(&e.to_string(), e.help());
+                let daemon = crate::docker::Daemon::for_profile(self.runner.as_ref(), profile)
+                    .await
+                    .map_err(|e| with_help(&e.to_string(), e.help()))?;
+                let line = |l: &str| progress.line(&format!("{}: {l}", spec.service));
+                let built = crate::docker::build::build(&daemon, spec, &line)
+                    .await
+                    .map_err(fail)?;
+                Ok(Some(format!(
+                    "built {} as {} in {:.1}s",
+                    spec.reference,
+                    built.reference,
+                    built.elapsed.as_secs_f64()
+                )))
+            }
             Action::Offload(step) => self
                 .offload(step, progress)
                 .await

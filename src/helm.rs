@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::config::{Loaded, Placement};
+use crate::docker::build::{ImageSpec, content_tag};
 use crate::process::Cmd;
 
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +102,14 @@ fn read_yaml<T: for<'de> Deserialize<'de>>(file: &Path) -> Result<T, ChartError>
     })
 }
 
-/// devenv's values overlay: where the source is mounted and which subcharts run elsewhere.
-pub fn overlay(loaded: &Loaded, placements: &[(String, Placement)]) -> Value {
+/// devenv's values overlay: where the source is mounted, which subcharts run elsewhere, and the
+/// images built in the VM: `<values_key>.image` gets `repository`, `tag` (the content tag, so a
+/// rebuilt image rolls the pods out) and `pullPolicy: Never` (the image exists only in the VM).
+pub fn overlay(
+    loaded: &Loaded,
+    placements: &[(String, Placement)],
+    images: &[(&str, &ImageSpec)],
+) -> Value {
     let c = &loaded.config;
     let mut root = Map::new();
     root.insert("source".into(), json!({ "hostPath": c.mount.target }));
@@ -121,6 +128,22 @@ pub fn overlay(loaded: &Loaded, placements: &[(String, Placement)]) -> Value {
             key.clone(),
             json!({ "enabled": *placement == Placement::Local }),
         );
+    }
+    for (service, spec) in images {
+        let Some(key) = c.services.get(*service).and_then(|s| s.values_key.as_ref()) else {
+            continue;
+        };
+        let entry = root.entry(key.clone()).or_insert_with(|| json!({}));
+        if let Value::Object(map) = entry {
+            map.insert(
+                "image".into(),
+                json!({
+                    "repository": spec.repository(),
+                    "tag": content_tag(&spec.hash),
+                    "pullPolicy": "Never",
+                }),
+            );
+        }
     }
     Value::Object(root)
 }

@@ -45,6 +45,15 @@ pub fn ip(profile: &str) -> Cmd {
         .timeout(std::time::Duration::from_secs(60))
 }
 
+/// `minikube docker-env` of the profile in the `KEY=value` form (`--shell none`: no quoting and
+/// no usage hint to strip). Read-only; exit 83 when the VM is stopped, 85 when missing.
+pub fn docker_env(profile: &str) -> Cmd {
+    Cmd::new("minikube")
+        .args(["docker-env", "-p", profile, "--shell", "none"])
+        .read_only()
+        .timeout(std::time::Duration::from_secs(60))
+}
+
 /// `minikube ssh` running `argv` inside the VM, each word quoted for the VM's shell (minikube
 /// joins its arguments with spaces and hands them to a shell).
 pub fn ssh<S: AsRef<str>>(profile: &str, argv: &[S]) -> Cmd {

@@ -11,6 +11,7 @@ use devenv_drivers::Driver;
 use serde::Serialize;
 
 use crate::config::{Connect, Loaded, Placement};
+use crate::docker::build::ImageSpec;
 use crate::minikube::{self, VmState};
 use crate::process::{Cmd, quote};
 use crate::{helm, process};
@@ -136,6 +137,8 @@ pub enum Action {
     Note(String),
     /// A step of offloading a service to the remote cluster, or of bringing it back.
     Offload(crate::offload::Step),
+    /// An image built in the VM's Docker daemon (reached through `minikube docker-env`).
+    Build { profile: String, spec: ImageSpec },
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +202,18 @@ pub struct Facts {
     pub state_dir: PathBuf,
     /// A tunnel supervisor runs for the project.
     pub tunnel_running: bool,
+    /// The images of `[services.*.image]`, by service.
+    pub images: Vec<ImageFacts>,
+}
+
+/// One service's image as found while planning.
+#[derive(Debug, Clone)]
+pub struct ImageFacts {
+    pub service: String,
+    /// The image to build (with its context's hash), or why its context cannot be read.
+    pub spec: Result<ImageSpec, String>,
+    /// The VM's daemon already holds the image of this very context.
+    pub built: bool,
 }
 
 /// The tools `up` runs.
@@ -453,8 +468,41 @@ impl Plan {
             }
         }
 
+        // images
+        let mut images = Vec::new();
+        for image in &facts.images {
+            match &image.spec {
+                Err(why) => images.push(Action::Verify(Verify::Unsupported(format!(
+                    "the image of {}: {why}",
+                    image.service
+                )))),
+                Ok(spec) if image.built => images.push(Action::Note(format!(
+                    "{} is built from the current {} (as {})",
+                    spec.reference,
+                    spec.context.display(),
+                    spec.content_reference()
+                ))),
+                Ok(spec) => images.push(Action::Build {
+                    profile: profile.clone(),
+                    spec: spec.clone(),
+                }),
+            }
+        }
+        if images.is_empty() {
+            images.push(Action::Note(
+                "no service has an [image]: nothing to build".into(),
+            ));
+        }
+        stages.push(stage("images", &["vm"], images));
+        release_after.push("images".to_string());
+
         // release
-        let overlay = helm::overlay(loaded, &facts.placements);
+        let built: Vec<(&str, &ImageSpec)> = facts
+            .images
+            .iter()
+            .filter_map(|i| Some((i.service.as_str(), i.spec.as_ref().ok()?)))
+            .collect();
+        let overlay = helm::overlay(loaded, &facts.placements, &built);
         let after: Vec<&str> = release_after.iter().map(String::as_str).collect();
         let release = if facts.release_unchanged {
             vec![
@@ -535,6 +583,7 @@ impl Plan {
                     | Action::Mount(_)
                     | Action::Write { .. }
                     | Action::Offload(_)
+                    | Action::Build { .. }
             )
         })
     }
@@ -608,6 +657,12 @@ impl Plan {
                         Action::Write { path, contents } => {
                             vec![serde_json::json!({"write": path, "contents": contents})]
                         }
+                        Action::Build { spec, .. } => vec![serde_json::json!({
+                            "build": spec.reference,
+                            "as": spec.content_reference(),
+                            "context": spec.context,
+                            "dockerfile": spec.dockerfile,
+                        })],
                     })
                     .collect(),
             })
@@ -663,6 +718,16 @@ fn render_action(out: &mut String, a: &Action) {
             for l in contents.lines() {
                 let _ = writeln!(out, "          | {l}");
             }
+        }
+        Action::Build { profile, spec } => {
+            let _ = writeln!(
+                out,
+                "   build  {} (as {}) from {} with {}, in the Docker daemon of {profile} (minikube docker-env)",
+                spec.reference,
+                spec.content_reference(),
+                quote(&process::display_path(&spec.context)),
+                spec.dockerfile
+            );
         }
     }
 }

@@ -111,12 +111,42 @@ impl StateDir {
 
 /// 64-bit FNV-1a: a stable hash (std's `DefaultHasher` may change between releases).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut h = Fnv::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// FNV-1a fed piece by piece, so large inputs (a build context) need not be held in memory.
+#[derive(Debug, Clone)]
+pub struct Fnv(u64);
+
+impl Fnv {
+    pub fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    h
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// A length-prefixed field, so that ("ab", "c") and ("a", "bc") hash differently.
+    pub fn field(&mut self, bytes: &[u8]) {
+        self.write(&(bytes.len() as u64).to_le_bytes());
+        self.write(bytes);
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What devenv remembers about one project for one user.
@@ -131,6 +161,15 @@ pub struct ProjectState {
     /// back to the laptop uninstalls them even when their bridge was never made (a toggle
     /// interrupted after the remote release).
     pub remote_releases: BTreeSet<String>,
+    /// Per service, the context hash of the image last built in the VM's Docker daemon.
+    pub images: BTreeMap<String, String>,
+}
+
+impl ProjectState {
+    /// Where `service` runs for this developer: their own toggle, else the team's default.
+    pub fn placement(&self, name: &str, service: &crate::config::Service) -> Placement {
+        self.offload.get(name).copied().unwrap_or(service.offload)
+    }
 }
 
 /// One project's state directory.

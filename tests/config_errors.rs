@@ -202,3 +202,34 @@ fn no_config_at_all_says_how_to_make_one() {
         .stderr(predicates::str::contains("no devenv.toml"))
         .stderr(predicates::str::contains("devenv init"));
 }
+
+#[test]
+fn an_image_context_that_does_not_exist_and_a_bad_tag_are_both_located() {
+    let e = rejected(
+        "[project]\nname = \"shop\"\n\n[services.api]\nvalues_key = \"api\"\n\n[services.api.image]\ncontext = \"services/nope\"\ntag = \"Shop API\"\n",
+    );
+    assert_located(&e, 8, "services.api.image.context");
+    assert!(e.contains("services/nope is not a directory"), "{e}");
+    assert_located(&e, 9, "services.api.image.tag");
+    assert!(e.contains("is not an image reference"), "{e}");
+}
+
+#[test]
+fn an_image_without_a_values_key_is_refused() {
+    let e = rejected(
+        "[project]\nname = \"shop\"\n\n[services.api]\n\n[services.api.image]\ncontext = \".\"\ntag = \"shop-api:dev\"\n",
+    );
+    assert!(
+        e.contains("services.api.image: a built image needs `values_key`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn alert_thresholds_out_of_range_are_located() {
+    let e = rejected(
+        "[project]\nname = \"shop\"\n\n[watch.alerts]\nvm_memory = 120\nvm_cpu_for = \"30\"\n",
+    );
+    assert_located(&e, 5, "watch.alerts.vm_memory");
+    assert_located(&e, 6, "watch.alerts.vm_cpu_for");
+}

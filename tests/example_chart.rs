@@ -45,6 +45,24 @@ fn overlay(env: &Env) -> String {
         .to_string()
 }
 
+/// `helm template` of the example chart with the team's values and devenv's overlay.
+fn render(h: &Path, env: &Env) -> String {
+    let overlay_file = env.write("overlay.json", &overlay(env));
+    helm(
+        h,
+        &env.project,
+        &[
+            "template",
+            "shop",
+            "deploy/chart",
+            "-f",
+            "deploy/values-dev.yaml",
+            "-f",
+            overlay_file.to_str().unwrap(),
+        ],
+    )
+}
+
 fn each_helm(test: impl Fn(&Path, &str)) {
     for name in ["helm3", "helm4"] {
         if let Some(path) = real_tool(name) {
@@ -79,20 +97,7 @@ fn example_chart_renders_with_the_generated_overlay() {
     each_helm(|h, name| {
         let env = Env::new();
         env.example();
-        let overlay_file = env.write("overlay.json", &overlay(&env));
-        let out = helm(
-            h,
-            &env.project,
-            &[
-                "template",
-                "shop",
-                "deploy/chart",
-                "-f",
-                "deploy/values-dev.yaml",
-                "-f",
-                overlay_file.to_str().unwrap(),
-            ],
-        );
+        let out = render(h, &env);
         for kind_name in [
             "kind: Deployment\nmetadata:\n  name: api",
             "kind: Deployment\nmetadata:\n  name: worker",
@@ -119,20 +124,7 @@ fn an_offloaded_service_disappears_from_the_local_render() {
                 1,
             ),
         );
-        let overlay_file = env.write("overlay.json", &overlay(&env));
-        let out = helm(
-            h,
-            &env.project,
-            &[
-                "template",
-                "shop",
-                "deploy/chart",
-                "-f",
-                "deploy/values-dev.yaml",
-                "-f",
-                overlay_file.to_str().unwrap(),
-            ],
-        );
+        let out = render(h, &env);
         assert!(
             !out.contains("name: postgres\n"),
             "{name}: postgres still rendered"
@@ -141,5 +133,24 @@ fn an_offloaded_service_disappears_from_the_local_render() {
             out.contains("kind: StatefulSet\nmetadata:\n  name: search"),
             "{name}"
         );
+    });
+}
+
+#[test]
+fn a_built_image_is_run_by_its_content_tag_and_never_pulled() {
+    each_helm(|h, name| {
+        let env = Env::new();
+        env.example();
+        env.with_image("api", "shop-api:dev", "FROM scratch\nCOPY README.md /\n");
+        let out = render(h, &env);
+        let api = out
+            .split("---")
+            .find(|doc| doc.contains("kind: Deployment\nmetadata:\n  name: api"))
+            .expect("the api Deployment");
+        assert!(
+            api.contains("image: \"shop-api:devenv-"),
+            "{name}: the content tag is used: {api}"
+        );
+        assert!(api.contains("imagePullPolicy: Never"), "{name}: {api}");
     });
 }

@@ -166,6 +166,7 @@ fn json_plan_has_argv_for_every_command() {
             "exports",
             "vm",
             "mount",
+            "images",
             "release",
             "rollout",
             "summary"
@@ -207,7 +208,7 @@ fn a_service_offloaded_by_the_team_gets_remote_and_bridge_stages() {
     );
     // The release removes the subchart's own Service before the bridge takes its name; the
     // rollout is watched once the bridge exists.
-    assert!(p.contains("release  (after mount)"), "{p}");
+    assert!(p.contains("release  (after mount, images)"), "{p}");
     assert!(
         p.contains("bridge:search  (after vm, remote:search, release, tunnel)"),
         "{p}"
@@ -228,4 +229,19 @@ fn an_unhealthy_driver_is_warned_about_on_stderr() {
         .success()
         .stderr(predicate::str::contains("preflight would stop"))
         .stderr(predicate::str::contains("fix:"));
+}
+
+#[test]
+fn a_service_with_an_image_gets_a_build_in_the_images_stage_and_its_tag_in_the_overlay() {
+    let env = Env::new();
+    env.example();
+    env.with_image("api", "shop-api:dev", "FROM scratch\nCOPY README.md /\n");
+    let p = plan(&env);
+    assert!(p.contains("images  (after vm)"), "{p}");
+    assert!(
+        p.contains("build  shop-api:dev (as shop-api:devenv-"),
+        "{p}"
+    );
+    assert!(p.contains("\"pullPolicy\": \"Never\""), "{p}");
+    assert!(p.contains("\"repository\": \"shop-api\""), "{p}");
 }

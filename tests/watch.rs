@@ -1,7 +1,8 @@
 //! `devenv watch` against real notify on real temp trees: the built binary runs with `--json`
 //! and a bounded number of batches, the test makes changes once it says it is ready, and reads
 //! what each action received. `forward` goes through the minikube double, whose `ssh` splits the
-//! line with a real shell; `restart` goes to the API server double.
+//! line with a real shell; `restart` goes to the API server double; resource alerts and image
+//! rebuilds use the machine's real Docker Engine as the VM's daemon.
 
 mod support;
 
@@ -356,4 +357,63 @@ fn watch_stops_cleanly_on_ctrl_c() {
         assert!(Instant::now() < deadline, "still running 10 s after SIGINT");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_memory_alert_names_the_heaviest_local_service_and_its_offload_command() {
+    use support::docker;
+    let daemon = docker::daemon();
+    let image = docker::BusyboxImage::build(&daemon, "alert");
+    let env = docker::running_example();
+    // Any VM memory use passes a 1 % threshold; samples come every second.
+    env.append_config("[watch]\ninterval = \"1s\"\n[watch.alerts]\nvm_memory = 1\n");
+    let pod = format!("search-{}", std::process::id());
+    let _pod = docker::PodContainer::start(&image.reference, "shop", &pod, "search");
+    let w = Watch::start(&env, 100, &[]);
+    let alert = w.next("alert");
+    assert_eq!(alert["action"], "vm_memory", "{alert}");
+    assert!(
+        alert["message"].as_str().unwrap().contains("above 1 %"),
+        "{alert}"
+    );
+    assert_eq!(
+        alert["offload"], "devenv offload search --remote",
+        "{alert}"
+    );
+}
+
+#[test]
+fn a_change_in_an_image_context_rebuilds_the_image_through_up() {
+    use support::docker;
+    // `up`'s preflight wants helm on PATH.
+    if support::real_tool("helm").is_none() {
+        return;
+    }
+    let repo = docker::image_name("watch");
+    let _cleanup = docker::Cleanup(repo.clone());
+    let env = Env::new()
+        .kvm_host()
+        .with_env("FAKE_MINIKUBE_DOCKER_HOST", docker::SOCKET);
+    env.example();
+    docker::context(&env.project.join("services/api"), &[("main.txt", "v1")]);
+    env.with_image(
+        "api",
+        &format!("{repo}:dev"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY main.txt /\n",
+    );
+    let w = Watch::start(&env, 100, &["--once", "--no-alerts"]);
+    env.write("services/api/main.txt", "v2");
+    let actions = w.actions_until_exit();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    // The up it runs builds the image, then stops at the release: there is no cluster here.
+    assert_eq!(actions[0]["action"], "helm", "{}", actions[0]);
+    assert_eq!(actions[0]["services"], serde_json::json!(["api"]));
+    assert_eq!(paths_of(&actions[0]), ["services/api/main.txt"]);
+    let out = std::process::Command::new("docker")
+        .args(["images", "--format", "{{.Tag}}", &repo])
+        .output()
+        .unwrap();
+    let tags = String::from_utf8_lossy(&out.stdout);
+    assert!(tags.lines().any(|t| t == "dev"), "{tags}");
+    assert!(tags.lines().any(|t| t.starts_with("devenv-")), "{tags}");
 }

@@ -8,6 +8,7 @@ pub mod init;
 pub mod offload;
 pub mod onboard;
 pub mod status;
+pub mod top;
 pub mod tunnel;
 pub mod up;
 pub mod watch;
@@ -29,6 +30,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Exports(args) => exports::exec(args, ctx).await,
         Command::Offload(args) => offload::exec(args, ctx).await,
         Command::Watch(args) => watch::exec(args, ctx).await,
+        Command::Top(args) => top::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args),
         Command::TunnelSupervisor(args) => tunnel::exec(args).await,
     }

@@ -153,7 +153,7 @@ async fn purge(ctx: &Context, loaded: &Loaded, service: &str) -> Result<(), Erro
     let still: Vec<&String> = c
         .services
         .iter()
-        .filter(|(n, s)| state.offload.get(*n).copied().unwrap_or(s.offload) == Placement::Remote)
+        .filter(|(n, s)| state.placement(n, s) == Placement::Remote)
         .map(|(n, _)| n)
         .collect();
     let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);

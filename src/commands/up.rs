@@ -12,18 +12,19 @@ use devenv_drivers::Choice;
 use crate::commands::exports::Export;
 use crate::config::{Loaded, Placement};
 use crate::context::Context;
+use crate::docker::build::ImageSpec;
 use crate::error::Error;
 use crate::execute::Executor;
 use crate::machine::{self, Machine};
 use crate::minikube::{self, VmState};
 use crate::nfs::{self, apply::Change, apply::Privilege, apply::candidate};
-use crate::plan::{ExportsFacts, Facts, Plan};
+use crate::plan::{ExportsFacts, Facts, ImageFacts, Plan};
 use crate::reconcile::{self, JsonReporter, Outcome, PlainReporter, Reporter};
 use crate::state::fnv1a;
 
 /// Bring the local environment up: VM, NFS mount of the source, Helm release.
 ///
-/// Runs the stages of the plan (preflight, exports, vm, mount, release, summary), independent
+/// Runs the stages of the plan (preflight, exports, vm, mount, images, release, summary), independent
 /// ones at the same time, and skips what is already in place: a second `up` with nothing
 /// changed makes no changes. With --dry-run, prints every stage with the exact commands and file
 /// edits instead, and changes nothing.
@@ -75,12 +76,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let placements: Vec<(String, Placement)> = c
         .services
         .iter()
-        .map(|(name, s)| {
-            (
-                name.clone(),
-                state.offload.get(name).copied().unwrap_or(s.offload),
-            )
-        })
+        .map(|(name, s)| (name.clone(), state.placement(name, s)))
         .collect();
 
     let profile = c.project.profile();
@@ -145,8 +141,13 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             bridged.push(name.clone());
         }
     }
+    let images = read_images(&loaded, &placements, &state, &vm.state, recreate);
     let overlay_file = project.path().join("values-overlay.json");
-    let fingerprint = release_fingerprint(&loaded, &placements, &profile);
+    let image_hashes: Vec<(&str, &str)> = images
+        .iter()
+        .filter_map(|i| Some((i.service.as_str(), i.spec.as_ref().ok()?.hash.as_str())))
+        .collect();
+    let fingerprint = release_fingerprint(&loaded, &placements, &profile, &image_hashes);
     let release_unchanged = !recreate
         && vm.state == Some(VmState::Running)
         && mounted
@@ -183,6 +184,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         tunnel_running: crate::offload::tunnel::Files::new(project.path())
             .running()
             .is_some(),
+        images: images.clone(),
     };
     let plan = Plan::build(&loaded, &facts);
 
@@ -250,6 +252,16 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
     };
     let result = reconcile::run(executor.stages(&plan), reporter, cancel).await;
+    if matches!(result.outcome("images"), Some(Outcome::Done(_))) {
+        for image in &images {
+            if let Ok(spec) = &image.spec {
+                state
+                    .images
+                    .insert(image.service.clone(), spec.hash.clone());
+            }
+        }
+        project.save(&state, &lock)?;
+    }
 
     if result.ok() {
         state.applied_fingerprint = Some(fingerprint);
@@ -295,6 +307,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                 debounce: 100,
                 once: false,
                 max_batches: None,
+                no_alerts: false,
             };
             return crate::commands::watch::exec(watch, ctx).await;
         }
@@ -400,13 +413,45 @@ async fn read_ip(ctx: &Context, profile: &str) -> Option<std::net::Ipv4Addr> {
         .flatten()
 }
 
+/// The images of the services that run locally, each with its context's hash and whether the
+/// VM's daemon already has it: built by a previous `up` from the same content, on a VM that still
+/// exists (a stopped VM keeps its images; a deleted or recreated one does not).
+fn read_images(
+    loaded: &Loaded,
+    placements: &[(String, Placement)],
+    state: &crate::state::ProjectState,
+    vm: &Option<VmState>,
+    recreate: bool,
+) -> Vec<ImageFacts> {
+    let vm_keeps_images =
+        matches!(vm, Some(VmState::Running) | Some(VmState::Stopped)) && !recreate;
+    placements
+        .iter()
+        .filter(|(_, p)| *p == Placement::Local)
+        .filter_map(|(name, _)| {
+            let image = loaded.config.services.get(name)?.image.as_ref()?;
+            let spec = ImageSpec::read(&loaded.root, name, image).map_err(|e| e.to_string());
+            let built = vm_keeps_images
+                && spec
+                    .as_ref()
+                    .is_ok_and(|s| state.images.get(name) == Some(&s.hash));
+            Some(ImageFacts {
+                service: name.clone(),
+                spec,
+                built,
+            })
+        })
+        .collect()
+}
+
 /// A hash of everything the release depends on: devenv.toml, the values files, every file of
-/// the chart, the placements and the profile. Equal fingerprints mean `helm upgrade` would
-/// change nothing.
+/// the chart, the placements, the profile and the images' content. Equal fingerprints mean
+/// `helm upgrade` would change nothing.
 fn release_fingerprint(
     loaded: &Loaded,
     placements: &[(String, Placement)],
     profile: &str,
+    images: &[(&str, &str)],
 ) -> String {
     let mut bytes = Vec::new();
     let mut add = |label: &str, data: &[u8]| {
@@ -430,6 +475,7 @@ fn release_fingerprint(
     }
     add("placements", format!("{placements:?}").as_bytes());
     add("profile", profile.as_bytes());
+    add("images", format!("{images:?}").as_bytes());
     format!("{:016x}", fnv1a(&bytes))
 }
 

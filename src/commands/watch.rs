@@ -3,6 +3,8 @@
 //! per batch with every path that caused it: `restart` restarts its workloads through the
 //! Kubernetes API, `forward` touches the files inside the VM so in-VM watchers see them, `helm`
 //! runs `devenv up` again, `none` only logs. A failing action is reported and the watcher goes on.
+//! Changes under an image's context run `devenv up` too (it rebuilds the image), and while the VM
+//! runs a background task samples resources and reports the alerts of `[watch.alerts]`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,7 +25,10 @@ use crate::watch::{Batch, Ignores, Job, Routes, Source, filter, forward, limits,
 ///
 /// Honours .gitignore and .devenvignore at the project root (and never looks inside .git).
 /// Changes to the chart or the values files always re-run the release. A burst of changes
-/// (a `git checkout`) runs each action once with every changed path. Stop with Ctrl-C.
+/// (a `git checkout`) runs each action once with every changed path. A change under a service's
+/// image context rebuilds the image and rolls the service out (through `devenv up`). While the VM
+/// runs, resources are sampled and the alerts of [watch.alerts] are printed (`devenv top` shows
+/// the figures). Stop with Ctrl-C.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How long the tree must be quiet before a batch of changes is acted on.
@@ -35,6 +40,9 @@ pub struct Args {
     /// Exit after this many batches.
     #[arg(long, value_name = "N")]
     pub max_batches: Option<u64>,
+    /// Do not sample the VM's resources for alerts ([watch.alerts]; `devenv top` shows them).
+    #[arg(long)]
+    pub no_alerts: bool,
 }
 
 /// How many paths a plain line names before "and N more" (all of them with -v).
@@ -57,6 +65,12 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let _source = Source::start(&source_dir, debounce, tx).map_err(|e| watch_error(&e))?;
     let mut ignores = Ignores::load(&source_dir);
+    let (alert_tx, mut alert_rx) = tokio::sync::mpsc::unbounded_channel();
+    let _alerts = if args.no_alerts {
+        None
+    } else {
+        resource_alerts(ctx, &loaded, alert_tx).await
+    };
     // Listen for Ctrl-C before saying "ready": a SIGINT that arrives between the two would
     // otherwise kill the process instead of stopping it cleanly.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -74,6 +88,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     loop {
         let mut batch = tokio::select! {
             b = rx.recv() => match b { Some(b) => b, None => break },
+            Some(alert) = alert_rx.recv() => {
+                out.alert(&alert);
+                continue;
+            }
             _ = interrupt.recv() => break,
         };
         // The debouncer emits each path once that path has been quiet for the debounce time,
@@ -97,7 +115,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             .collect();
         let waited = batch.first_change.map(|t| t.elapsed());
         out.batch(done, &rel, waited);
-        for job in routes.route(&rel) {
+        for job in with_image_builds(&loaded, routes.route(&rel), &rel) {
             let begun = Instant::now();
             let result = actions.run(&job).await;
             out.action(done, &job, &result, begun.elapsed());
@@ -107,6 +125,99 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
     }
     Ok(0)
+}
+
+/// Resource alerts in the background while the VM runs (a watcher started before `up` has no VM
+/// to sample, and says so once).
+async fn resource_alerts(
+    ctx: &Context,
+    loaded: &Loaded,
+    alerts: tokio::sync::mpsc::UnboundedSender<crate::watch::resources::Alert>,
+) -> Option<crate::watch::sample::AlertTask> {
+    let c = &loaded.config;
+    let status = ctx
+        .runner
+        .output(&crate::minikube::status(&c.project.profile()))
+        .await
+        .ok()
+        .and_then(|o| crate::minikube::parse_status(&o).ok());
+    if status != Some(crate::minikube::VmState::Running) {
+        tracing::info!("the VM is not running: no resource alerts");
+        return None;
+    }
+    let state = ctx
+        .state_dir()
+        .ok()?
+        .project(&c.project.name, &loaded.root)
+        .load()
+        .unwrap_or_default();
+    let local = c
+        .services
+        .iter()
+        .filter(|(n, s)| state.placement(n, s) == crate::config::Placement::Local)
+        .map(|(n, _)| n.clone())
+        .collect();
+    Some(crate::watch::sample::spawn_alerts(
+        ctx.runner.clone(),
+        loaded,
+        local,
+        alerts,
+    ))
+}
+
+/// The jobs of a batch with the image rebuilds it needs: a change under a local service's image
+/// context runs `devenv up`, whose `images` stage rebuilds the image and whose release rolls the
+/// service out on the new content tag. One `up` serves every service of the batch (it joins a
+/// `helm` job if there is one), and replaces those services' own `restart`, which would only
+/// restart them on the old image.
+fn with_image_builds(loaded: &Loaded, mut jobs: Vec<Job>, rel: &[PathBuf]) -> Vec<Job> {
+    let mut services = Vec::new();
+    let mut paths = Vec::new();
+    for (name, service) in &loaded.config.services {
+        let Some(image) = &service.image else {
+            continue;
+        };
+        let context: PathBuf = image
+            .context
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        let under: Vec<&PathBuf> = rel.iter().filter(|p| p.starts_with(&context)).collect();
+        if !under.is_empty() {
+            services.push(name.clone());
+            paths.extend(under.into_iter().cloned());
+        }
+    }
+    if services.is_empty() {
+        return jobs;
+    }
+    jobs.retain_mut(|job| {
+        if job.action == OnChange::Restart {
+            job.services.retain(|s| !services.contains(s));
+        }
+        !job.services.is_empty()
+    });
+    match jobs.iter_mut().find(|j| j.action == OnChange::Helm) {
+        Some(helm) => {
+            helm.services.extend(services);
+            helm.paths.extend(paths);
+            helm.paths.sort();
+            helm.paths.dedup();
+        }
+        None => {
+            paths.sort();
+            paths.dedup();
+            jobs.insert(
+                0,
+                Job {
+                    action: OnChange::Helm,
+                    services,
+                    paths,
+                },
+            );
+        }
+    }
+    jobs
 }
 
 /// The batch's paths that matter: ignored ones dropped, new directories and (after an overflow)
@@ -334,6 +445,8 @@ struct Record<'a> {
     message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     elapsed_ms: Option<u128>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offload: Option<String>,
 }
 
 impl Record<'_> {
@@ -348,6 +461,7 @@ impl Record<'_> {
             result: None,
             message: None,
             elapsed_ms: None,
+            offload: None,
         }
     }
 }
@@ -465,6 +579,19 @@ impl Output {
         self.emit(r, || plain);
     }
 
+    /// A resource alert: on stderr with the errors (shown even with --quiet), or a record.
+    fn alert(&self, alert: &crate::watch::resources::Alert) {
+        let mut r = Record::new("alert");
+        r.action = Some(alert.kind);
+        r.message = Some(alert.message.clone());
+        r.offload = alert.offload.clone();
+        if self.json {
+            self.emit(r, String::new);
+        } else {
+            eprintln!("{}: {}", self.ui.warn("alert"), alert.message);
+        }
+    }
+
     fn error(&self, err: &Error) {
         let help = err.help().unwrap_or_default();
         let mut r = Record::new("error");
@@ -485,5 +612,55 @@ impl Output {
                 eprintln!("help: {help}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(toml: &str) -> Loaded {
+        Loaded {
+            file: PathBuf::from("devenv.toml"),
+            root: PathBuf::from("."),
+            config: crate::config::parse(toml).unwrap(),
+        }
+    }
+
+    const TOML: &str = "[project]\nname = \"shop\"\n[services.api]\nvalues_key = \"api\"\nwatch = [\"services/api/**\"]\non_change = \"restart\"\n[services.api.image]\ncontext = \"./services/api\"\ntag = \"shop-api:dev\"\n[services.worker]\nwatch = [\"services/worker/**\"]\non_change = \"restart\"\n";
+
+    fn restart(service: &str, path: &str) -> Job {
+        Job {
+            action: OnChange::Restart,
+            services: vec![service.into()],
+            paths: vec![path.into()],
+        }
+    }
+
+    #[test]
+    fn a_change_in_an_image_context_runs_up_instead_of_a_restart_on_the_old_image() {
+        let rel = vec![
+            PathBuf::from("services/api/main.go"),
+            PathBuf::from("services/worker/w.go"),
+        ];
+        let jobs = vec![
+            restart("api", "services/api/main.go"),
+            restart("worker", "services/worker/w.go"),
+        ];
+        let jobs = with_image_builds(&loaded(TOML), jobs, &rel);
+        assert_eq!(jobs.len(), 2, "{jobs:?}");
+        assert_eq!(jobs[0].action, OnChange::Helm);
+        assert_eq!(jobs[0].services, vec!["api"]);
+        assert_eq!(jobs[0].paths, vec![PathBuf::from("services/api/main.go")]);
+        assert_eq!(jobs[1].services, vec!["worker"], "other restarts stay");
+    }
+
+    #[test]
+    fn changes_outside_every_context_leave_the_jobs_alone() {
+        let rel = vec![PathBuf::from("services/worker/w.go")];
+        let jobs = vec![restart("worker", "services/worker/w.go")];
+        let out = with_image_builds(&loaded(TOML), jobs, &rel);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].action, OnChange::Restart);
     }
 }

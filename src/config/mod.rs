@@ -36,6 +36,64 @@ pub struct Config {
     pub remote: Option<Remote>,
     #[serde(default)]
     pub services: BTreeMap<String, Service>,
+    #[serde(default)]
+    pub watch: Watch,
+}
+
+/// `[watch]`: how `devenv top` and `devenv watch` sample resources, and when they warn.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Watch {
+    /// Time between two resource samples (`"2s"`).
+    pub interval: String,
+    pub alerts: Alerts,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch {
+            interval: "5s".to_string(),
+            alerts: Alerts::default(),
+        }
+    }
+}
+
+impl Watch {
+    /// `interval` as a duration (validated when the file is loaded).
+    pub fn interval(&self) -> std::time::Duration {
+        parse_duration(&self.interval).unwrap_or(std::time::Duration::from_secs(5))
+    }
+}
+
+/// `[watch.alerts]`: the thresholds past which the VM is too busy. The defaults are where the
+/// seed's laptops froze: the VM using more than three cores for half a minute, or more than
+/// 80 % of its memory.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// VM CPU in percent of one core (300 = three cores busy).
+    pub vm_cpu: u32,
+    /// How long `vm_cpu` must be exceeded before the alert (`"30s"`).
+    pub vm_cpu_for: String,
+    /// VM memory in use, in percent of the VM's memory.
+    pub vm_memory: u32,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            vm_cpu: 300,
+            vm_cpu_for: "30s".to_string(),
+            vm_memory: 80,
+        }
+    }
+}
+
+impl Alerts {
+    /// `vm_cpu_for` as a duration (validated when the file is loaded).
+    pub fn vm_cpu_for(&self) -> std::time::Duration {
+        parse_duration(&self.vm_cpu_for).unwrap_or(std::time::Duration::from_secs(30))
+    }
 }
 
 /// `[project]`: names and the chart.
@@ -204,6 +262,27 @@ pub struct Service {
     pub watch: Vec<String>,
     #[serde(default)]
     pub on_change: OnChange,
+    /// An image devenv builds for this service inside the VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+}
+
+/// `[services.<name>.image]`: an image built in the VM's Docker daemon from a directory of the
+/// project, never pushed: the release runs it with `imagePullPolicy: Never`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// The build context, relative to the project root.
+    pub context: PathBuf,
+    /// The Dockerfile, relative to the context.
+    #[serde(default = "default_dockerfile")]
+    pub dockerfile: String,
+    /// The image reference people see (`shop-api:dev`).
+    pub tag: String,
+}
+
+fn default_dockerfile() -> String {
+    "Dockerfile".to_string()
 }
 
 impl Service {
@@ -520,7 +599,17 @@ mod docs_tests {
             context: "c".into(),
             connect: Connect::Tunnel,
         });
-        c.services.insert("NAME".into(), Service::default());
+        c.services.insert(
+            "NAME".into(),
+            Service {
+                image: Some(Image {
+                    context: "c".into(),
+                    dockerfile: default_dockerfile(),
+                    tag: "t".into(),
+                }),
+                ..Service::default()
+            },
+        );
         let mut keys = Vec::new();
         collect(&serde_json::to_value(&c).unwrap(), "", &mut keys);
         keys.sort();

@@ -258,6 +258,36 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
                 );
             }
         }
+        if let Some(image) = &s.image {
+            let context = loaded.root.join(&image.context);
+            if !context.is_dir() {
+                v.add(
+                    &["services", name, "image", "context"],
+                    format!("{} is not a directory", image.context.display()),
+                    Some("the build context, relative to devenv.toml".into()),
+                );
+            } else if !context.join(&image.dockerfile).is_file() {
+                v.add(
+                    &["services", name, "image", "dockerfile"],
+                    format!("{} has no {}", image.context.display(), image.dockerfile),
+                    Some("the Dockerfile, relative to `context`".into()),
+                );
+            }
+            if let Err(why) = image_reference(&image.tag) {
+                v.add(
+                    &["services", name, "image", "tag"],
+                    why,
+                    Some("e.g. \"shop-api:dev\"".into()),
+                );
+            }
+            if s.values_key.is_none() {
+                v.add(
+                    &["services", name, "image"],
+                    "a built image needs `values_key`: the release passes the image under it",
+                    Some(format!("add `values_key = …` to [services.{name}]")),
+                );
+            }
+        }
         for (i, glob) in s.watch.iter().enumerate() {
             if glob.trim().is_empty() || glob.starts_with('/') {
                 let idx = i.to_string();
@@ -269,7 +299,55 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
             }
         }
     }
+
+    // [watch]
+    for (path, text) in [
+        (&["watch", "interval"][..], &c.watch.interval),
+        (
+            &["watch", "alerts", "vm_cpu_for"][..],
+            &c.watch.alerts.vm_cpu_for,
+        ),
+    ] {
+        match super::parse_duration(text) {
+            Ok(d) if d.as_secs() == 0 => v.add(path, "must be longer than 0s", None),
+            Ok(_) => {}
+            Err(why) => v.add(path, why, Some("write it like \"5s\" or \"1m\"".into())),
+        }
+    }
+    if c.watch.alerts.vm_memory == 0 || c.watch.alerts.vm_memory > 100 {
+        v.add(
+            &["watch", "alerts", "vm_memory"],
+            format!("{} % is out of range", c.watch.alerts.vm_memory),
+            Some("use 1 to 100".into()),
+        );
+    }
+    if c.watch.alerts.vm_cpu == 0 {
+        v.add(
+            &["watch", "alerts", "vm_cpu"],
+            "must be above 0 %",
+            Some("percent of one core: 300 means three cores busy".into()),
+        );
+    }
     v.problems
+}
+
+/// A Docker image reference devenv can tag: a lowercase repository, an optional tag.
+fn image_reference(reference: &str) -> Result<(), String> {
+    let (repo, tag) = crate::docker::build::split_reference(reference);
+    let repo_ok = !repo.is_empty()
+        && repo
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b));
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if repo_ok && tag_ok && !reference.ends_with(':') {
+        Ok(())
+    } else {
+        Err(format!("\"{reference}\" is not an image reference"))
+    }
 }
 
 struct Validator<'a> {
@@ -338,6 +416,15 @@ mod tests {
         assert!(dns_label("-shop", 40).is_err());
         assert!(dns_label("sh op", 40).is_err());
         assert!(dns_label(&"a".repeat(41), 40).is_err());
+    }
+
+    #[test]
+    fn image_references_are_lowercase_with_an_optional_tag() {
+        assert!(image_reference("shop-api:dev").is_ok());
+        assert!(image_reference("registry:5000/team/api").is_ok());
+        assert!(image_reference("Shop-API:dev").is_err());
+        assert!(image_reference("shop api").is_err());
+        assert!(image_reference("shop:").is_err());
     }
 
     #[test]

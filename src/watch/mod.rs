@@ -6,12 +6,19 @@
 //! The parts are kept apart so the rules can be tested without a file system: [`filter`] decides
 //! which paths matter and to whom, [`forward`] builds the in-VM `touch` calls, [`limits`] turns
 //! the kernel's refusals into advice, and [`source`] is the only part that talks to notify.
-//! Nothing here runs a program or calls the cluster; `commands::watch` does, through the runner
-//! and the kube client.
+//! Nothing among those runs a program or calls the cluster; `commands::watch` does, through the
+//! runner and the kube client.
+//!
+//! Resources are watched too: [`resources`] holds the pure rules (the VM's `/proc`, containers'
+//! stats, which service a container belongs to, sparklines, alert thresholds) and [`sample`]
+//! reads one sample from the hypervisor process, the VM (through the runner), the VM's Docker
+//! daemon and the Kubernetes API.
 
 pub mod filter;
 pub mod forward;
 pub mod limits;
+pub mod resources;
+pub mod sample;
 pub mod source;
 
 pub use filter::{Ignores, Job, Routes};

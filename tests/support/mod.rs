@@ -2,6 +2,8 @@
 //! temp state dir and a temp exports file, so no test touches the machine's own files. Every
 //! test double lives beside this file:
 //! - `bin/minikube` stands in for minikube v1.38.1 (see its header for what it copies).
+//! - `docker.rs`: the machine's real Docker Engine stands in for the daemon inside the VM.
+//! - `tls.rs`: `openssl s_server` stands in for the VM daemon's TLS endpoint (client certificates).
 //!
 //! Real tools (helm 3 and 4, kubectl, libvirtd) are found through [`real_tool`]: under CI they
 //! must exist (`.ci/run` installs them); elsewhere a test that needs a missing one says so and
@@ -139,6 +141,21 @@ impl Env {
         path
     }
 
+    /// Append `text` to the project's devenv.toml.
+    pub fn append_config(&self, text: &str) {
+        let path = self.project.join("devenv.toml");
+        let toml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(path, format!("{toml}\n{text}")).unwrap();
+    }
+
+    /// Give `service` an image built from `services/<service>` with this Dockerfile, tagged `tag`.
+    pub fn with_image(&self, service: &str, tag: &str, dockerfile: &str) {
+        self.write(&format!("services/{service}/Dockerfile"), dockerfile);
+        self.append_config(&format!(
+            "[services.{service}.image]\ncontext = \"services/{service}\"\ntag = \"{tag}\"\n"
+        ));
+    }
+
     /// `devenv init --example`, asserted to succeed.
     pub fn example(&self) -> &Env {
         self.devenv().args(["init", "--example"]).assert().success();
@@ -218,7 +235,9 @@ pub fn real_tool(name: &str) -> Option<PathBuf> {
 }
 
 pub mod apiserver;
+pub mod docker;
 pub mod postgres;
+pub mod tls;
 
 /// The fakes of a machine for `devenv onboard` (package managers, sudo, uname, …), in
 /// `bin/onboard/`: kept out of `bin/` itself so that no other test finds them on its PATH.
