@@ -84,7 +84,9 @@ pub struct Source {
 
 /// What the gathering thread receives.
 enum Raw {
-    Event(notify::Result<Event>),
+    /// An event and when notify handed it over: the quiet period is timed from there, however
+    /// long the gathering thread took to get to it.
+    Event(Instant, notify::Result<Event>),
     Stop,
 }
 
@@ -160,7 +162,7 @@ impl Tree {
                 if event.as_ref().is_ok_and(|e| !is_change(&e.kind)) {
                     return;
                 }
-                let _ = events.send(Raw::Event(event));
+                let _ = events.send(Raw::Event(Instant::now(), event));
             },
             notify::Config::default(),
         )?;
@@ -194,7 +196,7 @@ impl Tree {
                 Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
             };
             match received {
-                Ok(Raw::Event(event)) => self.take(event),
+                Ok(Raw::Event(at, event)) => self.take(at, event),
                 Ok(Raw::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     let batch = self.flush();
@@ -217,18 +219,18 @@ impl Tree {
         })
     }
 
-    fn take(&mut self, event: notify::Result<Event>) {
+    fn take(&mut self, at: Instant, event: notify::Result<Event>) {
         let event = match event {
             Ok(event) => event,
             Err(err) => {
                 self.pending.errors.push(err);
-                self.mark();
+                self.mark(at);
                 return;
             }
         };
         if event.need_rescan() {
             self.pending.rescan.get_or_insert(0);
-            self.mark();
+            self.mark(at);
         }
         for path in event.paths {
             let dir_event = matches!(
@@ -260,15 +262,14 @@ impl Tree {
                 }
             }
             self.pending.paths.insert(path);
-            self.mark();
+            self.mark(at);
         }
     }
 
-    /// Something worth a batch arrived: the quiet period starts again.
-    fn mark(&mut self) {
-        let now = Instant::now();
-        self.last_event = Some(now);
-        self.pending.first_change.get_or_insert(now);
+    /// Something worth a batch arrived at `at`: the quiet period starts again.
+    fn mark(&mut self, at: Instant) {
+        self.last_event = Some(self.last_event.map_or(at, |last| last.max(at)));
+        self.pending.first_change.get_or_insert(at);
     }
 
     /// A directory appeared: watch it and what is below it, and report the files already in it.
@@ -360,10 +361,13 @@ impl Tree {
             seen.insert(dir.clone());
             // The directory's own rules first: they decide about its entries.
             self.ignores.read_dir(&dir);
-            for (path, is_dir) in entries
-                .flatten()
-                .map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir())))
-            {
+            for entry in entries.flatten() {
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                // Most of a tree is files: when none is asked for, none is judged.
+                if !is_dir && matches!(files, Files::None) {
+                    continue;
+                }
+                let path = entry.path();
                 if self.ignores.is_ignored(&path, is_dir) {
                     continue;
                 }
