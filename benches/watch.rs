@@ -31,7 +31,9 @@ const GIT_FILES_PER_DIR: usize = 40;
 const BURST_DIRS: usize = 100;
 const BURST_FILES_PER_DIR: usize = 100;
 
-/// How long a consumer may stay silent before a burst is taken as fully delivered.
+/// How long a consumer may take to say anything after a burst, and how long it may then stay
+/// silent before the burst is taken as fully delivered.
+const BURST_FIRST: Duration = Duration::from_secs(30);
 const BURST_QUIET: Duration = Duration::from_secs(3);
 
 struct Settings {
@@ -408,7 +410,12 @@ fn measure(tool: &Tool, tree: &Tree, settings: &Settings) -> Result<Figures, Str
     let mut got = BTreeSet::new();
     let cap = Instant::now() + Duration::from_secs(120);
     while got.len() < want.len() && Instant::now() < cap {
-        let Some(line) = run.next(BURST_QUIET) else {
+        let wait = if got.is_empty() {
+            BURST_FIRST
+        } else {
+            BURST_QUIET
+        };
+        let Some(line) = run.next(wait) else {
             break;
         };
         got.extend(
