@@ -121,34 +121,49 @@ fn watch_a_single_change_runs_the_action_quickly() {
     assert_eq!(action["result"], "ok");
 }
 
-#[test]
-fn watch_a_burst_of_ten_thousand_files_reaches_the_action_once_with_every_path() {
+/// Run `devenv watch --once` (500 ms debounce) on a project whose `api` service watches
+/// `services/api/**`, make the burst `write` makes in `services/api` (it returns the paths it
+/// wrote, relative to the project), and check that one action received every one of them.
+fn burst_reaches_one_action_with_every_path(write: impl FnOnce(&Path) -> BTreeSet<String>) {
     let env = Env::new();
     project(
         &env,
         "[services.api]\nwatch = [\"services/api/**\"]\non_change = \"none\"\n",
     );
-    let dir = env.project.join("services/api/gen");
-    std::fs::create_dir_all(&dir).unwrap();
+    let base = env.project.join("services/api");
+    std::fs::create_dir_all(&base).unwrap();
     let w = Watch::start(&env, 500, &["--once"]);
     let started = Instant::now();
-    for i in 0..10_000 {
-        std::fs::write(dir.join(format!("f{i:05}.txt")), "x").unwrap();
-    }
+    let want = write(&base);
     let actions = w.actions_until_exit();
-    println!("10k-file burst: action after {:?}", started.elapsed());
+    println!(
+        "{}-path burst: action after {:?}",
+        want.len(),
+        started.elapsed()
+    );
     assert_eq!(actions.len(), 1, "one action for the burst");
     let got: BTreeSet<String> = paths_of(&actions[0]).into_iter().collect();
-    let want: BTreeSet<String> = (0..10_000)
-        .map(|i| format!("services/api/gen/f{i:05}.txt"))
-        .collect();
     let missing: Vec<_> = want.difference(&got).take(5).collect();
     assert!(
         missing.is_empty(),
         "{} paths missing, e.g. {missing:?}",
         want.len() - got.intersection(&want).count()
     );
-    assert_eq!(actions[0]["count"], 10_000);
+    assert_eq!(actions[0]["count"], want.len());
+}
+
+#[test]
+fn watch_a_burst_of_ten_thousand_files_reaches_the_action_once_with_every_path() {
+    burst_reaches_one_action_with_every_path(|base| {
+        let dir = base.join("gen");
+        std::fs::create_dir_all(&dir).unwrap();
+        (0..10_000)
+            .map(|i| {
+                std::fs::write(dir.join(format!("f{i:05}.txt")), "x").unwrap();
+                format!("services/api/gen/f{i:05}.txt")
+            })
+            .collect()
+    });
 }
 
 #[test]
@@ -357,6 +372,160 @@ fn watch_stops_cleanly_on_ctrl_c() {
         assert!(Instant::now() < deadline, "still running 10 s after SIGINT");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The inodes of the directories a process has inotify watches on, from the kernel's own
+/// account of its inotify descriptors (`/proc/PID/fdinfo`, one `inotify wd:… ino:…` line per
+/// watch).
+fn watched_inodes(pid: u32) -> BTreeSet<u64> {
+    let mut inodes = BTreeSet::new();
+    let dir = format!("/proc/{pid}/fdinfo");
+    for entry in std::fs::read_dir(&dir).expect("fdinfo of devenv watch") {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines().filter(|l| l.starts_with("inotify wd:")) {
+            let ino = line
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("ino:"))
+                .expect("ino field");
+            inodes.insert(u64::from_str_radix(ino, 16).unwrap());
+        }
+    }
+    inodes
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// The project directories (relative) among `dirs` that the process watches.
+fn watched_among(pid: u32, root: &Path, dirs: &[&str]) -> Vec<String> {
+    let inodes = watched_inodes(pid);
+    dirs.iter()
+        .filter(|d| inodes.contains(&inode(&root.join(d))))
+        .map(|d| d.to_string())
+        .collect()
+}
+
+/// Wait, within a generous bound, until `f` holds.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn watch_ignored_directories_get_no_inotify_watch_and_new_ones_do() {
+    let env = Env::new();
+    project(&env, "");
+    env.write(".gitignore", "node_modules/\n/target\n");
+    env.write("web/.gitignore", "dist/\n");
+    env.write(".devenvignore", "fixtures/\n");
+    let dirs = [
+        ".",
+        ".git",
+        ".git/objects/ab",
+        "node_modules",
+        "node_modules/left-pad",
+        "target",
+        "target/debug",
+        "fixtures",
+        "deploy",
+        "deploy/chart",
+        "src",
+        "src/api",
+        "web",
+        "web/dist",
+        "web/src",
+    ];
+    for d in dirs {
+        std::fs::create_dir_all(env.project.join(d)).unwrap();
+    }
+    let w = Watch::start(&env, 50, &[]);
+    let pid = w.child.id();
+    let root = &env.project;
+    assert_eq!(
+        watched_among(pid, root, &dirs),
+        [
+            ".",
+            "deploy",
+            "deploy/chart",
+            "src",
+            "src/api",
+            "web",
+            "web/src"
+        ]
+    );
+    assert_eq!(
+        watched_inodes(pid).len(),
+        7,
+        "a watch on something outside the tree"
+    );
+
+    let later = [
+        "src/new",
+        "src/new/deeper",
+        "web/dist/later",
+        "node_modules/later",
+        "src/new/node_modules",
+    ];
+    std::fs::create_dir_all(root.join("src/new/deeper")).unwrap();
+    std::fs::create_dir_all(root.join("src/new/node_modules")).unwrap();
+    std::fs::create_dir_all(root.join("web/dist/later")).unwrap();
+    std::fs::create_dir_all(root.join("node_modules/later")).unwrap();
+    eventually("the new directories are watched", || {
+        watched_among(pid, root, &later).len() == 2
+    });
+    assert_eq!(
+        watched_among(pid, root, &later),
+        ["src/new", "src/new/deeper"]
+    );
+}
+
+#[test]
+fn watch_a_nested_gitignore_is_honoured_for_live_events_and_when_it_changes() {
+    let env = Env::new();
+    project(
+        &env,
+        "[services.web]\nwatch = [\"web/**\"]\non_change = \"none\"\n",
+    );
+    env.write("web/.gitignore", "*.gen.ts\n");
+    std::fs::create_dir_all(env.project.join("web/src")).unwrap();
+    let w = Watch::start(&env, 100, &["--max-batches", "3"]);
+    env.write("web/src/a.gen.ts", "x");
+    env.write("web/src/a.ts", "x");
+    assert_eq!(paths_of(&w.next("action")), ["web/src/a.ts"]);
+
+    env.write("web/src/.gitignore", "*.log\nout/\n");
+    assert_eq!(paths_of(&w.next("action")), ["web/src/.gitignore"]);
+
+    std::fs::create_dir_all(env.project.join("web/src/out")).unwrap();
+    env.write("web/src/out/bundle.js", "x");
+    env.write("web/src/debug.log", "x");
+    env.write("web/src/b.gen.ts", "x");
+    env.write("web/src/b.ts", "x");
+    assert_eq!(paths_of(&w.next("action")), ["web/src/b.ts"]);
+    assert!(w.actions_until_exit().is_empty());
+}
+
+#[test]
+fn watch_a_burst_that_creates_directories_reaches_the_action_once_with_every_path() {
+    // A checkout that brings 100 new directories of 100 files each: most files land before
+    // their directory's watch exists.
+    burst_reaches_one_action_with_every_path(|base| {
+        let mut wrote = BTreeSet::new();
+        for d in 0..100 {
+            let dir = base.join(format!("pkg{d:02}/mod"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in 0..100 {
+                std::fs::write(dir.join(format!("f{f:02}.go")), "x").unwrap();
+                wrote.insert(format!("services/api/pkg{d:02}/mod/f{f:02}.go"));
+            }
+        }
+        wrote
+    });
 }
 
 #[test]

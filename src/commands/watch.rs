@@ -7,7 +7,7 @@
 //! runs a background task samples resources and reports the alerts of `[watch.alerts]`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{ListParams, Patch, PatchParams};
@@ -19,7 +19,7 @@ use crate::config::{Loaded, OnChange};
 use crate::context::Context;
 use crate::error::Error;
 use crate::process::Cmd;
-use crate::watch::{Batch, Ignores, Job, Routes, Source, filter, forward, limits, source};
+use crate::watch::{Batch, Job, Routes, Source, forward, limits};
 
 /// Watch the source tree and apply each service's `on_change` when its files change.
 ///
@@ -57,14 +57,12 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let root = canonical(&loaded.root);
     let source_dir = canonical(&loaded.source_dir());
     let debounce = Duration::from_millis(args.debounce.max(1));
-    let gather = debounce;
     let max_batches = if args.once { Some(1) } else { args.max_batches };
     let out = Output::new(ctx);
 
     let started = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let _source = Source::start(&source_dir, debounce, tx).map_err(|e| watch_error(&e))?;
-    let mut ignores = Ignores::load(&source_dir);
     let (alert_tx, mut alert_rx) = tokio::sync::mpsc::unbounded_channel();
     let _alerts = if args.no_alerts {
         None
@@ -83,7 +81,6 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         source_dir: source_dir.clone(),
         client: None,
     };
-    let mut last_batch = SystemTime::now();
     let mut done = 0u64;
     loop {
         let mut batch = tokio::select! {
@@ -94,17 +91,12 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             }
             _ = interrupt.recv() => break,
         };
-        // The debouncer emits each path once that path has been quiet for the debounce time,
-        // so a long burst (a `git checkout`) arrives in pieces: gather them until no piece has
-        // come for a whole debounce time, the same rule that defines a burst's end for one path.
-        while let Ok(Some(more)) = tokio::time::timeout(gather, rx.recv()).await {
+        // The source sends a batch once the whole tree has been quiet for the debounce time;
+        // what arrived while the previous actions ran is acted on together.
+        while let Ok(more) = rx.try_recv() {
             batch.merge(more);
         }
-        let now = SystemTime::now();
-        let changed = collect(&mut batch, &source_dir, &mut ignores, last_batch, &out);
-        // A second of slack: a file written just before the previous batch was gathered has an
-        // mtime slightly older than it, and a path reported twice is better than one missed.
-        last_batch = now - Duration::from_secs(1);
+        let changed = collect(&mut batch, &out);
         if changed.is_empty() {
             continue;
         }
@@ -220,35 +212,15 @@ fn with_image_builds(loaded: &Loaded, mut jobs: Vec<Job>, rel: &[PathBuf]) -> Ve
     jobs
 }
 
-/// The batch's paths that matter: ignored ones dropped, new directories and (after an overflow)
-/// the whole tree walked for what changed since the last batch.
-fn collect(
-    batch: &mut Batch,
-    source_dir: &Path,
-    ignores: &mut Ignores,
-    last_batch: SystemTime,
-    out: &Output,
-) -> Vec<PathBuf> {
+/// The batch's paths, once its errors and an overflow's rescan are reported.
+fn collect(batch: &mut Batch, out: &Output) -> Vec<PathBuf> {
     for err in &batch.errors {
         out.error(&watch_error(err));
     }
-    if batch.paths.iter().any(|p| filter::is_ignore_file(p)) {
-        *ignores = Ignores::load(source_dir);
+    if let Some(found) = batch.rescan {
+        out.rescan(found);
     }
-    let mut paths = std::mem::take(&mut batch.paths);
-    for dir in &batch.new_dirs {
-        paths.extend(source::walk(dir, None));
-    }
-    if batch.rescan {
-        let found = source::walk(source_dir, Some(last_batch));
-        out.rescan(found.len());
-        paths.extend(found);
-    }
-    paths
-        .into_iter()
-        .filter(|p| !ignores.is_ignored(p, p.is_dir()))
-        .filter(|p| !p.is_dir())
-        .collect()
+    std::mem::take(&mut batch.paths).into_iter().collect()
 }
 
 fn canonical(path: &Path) -> PathBuf {

@@ -1,15 +1,16 @@
-//! Which changed paths matter, and to whom. Pure over paths (the ignore files are read once when
-//! the rules are built), so the routing rules are tested without touching notify.
+//! Which changed paths matter, and to whom. Pure over paths (ignore files are read only when
+//! the source asks, as it meets them), so the routing rules are tested without touching notify.
 //!
-//! Ignore rules are the project's top-level `.gitignore` and `.devenvignore` (same syntax; the
-//! latter for what the team commits but a watcher should not react to), and `.git/` always. A
-//! nested `.gitignore` is honoured by the rescan walk but not by the live filter: routing stays a
-//! single lookup per path.
+//! Ignore rules are those of every `.gitignore` and `.devenvignore` in the tree (same syntax; the
+//! latter for what the team commits but a watcher should not react to), each applying below its
+//! own directory as git applies them, and `.git/` always. The source uses the same rules to
+//! decide which directories it watches at all, so an ignored `node_modules` costs no watch.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::config::{Loaded, OnChange};
@@ -17,68 +18,121 @@ use crate::config::{Loaded, OnChange};
 /// The ignore file devenv reads beside `.gitignore`.
 pub const DEVENVIGNORE: &str = ".devenvignore";
 
-/// The project's ignore rules, anchored at the watched directory.
+/// The names of the files whose lines are ignore rules, in the order their rules apply (a later
+/// line wins, so `.devenvignore` can re-include what `.gitignore` leaves out).
+pub const IGNORE_FILES: [&str; 2] = [".gitignore", DEVENVIGNORE];
+
+/// The project's ignore rules, anchored at the watched directory: the rules of each directory
+/// that holds an ignore file.
 #[derive(Debug, Clone)]
 pub struct Ignores {
     root: PathBuf,
-    rules: Gitignore,
+    dirs: BTreeMap<PathBuf, Gitignore>,
 }
 
 impl Ignores {
-    /// Read `.gitignore` and `.devenvignore` at `root`. A file that is missing is no rule; a line
-    /// that does not parse is skipped (as git does) rather than stopping the watcher.
-    pub fn load(root: &Path) -> Ignores {
-        let mut builder = GitignoreBuilder::new(root);
-        for name in [".gitignore", DEVENVIGNORE] {
-            let file = root.join(name);
+    /// No rules yet but `.git/`: the source adds each directory's as it walks the tree.
+    pub fn new(root: &Path) -> Ignores {
+        Ignores {
+            root: root.to_path_buf(),
+            dirs: BTreeMap::new(),
+        }
+    }
+
+    /// Read the ignore files of `dir` (absolute, below the root), replacing what was known of
+    /// them (nothing, when they are gone). A missing file is no rule; a line that does not parse is skipped (as git does)
+    /// rather than stopping the watcher.
+    pub fn read_dir(&mut self, dir: &Path) {
+        let mut builder = GitignoreBuilder::new(dir);
+        for name in IGNORE_FILES {
+            let file = dir.join(name);
             if file.is_file() {
                 let _ = builder.add(file);
             }
         }
-        let rules = builder.build().unwrap_or_else(|_| Gitignore::empty());
-        Ignores {
-            root: root.to_path_buf(),
-            rules,
-        }
+        self.set(dir, builder);
     }
 
-    /// Rules from text, for tests: `gitignore` and `devenvignore` as the two files would hold.
-    pub fn from_text(root: &Path, gitignore: &str, devenvignore: &str) -> Ignores {
-        let mut builder = GitignoreBuilder::new(root);
+    /// Rules from text, as the ignore files of `dir` would hold them (for tests).
+    pub fn add_text(&mut self, dir: &Path, gitignore: &str, devenvignore: &str) {
+        let mut builder = GitignoreBuilder::new(dir);
         for line in gitignore.lines().chain(devenvignore.lines()) {
             let _ = builder.add_line(None, line);
         }
-        Ignores {
-            root: root.to_path_buf(),
-            rules: builder.build().unwrap_or_else(|_| Gitignore::empty()),
+        self.set(dir, builder);
+    }
+
+    /// Rules from text at the root, for tests: `gitignore` and `devenvignore` as the two files
+    /// would hold.
+    pub fn from_text(root: &Path, gitignore: &str, devenvignore: &str) -> Ignores {
+        let mut ignores = Ignores::new(root);
+        ignores.add_text(root, gitignore, devenvignore);
+        ignores
+    }
+
+    fn set(&mut self, dir: &Path, builder: GitignoreBuilder) {
+        match builder.build() {
+            Ok(rules) if !rules.is_empty() => {
+                self.dirs.insert(dir.to_path_buf(), rules);
+            }
+            _ => {
+                self.dirs.remove(dir);
+            }
+        }
+    }
+
+    /// Drop the rules of `dir` and of every directory below it (gone, or its files removed).
+    pub fn forget(&mut self, dir: &Path) {
+        let below: Vec<PathBuf> = self
+            .dirs
+            .range(dir.to_path_buf()..)
+            .take_while(|(d, _)| d.starts_with(dir))
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in below {
+            self.dirs.remove(&d);
         }
     }
 
     /// Whether a path (absolute, below the root) is ignored: inside `.git`, outside the root, or
-    /// matched by a rule on itself or a parent directory.
+    /// matched on itself or a parent directory by the rules of a directory above it. As in git,
+    /// the nearest ignore file that has a say decides (a nested `!keep` re-includes), and nothing
+    /// below an ignored directory comes back.
     pub fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
         let Ok(rel) = path.strip_prefix(&self.root) else {
             return true;
         };
-        if rel.as_os_str().is_empty() {
-            return false;
+        let depth = rel.components().count();
+        let mut prefix = self.root.clone();
+        let mut rules: Vec<&Gitignore> = self.dirs.get(&self.root).into_iter().collect();
+        for (i, part) in rel.components().enumerate() {
+            let Component::Normal(name) = part else {
+                return true;
+            };
+            if name == ".git" {
+                return true;
+            }
+            prefix.push(name);
+            let dir = is_dir || i + 1 < depth;
+            for r in rules.iter().rev() {
+                match r.matched(&prefix, dir) {
+                    Match::Ignore(_) => return true,
+                    Match::Whitelist(_) => break,
+                    Match::None => {}
+                }
+            }
+            if i + 1 < depth {
+                rules.extend(self.dirs.get(&prefix));
+            }
         }
-        if rel
-            .components()
-            .any(|c| matches!(c, Component::Normal(n) if n == ".git"))
-        {
-            return true;
-        }
-        self.rules
-            .matched_path_or_any_parents(rel, is_dir)
-            .is_ignore()
+        false
     }
 }
 
 /// Whether a changed path is an ignore file, whose change means the rules must be read again.
 pub fn is_ignore_file(path: &Path) -> bool {
     path.file_name()
-        .is_some_and(|n| n == ".gitignore" || n == DEVENVIGNORE)
+        .is_some_and(|n| IGNORE_FILES.iter().any(|f| n == *f))
 }
 
 /// One action to run for one batch: what to do, for which services, and every path that caused it.
@@ -311,5 +365,52 @@ on_change = "helm"
         assert!(ign.is_ignored(Path::new("/elsewhere/a"), false));
         assert!(!ign.is_ignored(Path::new("/p/src/main.rs"), false));
         assert!(!ign.is_ignored(Path::new("/p/.gitignore"), false));
+    }
+
+    #[test]
+    fn a_nested_gitignore_applies_below_its_own_directory_only() {
+        let mut ign = Ignores::new(Path::new("/p"));
+        ign.add_text(Path::new("/p/web"), "dist/\n*.gen.ts\n", "");
+        assert!(ign.is_ignored(Path::new("/p/web/dist"), true));
+        assert!(ign.is_ignored(Path::new("/p/web/dist/app.js"), false));
+        assert!(ign.is_ignored(Path::new("/p/web/src/a.gen.ts"), false));
+        assert!(!ign.is_ignored(Path::new("/p/web/src/a.ts"), false));
+        assert!(!ign.is_ignored(Path::new("/p/api/dist/app.js"), false));
+        assert!(!ign.is_ignored(Path::new("/p/api/a.gen.ts"), false));
+    }
+
+    #[test]
+    fn the_nearest_rule_decides_but_nothing_below_an_ignored_directory_returns() {
+        let mut ign = Ignores::from_text(Path::new("/p"), "*.log\nvendor/\n", "");
+        ign.add_text(Path::new("/p/keep"), "!*.log\n", "");
+        ign.add_text(Path::new("/p/vendor/lib"), "!*\n", "");
+        assert!(ign.is_ignored(Path::new("/p/a.log"), false));
+        assert!(!ign.is_ignored(Path::new("/p/keep/a.log"), false));
+        assert!(ign.is_ignored(Path::new("/p/vendor/lib/x.c"), false));
+    }
+
+    #[test]
+    fn devenvignore_lines_come_after_gitignore_lines() {
+        let ign = Ignores::from_text(Path::new("/p"), "gen/\n", "!gen/\n");
+        assert!(!ign.is_ignored(Path::new("/p/gen/a.ts"), false));
+    }
+
+    #[test]
+    fn rules_read_from_disk_are_dropped_when_their_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("web")).unwrap();
+        std::fs::write(root.join("web/.gitignore"), "dist/\n").unwrap();
+        std::fs::write(root.join("web").join(DEVENVIGNORE), "*.tmp\n").unwrap();
+        let mut ign = Ignores::new(root);
+        ign.read_dir(&root.join("web"));
+        assert!(ign.is_ignored(&root.join("web/dist"), true));
+        assert!(ign.is_ignored(&root.join("web/a.tmp"), false));
+        std::fs::remove_file(root.join("web/.gitignore")).unwrap();
+        ign.read_dir(&root.join("web"));
+        assert!(!ign.is_ignored(&root.join("web/dist"), true));
+        assert!(ign.is_ignored(&root.join("web/a.tmp"), false));
+        ign.forget(root);
+        assert!(!ign.is_ignored(&root.join("web/a.tmp"), false));
     }
 }

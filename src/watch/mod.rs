@@ -1,7 +1,7 @@
-//! File watching for `devenv watch`: the host's source tree is watched with notify behind a
-//! debouncer, ignored paths are dropped, and each debounced batch is routed to the services whose
-//! `watch` globs it matches, so each service's `on_change` action runs once per batch with every
-//! path that caused it.
+//! File watching for `devenv watch`: the host's source tree is watched with notify, ignored
+//! directories left unwatched and ignored paths dropped, and each batch (gathered until the tree
+//! is quiet) is routed to the services whose `watch` globs it matches, so each service's
+//! `on_change` action runs once per batch with every path that caused it.
 //!
 //! The parts are kept apart so the rules can be tested without a file system: [`filter`] decides
 //! which paths matter and to whom, [`forward`] builds the in-VM `touch` calls, [`limits`] turns
