@@ -113,7 +113,10 @@ impl Sampler {
     /// The VM's hypervisor process: the one whose command line names the profile (another
     /// minikube or libvirt VM on the same laptop is not ours).
     async fn hypervisor(&mut self) -> Option<HostProcess> {
+        // Without tasks: on Linux sysinfo lists every thread as a process of its own, with the
+        // command line of its process, and a thread of the VM is not the VM.
         let kind = ProcessRefreshKind::nothing()
+            .without_tasks()
             .with_cpu()
             .with_memory()
             .with_cmd(UpdateKind::OnlyIfNotSet);
@@ -128,6 +131,7 @@ impl Sampler {
         system
             .processes()
             .values()
+            .filter(|p| p.thread_kind().is_none())
             .find(|p| {
                 let cmd: Vec<String> = p
                     .cmd()
