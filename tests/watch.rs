@@ -586,3 +586,55 @@ fn a_change_in_an_image_context_rebuilds_the_image_through_up() {
     assert!(tags.lines().any(|t| t == "dev"), "{tags}");
     assert!(tags.lines().any(|t| t.starts_with("devenv-")), "{tags}");
 }
+
+#[test]
+fn a_process_out_of_file_descriptors_is_told_to_raise_ulimit_not_a_sysctl() {
+    let env = Env::new();
+    project(&env, "");
+    let template = env.background();
+    // The soft limit at which devenv starts but cannot watch depends on how many descriptors
+    // its runtime takes first: raise it one by one until the watcher runs (stopped after 3 s).
+    let mut told = Vec::new();
+    for n in 8..=32 {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n \"$1\" && shift && exec timeout 3 \"$@\"")
+            .args(["sh", &n.to_string()])
+            .arg(template.get_program())
+            .args(["watch", "--once", "--no-alerts"])
+            .env_clear()
+            .envs(template.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .current_dir(&env.project)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("cannot watch the source tree") {
+            // Refused at start, it exits 1; refused later (a directory it reads), it says so
+            // and goes on watching, until `timeout` stops it.
+            let started = stdout.contains("watching");
+            assert_eq!(
+                out.status.code(),
+                Some(if started { 124 } else { 1 }),
+                "{stdout}{stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("devenv may open only {n} files")),
+                "ulimit -n {n}: {stderr}"
+            );
+            assert!(stderr.contains("ulimit -n 4096"), "{stderr}");
+            assert!(
+                !stderr.contains("sysctl"),
+                "not the inotify limit: {stderr}"
+            );
+            told.push(n);
+        } else if stdout.contains("watching") {
+            break;
+        }
+    }
+    assert!(
+        !told.is_empty(),
+        "no limit stopped the watcher before it ran"
+    );
+}

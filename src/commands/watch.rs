@@ -319,7 +319,8 @@ impl Actions<'_> {
     /// `devenv up` as its own process: the release stage needs the whole plan's facts (VM,
     /// mount, offload bridges), which `up` gathers, so the watcher reuses it rather than a copy.
     async fn helm(&self) -> ActionResult {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find devenv itself: {e}"))?;
+        let exe = crate::process::daemon::self_exe()
+            .map_err(|e| format!("cannot find devenv itself: {e}"))?;
         let cmd = Cmd::new(exe.to_string_lossy())
             .arg("up")
             .arg("--config")
