@@ -238,6 +238,7 @@ pub mod apiserver;
 pub mod docker;
 pub mod postgres;
 pub mod tls;
+pub mod watcher;
 
 /// The fakes of a machine for `devenv onboard` (package managers, sudo, uname, …), in
 /// `bin/onboard/`: kept out of `bin/` itself so that no other test finds them on its PATH.

@@ -1,0 +1,84 @@
+//! The kernel's inotify queue overflowing for real (IN_Q_OVERFLOW): `devenv watch` must say so
+//! and find the changes by a rescan, none lost.
+//!
+//! The queue's size is `fs.inotify.max_queued_events`, a machine-wide setting that the kernel
+//! reads when an inotify instance is created. It is lowered only while this watcher starts and
+//! restored as soon as it is ready (and on any panic), which is why this test is a binary of its
+//! own: no other test of this crate runs meanwhile. It needs root to write the setting.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::Env;
+use support::watcher::{Watch, paths_of, project};
+
+const QUEUE: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+/// The setting as it was, written back when dropped.
+struct Restore(String);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = std::fs::write(QUEUE, &self.0);
+    }
+}
+
+#[test]
+fn an_overflowing_kernel_queue_is_reported_and_rescanned_with_every_change_found() {
+    let Ok(before) = std::fs::read_to_string(QUEUE) else {
+        eprintln!("skipping: no {QUEUE} here");
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root to lower {QUEUE}"
+        );
+        eprintln!("skipping: lowering {QUEUE} needs root");
+        return;
+    }
+    let env = Env::new();
+    project(
+        &env,
+        "[services.api]\nwatch = [\"src/**\"]\non_change = \"none\"\n",
+    );
+    for d in 0..20 {
+        env.write(&format!("src/d{d}/.keep"), "");
+    }
+    let w = {
+        let _restore = Restore(before.clone());
+        std::fs::write(QUEUE, "16").unwrap();
+        Watch::start(&env, 100, &["--max-batches", "1"])
+    };
+    assert_eq!(std::fs::read_to_string(QUEUE).unwrap(), before, "restored");
+
+    // 2,000 new files in one go: far more events than a queue of 16 holds.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut written = BTreeSet::new();
+    for i in 0..2000 {
+        let rel = format!("src/d{}/f{i}.txt", i % 20);
+        std::fs::write(env.project.join(&rel), "x").unwrap();
+        written.insert(rel);
+    }
+    let rescan = w.next("rescan");
+    assert!(
+        rescan["message"]
+            .as_str()
+            .unwrap()
+            .contains("event queue overflowed"),
+        "{rescan}"
+    );
+    let actions = w.actions_until_exit();
+    let got: BTreeSet<String> = actions.iter().flat_map(paths_of).collect();
+    let missing: Vec<&String> = written.difference(&got).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} changes lost, e.g. {:?}",
+        missing.len(),
+        written.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
