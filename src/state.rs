@@ -246,14 +246,22 @@ impl ProjectDir {
                 Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &path)(e)),
             }
         }
-        file.set_len(0).map_err(io("write", &path))?;
-        file.rewind().map_err(io("write", &path))?;
-        write!(file, "{}", std::process::id()).map_err(io("write", &path))?;
+        write_pid(&mut file).map_err(io("write", &path))?;
         Ok(ProjectLock { _file: file })
     }
 }
 
-fn read_pid(file: &mut File) -> Option<u32> {
+/// Replace a locked pid file's content with this process's pid, so a waiting command can name
+/// the holder.
+pub fn write_pid(file: &mut File) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    file.flush()
+}
+
+/// The pid written by [`write_pid`], if any.
+pub fn read_pid(file: &mut File) -> Option<u32> {
     let mut text = String::new();
     file.rewind().ok()?;
     file.read_to_string(&mut text).ok()?;

@@ -285,11 +285,7 @@ async fn remote_namespace(
             .map_err(|e| e.to_string())?;
         let api: kube::Api<Namespace> = kube::Api::all(client);
         let ns = api.get_opt(&namespace).await.map_err(|e| e.to_string())?;
-        Ok::<bool, String>(ns.is_some_and(|ns| {
-            let labels = ns.metadata.labels.as_ref();
-            crate::offload::is_devenv(labels)
-                && labels.and_then(|l| l.get(crate::offload::OWNER)) == Some(&ctx.user)
-        }))
+        Ok::<bool, String>(ns.is_some_and(|ns| crate::offload::is_users_namespace(&ns, &ctx.user)))
     };
     let found = match tokio::time::timeout(crate::offload::API_TIMEOUT, ask).await {
         Ok(found) => found,

@@ -218,7 +218,7 @@ async fn list(
     let seen = observe(ctx, loaded, project).await;
     let mut rows = Vec::new();
     for (name, svc) in &c.services {
-        let now = state.offload.get(name).copied().unwrap_or(svc.offload);
+        let now = state.placement(name, svc);
         let can = svc.host.is_some() && svc.values_key.is_some();
         let saves = match &svc.values_key {
             Some(key) if can => Some(requests(ctx, loaded, name, key).await),

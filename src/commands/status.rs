@@ -254,9 +254,7 @@ fn offloaded(
     let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
     Ok(c.services
         .iter()
-        .filter(|(name, s)| {
-            state.offload.get(*name).copied().unwrap_or(s.offload) == Placement::Remote
-        })
+        .filter(|(name, s)| state.placement(name, s) == Placement::Remote)
         .map(|(name, s)| {
             let tunnel = match (remote.connect, &live) {
                 (Connect::Tunnel, Some(status)) => {

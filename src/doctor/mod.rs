@@ -491,10 +491,7 @@ pub async fn run(ctx: &Context, loaded: Option<&Loaded>, roots: Roots) -> Vec<Fi
             .config
             .services
             .iter()
-            .filter(|(n, s)| {
-                state.offload.get(*n).copied().unwrap_or(s.offload)
-                    == crate::config::Placement::Remote
-            })
+            .filter(|(n, s)| state.placement(n, s) == crate::config::Placement::Remote)
             .map(|(n, _)| n.clone())
             .collect();
         let files = crate::offload::tunnel::Files::new(project.path());

@@ -328,6 +328,13 @@ pub fn is_devenv(labels: Option<&BTreeMap<String, String>>) -> bool {
         .is_some_and(|v| v == DEVENV)
 }
 
+/// Whether a remote namespace is devenv's and belongs to `user`: the only kind devenv reuses or
+/// deletes.
+pub fn is_users_namespace(ns: &Namespace, user: &str) -> bool {
+    let labels = ns.metadata.labels.as_ref();
+    is_devenv(labels) && labels.and_then(|l| l.get(OWNER)).map(String::as_str) == Some(user)
+}
+
 /// Create the user's namespace on the remote cluster when missing. An existing namespace must
 /// be devenv's and this user's: another developer's, or one made by hand, is refused.
 /// Returns whether it was created.
@@ -344,9 +351,7 @@ pub async fn ensure_namespace(
     };
     let api: Api<Namespace> = Api::all(client);
     if let Some(ns) = api.get_opt(name).await.map_err(api_err)? {
-        let labels = ns.metadata.labels.as_ref();
-        let owner = labels.and_then(|l| l.get(OWNER)).map(String::as_str);
-        if is_devenv(labels) && owner == Some(user) {
+        if is_users_namespace(&ns, user) {
             return Ok(false);
         }
         return Err(OffloadError::Foreign {
@@ -386,8 +391,7 @@ pub async fn delete_namespace(
     let Some(ns) = api.get_opt(name).await.map_err(api_err)? else {
         return Ok(false);
     };
-    let labels = ns.metadata.labels.as_ref();
-    if !is_devenv(labels) || labels.and_then(|l| l.get(OWNER)).map(String::as_str) != Some(user) {
+    if !is_users_namespace(&ns, user) {
         return Err(OffloadError::Foreign {
             kind: "Namespace",
             name: name.to_string(),

@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -153,11 +152,7 @@ impl Files {
         let mut file = File::open(self.pid()).ok()?;
         match file.try_lock_shared() {
             Ok(()) => None,
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                file.read_to_string(&mut text).ok()?;
-                text.trim().parse().ok()
-            }
+            Err(std::fs::TryLockError::WouldBlock) => crate::state::read_pid(&mut file),
             Err(std::fs::TryLockError::Error(_)) => None,
         }
     }
@@ -394,10 +389,7 @@ pub async fn supervise(files: &Files) -> Result<(), String> {
         Err(std::fs::TryLockError::Error(e)) => return Err(e.to_string()),
     }
     let pid = std::process::id();
-    pid_file.set_len(0).map_err(|e| e.to_string())?;
-    pid_file.rewind().map_err(|e| e.to_string())?;
-    write!(pid_file, "{pid}").map_err(|e| e.to_string())?;
-    pid_file.flush().map_err(|e| e.to_string())?;
+    crate::state::write_pid(&mut pid_file).map_err(|e| e.to_string())?;
 
     let spec: Spec = serde_json::from_slice(
         &std::fs::read(files.spec()).map_err(|e| format!("{}: {e}", files.spec().display()))?,
@@ -458,21 +450,21 @@ pub async fn supervise(files: &Files) -> Result<(), String> {
         listeners.push(listener);
     }
     let started = now();
-    let write_status = |lives: &[Arc<Live>]| -> Status {
-        let status = Status {
-            pid,
-            spec: spec.clone(),
-            started,
-            forwards: lives.iter().map(|l| l.status()).collect(),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&status).expect("status serialises");
+    let snapshot = || Status {
+        pid,
+        spec: spec.clone(),
+        started,
+        forwards: lives.iter().map(|l| l.status()).collect(),
+    };
+    let write_status = |status: &Status| {
+        let mut bytes = serde_json::to_vec_pretty(status).expect("status serialises");
         bytes.push(b'\n');
         if let Err(e) = write_atomic(&files.status(), &bytes) {
             log(&format!("cannot write the status: {e}"));
         }
-        status
     };
-    let mut last = write_status(&lives);
+    let mut last = snapshot();
+    write_status(&last);
 
     for (live, listener) in lives.iter().zip(listeners) {
         let ctx = Ctx {
@@ -492,14 +484,10 @@ pub async fn supervise(files: &Files) -> Result<(), String> {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = tick.tick() => {
-                let now_status = Status {
-                    pid,
-                    spec: spec.clone(),
-                    started,
-                    forwards: lives.iter().map(|l| l.status()).collect(),
-                };
+                let now_status = snapshot();
                 if now_status != last {
-                    last = write_status(&lives);
+                    write_status(&now_status);
+                    last = now_status;
                 }
             }
         }

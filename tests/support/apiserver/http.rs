@@ -136,6 +136,15 @@ pub fn parse_query(raw: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// A request header as text, empty when missing or not text.
+pub fn header(req: &hyper::Request<Incoming>, name: &str) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// Serve one request and log it.
 pub async fn handle(
     shared: Arc<Shared>,
@@ -149,13 +158,7 @@ pub async fn handle(
         return Ok(super::portforward::handle(shared, req, ns, pod));
     }
     let raw_query = req.uri().query().unwrap_or("").to_string();
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
+    let header = |name: &str| header(&req, name);
     let content_type = header("content-type");
     let accept = header("accept");
     let user_agent = header("user-agent");

@@ -74,13 +74,7 @@ pub fn handle(
     ns: String,
     pod: String,
 ) -> Response<Body> {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
+    let header = |name: &str| super::http::header(&req, name);
     let query = req.uri().query().unwrap_or("").to_string();
     let ports: Vec<u16> = super::http::parse_query(&query)
         .get("ports")
