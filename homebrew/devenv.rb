@@ -30,17 +30,22 @@ class Devenv < Formula
   end
 
   def caveats
-    snippet = OS.mac? ? "sudoers.macos" : "sudoers.linux"
+    helper = OS.mac? ? "/Library/PrivilegedHelperTools" : "/usr/local/libexec/devenv"
     <<~EOS
       devenv serves your project's source tree to the minikube VM over NFS: `devenv up` adds one
-      marked block per project to /etc/exports and reloads the NFS server, with sudo. Every line
+      marked block per project to /etc/exports and reloads the NFS server, as root. Every line
       it writes, and how to undo it by hand, is in
         #{HOMEBREW_PREFIX}/share/doc/devenv/nfs.md
 
-      To spare the password prompt, a sudoers snippet allows exactly those commands and nothing
-      else. `devenv onboard` shows it and installs it only if you say yes; to install it yourself:
-        sudo visudo -cf #{opt_pkgshare}/#{snippet}
-        sudo install -m 0440 #{opt_pkgshare}/#{snippet} /etc/sudoers.d/devenv
+      To do that without a password prompt, run once:
+        devenv onboard --exports-helper
+      sudo asks for your password there, once: it copies #{opt_bin}/devenv-exports-helper to
+      #{helper}/ (root-owned; never run from Homebrew's prefix, which you can write, so a
+      sudoers rule naming it there would be root for anyone running as you), checks the sudoers
+      rule with `sudo visudo -cf` and installs it as /etc/sudoers.d/devenv. That rule allows
+      only the helper, which exports only directories you own, only to the VM's private
+      address, always mapped to you. Run it again after `brew upgrade devenv`.
+      Without it, devenv asks for your password each time it changes /etc/exports.
 
       Next: `devenv onboard` installs the VM driver and checks this machine.
     EOS
@@ -53,6 +58,7 @@ class Devenv < Formula
     else
       assert_equal "devenv #{version}\n", output
     end
+    assert_path_exists bin/"devenv-exports-helper"
     system bin/"devenv", "init"
     assert_path_exists testpath/"devenv.toml"
     assert_match "[project]", (testpath/"devenv.toml").read

@@ -111,9 +111,14 @@ impl Executor {
                 path,
                 source,
                 lines,
+                grant,
                 ..
             } => {
-                let change = Change::Set { source, lines };
+                let change = Change::Set {
+                    source,
+                    lines,
+                    grant: grant.as_ref(),
+                };
                 apply::apply(
                     self.runner.as_ref(),
                     &self.nfs,

@@ -126,7 +126,10 @@ pub enum Action {
         diff: String,
         source: PathBuf,
         lines: Vec<String>,
-        /// The reload that follows the edit (run by the exports code, shown in the plan).
+        /// What the lines grant, for the exports helper.
+        grant: Option<crate::nfs::Grant>,
+        /// The reload that follows the edit (run by the exports code, shown in the plan); with
+        /// the exports helper, the helper's command, which edits and reloads as root.
         reload: Vec<Cmd>,
     },
     /// The NFS mount inside the VM.
@@ -164,6 +167,8 @@ pub struct ExportsFacts {
     pub source: PathBuf,
     /// The lines of devenv's block.
     pub lines: Vec<String>,
+    /// What the lines grant, for the exports helper.
+    pub grant: Option<crate::nfs::Grant>,
     /// The change to the file as a diff (empty: nothing to change), or why it cannot be made.
     pub diff: Result<String, String>,
     /// Whether the file is changed through sudo.
@@ -266,6 +271,7 @@ impl Plan {
                 diff: diff.clone(),
                 source: ex.source.clone(),
                 lines: ex.lines.clone(),
+                grant: ex.grant.clone(),
                 reload: ex.reload.clone(),
             }],
             Err(why) => vec![Action::Verify(Verify::Unsupported(why.clone()))],

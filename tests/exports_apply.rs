@@ -1,6 +1,7 @@
 //! The safe-apply path of `src/nfs/apply.rs` at the library level: validation with the real
 //! Linux `exportfs` in a private mount namespace (root only; CI runs as root), and the exact
-//! sudo command lines, checked against the sudoers snippet users install.
+//! privileged commands: with the exports helper, the one command the sudoers snippet allows
+//! (checked with the real `visudo`); without it, sudo command lines no snippet allows.
 
 mod support;
 
@@ -35,7 +36,8 @@ fn host(exports: &Path) -> NfsHost {
         privilege: Privilege::Direct,
         reload: vec![Cmd::new("true")],
         server: None,
-        exportfs_check: true,
+        validate: true,
+        lock_dir: std::env::temp_dir(),
     }
 }
 
@@ -72,6 +74,7 @@ fn a_valid_block_passes_the_real_exportfs_and_is_written() {
         &Change::Set {
             source: dir.path(),
             lines: &lines,
+            grant: None,
         },
         Duration::from_secs(5),
     ))
@@ -103,6 +106,7 @@ fn exportfs_rejection_stops_the_change_and_leaves_the_file() {
         &Change::Set {
             source: &missing,
             lines: &lines,
+            grant: None,
         },
         Duration::from_secs(5),
     ))
@@ -138,6 +142,7 @@ fn a_stale_foreign_line_that_exportfs_already_rejects_does_not_block_devenv() {
         &Change::Set {
             source: dir.path(),
             lines: &lines,
+            grant: None,
         },
         Duration::from_secs(5),
     ))
@@ -149,10 +154,12 @@ fn a_stale_foreign_line_that_exportfs_already_rejects_does_not_block_devenv() {
     );
 }
 
-/// Records commands and answers success, as a `sudo` that accepts everything would.
+/// Records commands and answers success, as a `sudo` that accepts everything would; the
+/// exports helper answers `changed` as the real one does after a write.
 #[derive(Default)]
 struct Recorder {
     ran: Mutex<Vec<String>>,
+    stdin: Mutex<Vec<Vec<u8>>>,
     /// Make the NFS reload fail, to see the restore path.
     fail_reload: bool,
 }
@@ -171,25 +178,36 @@ impl Runner for Recorder {
         } else {
             0
         };
+        let stdout = if line.ends_with("devenv-exports-helper") {
+            "changed /etc/exports.devenv.bak\n".to_string()
+        } else {
+            String::new()
+        };
         self.ran.lock().unwrap().push(line);
+        self.stdin
+            .lock()
+            .unwrap()
+            .push(cmd.get_stdin().unwrap_or_default().to_vec());
         Box::pin(async move {
             Ok(Output {
                 code: Some(code),
+                stdout,
                 ..Output::default()
             })
         })
     }
 }
 
-/// The commands a sudoers snippet allows, without the binaries' directories.
+/// The commands a sudoers snippet allows, as written (binaries with their directories).
 fn allowed(snippet: &str) -> Vec<String> {
     let body = snippet
         .split("Cmnd_Alias DEVENV_EXPORTS =")
         .nth(1)
         .unwrap()
-        .split("\n%")
-        .next()
-        .unwrap();
+        .split('\n')
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with('%') && !l.starts_with("Defaults"))
+        .collect::<Vec<_>>()
+        .join(" ");
     body.split(',')
         .map(|c| {
             c.replace('\\', " ")
@@ -198,32 +216,40 @@ fn allowed(snippet: &str) -> Vec<String> {
                 .join(" ")
         })
         .filter(|c| !c.is_empty())
-        .map(|c| {
-            let (bin, rest) = c.split_once(' ').unwrap_or((&c, ""));
-            let bin = bin.rsplit('/').next().unwrap();
-            format!("{bin} {rest}").trim().to_string()
-        })
         .collect()
 }
 
-fn sudo_commands(dialect: ExportsDialect, reload_fails: bool) -> Vec<String> {
+fn grant(dir: &Path) -> devenv::nfs::Grant {
+    devenv::nfs::Grant {
+        dir: dir.to_path_buf(),
+        client: devenv_drivers::ExportClient::Address(std::net::Ipv4Addr::new(192, 168, 39, 15)),
+        access: devenv::nfs::Access::ReadWrite,
+    }
+}
+
+/// The commands one apply runs on /etc/exports as a user who cannot write it, with the
+/// machine's own file only read (or taken as empty), and what each got on stdin.
+fn privileged_commands(
+    dialect: ExportsDialect,
+    privilege: Privilege,
+    reload_fails: bool,
+) -> Vec<(String, Vec<u8>)> {
     let rec = Arc::new(Recorder {
         fail_reload: reload_fails,
         ..Recorder::default()
     });
     let mut host = NfsHost::for_machine(PathBuf::from("/etc/exports"), dialect, false);
-    host.privilege = Privilege::Sudo;
-    host.exportfs_check = false;
-    host.reload = vec![devenv::nfs::reload(dialect, false)];
-    // The current text comes from the machine's /etc/exports (read only) or is empty.
+    if privilege == Privilege::Sudo {
+        host.reload = vec![devenv::nfs::reload(dialect, false)];
+    }
+    host.privilege = privilege;
+    host.validate = false;
     let dir = tempfile::tempdir().unwrap();
+    let grant = grant(dir.path());
     let lines = vec![devenv::nfs::export_line(
         dialect,
         dir.path(),
-        devenv_drivers::ExportClient::Subnet {
-            network: std::net::Ipv4Addr::new(192, 168, 39, 0),
-            prefix: 24,
-        },
+        grant.client,
         devenv::nfs::Owner {
             uid: 4242,
             gid: 4242,
@@ -237,6 +263,7 @@ fn sudo_commands(dialect: ExportsDialect, reload_fails: bool) -> Vec<String> {
         &Change::Set {
             source: dir.path(),
             lines: &lines,
+            grant: Some(&grant),
         },
         Duration::from_secs(5),
     ));
@@ -246,53 +273,102 @@ fn sudo_commands(dialect: ExportsDialect, reload_fails: bool) -> Vec<String> {
         "only a failing reload makes the apply fail: {result:?}"
     );
     let ran = rec.ran.lock().unwrap().clone();
+    let stdin = rec.stdin.lock().unwrap().clone();
     ran.into_iter()
-        .filter_map(|c| c.strip_prefix("sudo ").map(str::to_string))
-        .filter(|c| c != "-n true")
+        .zip(stdin)
+        .filter(|(c, _)| c.starts_with("sudo ") && c != "sudo -n true")
         .collect()
 }
 
+fn helper_is_the_only_privileged_command(dialect: ExportsDialect, snippet: &str) {
+    let path = devenv::nfs::helper::installed_path(dialect == ExportsDialect::MacOs);
+    let ran = privileged_commands(dialect, Privilege::Helper(PathBuf::from(path)), false);
+    assert_eq!(
+        ran.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        [format!("sudo -n {path}")],
+        "with the helper, sudo runs the helper and nothing else"
+    );
+    let request = devenv::nfs::helper::Request::parse(&ran[0].1).expect("a valid request");
+    assert!(
+        matches!(&request, devenv::nfs::helper::Request::Set { project, grant }
+            if project == "shop-sudoers-test" && grant.client.to_string() == "192.168.39.15"),
+        "{request:?}"
+    );
+    assert_eq!(
+        allowed(snippet),
+        [format!("{path} \"\"")],
+        "the snippet allows the helper, without arguments, and nothing else"
+    );
+    assert!(snippet.contains("NOPASSWD: DEVENV_EXPORTS"), "{snippet}");
+}
+
 #[test]
-fn every_sudo_command_on_linux_is_in_the_sudoers_snippet() {
-    let allowed = allowed(include_str!("../templates/sudoers.linux"));
-    let mut ran = sudo_commands(ExportsDialect::Linux, false);
-    ran.extend(sudo_commands(ExportsDialect::Linux, true));
-    assert!(
-        ran.iter()
-            .any(|c| c == "cp /etc/exports.devenv.bak /etc/exports"),
-        "{ran:?}"
+fn with_the_helper_sudo_runs_only_the_helper_which_is_all_the_linux_snippet_allows() {
+    helper_is_the_only_privileged_command(
+        ExportsDialect::Linux,
+        include_str!("../templates/sudoers.linux"),
     );
-    assert!(
-        ran.iter().any(|c| c == "tee /etc/exports.devenv.tmp"),
-        "{ran:?}"
+}
+
+#[test]
+fn with_the_helper_sudo_runs_only_the_helper_which_is_all_the_macos_snippet_allows() {
+    helper_is_the_only_privileged_command(
+        ExportsDialect::MacOs,
+        include_str!("../templates/sudoers.macos"),
     );
-    assert!(
-        ran.iter()
-            .any(|c| c == "mv /etc/exports.devenv.tmp /etc/exports"),
-        "{ran:?}"
-    );
-    for c in &ran {
-        assert!(
-            allowed.contains(c),
-            "`sudo {c}` is not in templates/sudoers.linux: {allowed:?}"
-        );
+}
+
+#[test]
+fn without_the_helper_the_fixed_sudo_lines_run_and_no_snippet_spares_their_password() {
+    for (dialect, snippet) in [
+        (
+            ExportsDialect::Linux,
+            include_str!("../templates/sudoers.linux"),
+        ),
+        (
+            ExportsDialect::MacOs,
+            include_str!("../templates/sudoers.macos"),
+        ),
+    ] {
+        let mut ran = privileged_commands(dialect, Privilege::Sudo, false);
+        ran.extend(privileged_commands(dialect, Privilege::Sudo, true));
+        let ran: Vec<String> = ran.into_iter().map(|(c, _)| c).collect();
+        for expected in [
+            "sudo tee /etc/exports.devenv.tmp",
+            "sudo mv /etc/exports.devenv.tmp /etc/exports",
+            "sudo cp /etc/exports.devenv.bak /etc/exports",
+        ] {
+            assert!(ran.iter().any(|c| c == expected), "{dialect:?}: {ran:?}");
+        }
+        for c in &ran {
+            let program = c.split_whitespace().nth(1).unwrap();
+            assert!(
+                !snippet.contains(&format!("/{program} ")),
+                "{dialect:?}: the snippet must not allow `{c}`"
+            );
+        }
     }
 }
 
 #[test]
-fn every_sudo_command_on_macos_is_in_the_sudoers_snippet() {
-    let allowed = allowed(include_str!("../templates/sudoers.macos"));
-    let mut ran = sudo_commands(ExportsDialect::MacOs, false);
-    ran.extend(sudo_commands(ExportsDialect::MacOs, true));
-    assert!(
-        ran.iter()
-            .any(|c| c == "nfsd -F /etc/exports.devenv.tmp checkexports"),
-        "{ran:?}"
-    );
-    for c in &ran {
+fn the_sudoers_snippets_pass_the_real_visudo() {
+    let Some(visudo) = support::real_tool("visudo") else {
+        return;
+    };
+    for name in ["sudoers.linux", "sudoers.macos"] {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates")
+            .join(name);
+        let out = std::process::Command::new(&visudo)
+            .arg("-cf")
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(
-            allowed.contains(c),
-            "`sudo {c}` is not in templates/sudoers.macos: {allowed:?}"
+            out.status.success(),
+            "visudo -cf {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

@@ -73,11 +73,29 @@ fn the_formulas_test_checks_the_version_and_that_init_writes_devenv_toml() {
 }
 
 #[test]
-fn the_caveats_point_at_the_nfs_notes_and_the_sudoers_snippet() {
+fn the_caveats_explain_the_sudo_prompt_of_installing_the_exports_helper_outside_homebrew() {
     let f = formula();
     let caveats = &f[f.find("def caveats").expect("caveats")..f.find("test do").unwrap()];
     assert!(caveats.contains("/etc/exports"));
     assert!(caveats.contains("share/doc/devenv/nfs.md"));
+    assert!(caveats.contains("devenv onboard --exports-helper"));
+    assert!(caveats.contains("sudo asks for your password there, once"));
     assert!(caveats.contains("/etc/sudoers.d/devenv"));
     assert!(caveats.contains("sudo visudo -cf"));
+    // The helper is installed where the sudoers rule names it, outside Homebrew's prefix.
+    for path in [
+        devenv::nfs::helper::installed_path(true),
+        devenv::nfs::helper::installed_path(false),
+    ] {
+        let dir = std::path::Path::new(path)
+            .parent()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(caveats.contains(dir), "the caveats name {dir}");
+    }
+    assert!(
+        f.contains("assert_path_exists bin/\"devenv-exports-helper\""),
+        "the formula's test checks that the helper was built"
+    );
 }

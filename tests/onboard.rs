@@ -325,9 +325,19 @@ fn yes_runs_every_command_in_the_plans_order_then_the_doctor() {
     );
     assert!(stdout.contains("[6/6] Start libvirtd and nfs-server now and at every boot"));
     assert!(stdout.contains("note: the libvirt group applies from your next login"));
-    // The sudoers snippet was not installed: --yes does not answer for it.
+    // The exports helper and its rule were not installed: --yes does not answer for them.
     assert!(!env.machine_calls().iter().any(|c| c.contains("visudo")));
-    assert!(stdout.contains("devenv onboard --sudoers"), "{stdout}");
+    assert!(
+        !env.machine_calls()
+            .iter()
+            .any(|c| c.contains("devenv-exports-helper")),
+        "{:#?}",
+        env.machine_calls()
+    );
+    assert!(
+        stdout.contains("devenv onboard --exports-helper"),
+        "{stdout}"
+    );
     // Then the doctor ran, and its verdict is onboard's exit code (on this fake machine the
     // kvm2 checks cannot pass, so only the order is specified here).
     let doctor = stdout.find("==> devenv doctor").expect("the doctor ran");
@@ -385,24 +395,39 @@ fn a_failed_first_download_stops_before_anything_runs_as_root() {
 }
 
 #[test]
-fn the_sudoers_snippet_is_checked_then_installed_only_with_its_own_yes() {
+fn the_exports_helper_is_installed_root_owned_before_the_rule_that_names_it() {
     let env = debian_with_everything();
     let out = env
         .onboard()
-        .args(["--platform", "debian", "--yes", "--sudoers"])
+        .args(["--platform", "debian", "--yes", "--exports-helper"])
         .output()
         .unwrap();
     let stdout = env.redact(&String::from_utf8_lossy(&out.stdout));
     let w = "[DEVENV_HOME]/onboard";
+    let helper = "/usr/local/libexec/devenv/devenv-exports-helper";
     assert_eq!(
         changes(&env),
         [
             format!("sudo visudo -cf {w}/sudoers"),
+            "sudo install -d -o root -g 0 -m 0755 /usr/local/libexec/devenv".to_string(),
+            format!("sudo install -o root -g 0 -m 0755 [BIN]/devenv-exports-helper {helper}"),
             "sudo groupadd -f devenv".to_string(),
             "sudo usermod -aG devenv ann".to_string(),
             format!("sudo install -m 0440 {w}/sudoers /etc/sudoers.d/devenv"),
         ],
         "{stdout}"
+    );
+    assert!(
+        std::path::Path::new(&format!(
+            "{}/devenv-exports-helper",
+            support::built_bin_dir().display()
+        ))
+        .is_file(),
+        "the helper installed is the one built beside devenv"
+    );
+    assert!(
+        include_str!("../templates/sudoers.linux").contains(&format!("= {helper} \"\"")),
+        "the rule names the path the helper is installed at"
     );
     assert_eq!(
         std::fs::read_to_string(env.state.join("onboard/sudoers")).unwrap(),
@@ -410,7 +435,11 @@ fn the_sudoers_snippet_is_checked_then_installed_only_with_its_own_yes() {
         "the snippet installed is the one shown"
     );
     assert!(stdout.contains("Plan: nothing to install."), "{stdout}");
-    assert!(stdout.contains("[1/1] Let devenv change /etc/exports without a password prompt"));
+    assert!(
+        stdout.contains(
+            "[1/1] Let devenv change its own /etc/exports block without a password prompt"
+        )
+    );
 }
 
 #[test]

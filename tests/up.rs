@@ -243,7 +243,7 @@ fn ctrl_c_cancels_the_running_stage_and_the_next_up_resumes() {
 /// The example project on the minikube double, whose cluster is the API server double (with
 /// workloads becoming ready as soon as they are written), driven by the real helm.
 fn cluster_env() -> Option<(Env, support::apiserver::ApiServer)> {
-    cluster_env_with("helm")
+    support::cluster_env()
 }
 
 /// Like [`cluster_env`], but nothing becomes ready unless the test says so.
@@ -253,22 +253,8 @@ fn cluster_env_not_ready() -> Option<(Env, support::apiserver::ApiServer)> {
     Some((env, api))
 }
 
-/// Like [`cluster_env`] with `helm` being the named binary (`helm3`, `helm4`).
 fn cluster_env_with(helm: &str) -> Option<(Env, support::apiserver::ApiServer)> {
-    let helm = support::real_tool(helm)?;
-    let api = support::apiserver::ApiServer::start_as("devenv-shop").auto_ready();
-    let env = Env::new();
-    let kubeconfig = env.home.path().join("kubeconfig");
-    let bin = env.home.path().join("helm-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(&helm, bin.join("helm")).unwrap();
-    let env = env
-        .kvm_host()
-        .prepend_path(&bin)
-        .with_env("FAKE_MINIKUBE_APISERVER", api.url())
-        .with_env("KUBECONFIG", kubeconfig);
-    env.example();
-    Some((env, api))
+    support::cluster_env_with(helm)
 }
 
 fn mutating(api: &support::apiserver::ApiServer) -> Vec<String> {

@@ -166,7 +166,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     if !args.yes && !args.dry_run {
         confirm(ctx, &steps)?;
     }
-    if has_block && !args.dry_run && export.host.privilege == apply::Privilege::Sudo {
+    if has_block && !args.dry_run && export.host.privilege != apply::Privilege::Direct {
         ask_sudo_once(ctx, &export).await?;
     }
     if vm == VmState::Running {

@@ -15,7 +15,7 @@ use crate::machine;
 use crate::minikube;
 use crate::nfs::apply::{self, Change, NfsHost, Outcome, Privilege};
 use crate::nfs::file::ExportsFile;
-use crate::nfs::{self, Owner};
+use crate::nfs::{self, Owner, helper};
 use crate::process::Cmd;
 
 /// Show, write or remove this project's NFS export in /etc/exports.
@@ -58,6 +58,8 @@ pub struct Export {
     pub source: PathBuf,
     pub client: ExportClient,
     pub lines: Vec<String>,
+    /// What the lines grant, as the exports helper is asked for it.
+    pub grant: nfs::Grant,
 }
 
 impl Export {
@@ -97,6 +99,11 @@ impl Export {
             .map_err(Error::io("resolve", loaded.source_dir()))?;
         let source = nfs::exported_path(driver.exports_dialect(), &canonical, &ctx.firmlinks);
         let line = nfs::export_line(driver.exports_dialect(), &source, client, owner);
+        let grant = nfs::Grant {
+            dir: canonical,
+            client,
+            access: nfs::Access::ReadWrite,
+        };
         Ok(Export {
             host: NfsHost::for_machine(
                 ctx.exports_file.clone(),
@@ -109,7 +116,17 @@ impl Export {
             source,
             client,
             lines: vec![line],
+            grant,
         })
+    }
+
+    /// The change that writes this export.
+    pub fn set(&self) -> Change<'_> {
+        Change::Set {
+            source: &self.source,
+            lines: &self.lines,
+            grant: Some(&self.grant),
+        }
     }
 
     fn current(&self) -> Result<String, Error> {
@@ -126,13 +143,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let export = Export::for_project(ctx, &loaded).await?;
     match args.action.unwrap_or(Action::Show) {
         Action::Show => show(ctx, &export),
-        Action::Apply { dry_run } => {
-            let change = Change::Set {
-                source: &export.source,
-                lines: &export.lines,
-            };
-            change_block(ctx, &export, &change, dry_run).await
-        }
+        Action::Apply { dry_run } => change_block(ctx, &export, &export.set(), dry_run).await,
         Action::Remove { dry_run } => change_block(ctx, &export, &Change::Remove, dry_run).await,
     }
 }
@@ -230,7 +241,7 @@ async fn change_block(
         }
         return Ok(0);
     }
-    if export.host.privilege == Privilege::Sudo {
+    if export.host.privilege != Privilege::Direct {
         ask_sudo_once(ctx, export).await?;
     }
     let outcome = apply::apply(
@@ -269,11 +280,63 @@ async fn change_block(
     Ok(0)
 }
 
-/// Ask for the sudo password once, before anything changes, so no prompt appears halfway.
+/// Make sure the change can run without a prompt halfway: with the exports helper, ask it
+/// whether it runs without a password (the sudoers rule); otherwise, or when the rule is not in
+/// effect yet, ask for the sudo password once, before anything changes.
 pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> {
-    let quiet = Cmd::new("sudo").args(["-n", "true"]).read_only();
-    if ctx.runner.output(&quiet).await.is_ok_and(|o| o.success()) {
-        return Ok(());
+    match &export.host.privilege {
+        Privilege::Direct => return Ok(()),
+        Privilege::Helper(path) => {
+            let check = helper::command(path, &helper::Request::Check);
+            let out = ctx.runner.output(&check).await?;
+            if out.success() {
+                return match helper::Reply::parse(&out.stdout) {
+                    Some(helper::Reply::Checked) => Ok(()),
+                    _ => Err(Error::Usage {
+                        message: format!(
+                            "{} answered {:?} instead of `ok {}`",
+                            path.display(),
+                            out.stdout.trim(),
+                            helper::PROTOCOL
+                        ),
+                        help: "install this version of the helper: devenv onboard --exports-helper"
+                            .into(),
+                    }),
+                };
+            }
+            if !out.stderr.contains("password is required") {
+                let (message, help) = helper::failure(&out.stderr);
+                return Err(Error::Usage {
+                    message: format!(
+                        "the exports helper {} does not run: {message}",
+                        path.display()
+                    ),
+                    help: help.unwrap_or_else(|| {
+                        "reinstall it: devenv onboard --exports-helper (docs/nfs.md)".into()
+                    }),
+                });
+            }
+            eprintln!(
+                "the exports helper {} is installed, but sudo asks for a password to run it: the \
+                 sudoers rule from `devenv onboard --exports-helper` is missing, or your membership \
+                 of its group applies from your next login",
+                path.display()
+            );
+        }
+        Privilege::Sudo => {
+            let quiet = Cmd::new("sudo").args(["-n", "true"]).read_only();
+            if ctx.runner.output(&quiet).await.is_ok_and(|o| o.success()) {
+                return Ok(());
+            }
+            eprintln!(
+                "no exports helper at {}: sudo asks for your password for each change of {} \
+                 (`devenv onboard --exports-helper` installs the helper and its sudoers rule)",
+                helper::installed_path(
+                    export.host.dialect == devenv_drivers::ExportsDialect::MacOs
+                ),
+                export.host.exports.display()
+            );
+        }
     }
     if !ctx.interactive {
         return Err(Error::Usage {
@@ -281,7 +344,8 @@ pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> 
                 "{} is not writable and sudo needs a password, but there is no terminal to ask on",
                 export.host.exports.display()
             ),
-            help: "run once in a terminal, or install the sudoers snippet from docs/nfs.md".into(),
+            help: "run once in a terminal, or install the exports helper: devenv onboard --exports-helper"
+                .into(),
         });
     }
     eprintln!(

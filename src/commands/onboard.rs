@@ -6,8 +6,8 @@
 //! steps, each with a title, the reason for it and the exact commands, and shows all of it. Only
 //! what is missing is planned, so running it again after a failure, or on a machine that is
 //! already set up, is safe. Everything that needs root is a visible `sudo` command, announced
-//! before it runs. The sudoers snippet that spares the password prompt when the NFS export
-//! changes is only installed after its own yes. At the end the doctor checks the result.
+//! before it runs. The exports helper and the sudoers rule that spare the password prompt when
+//! the NFS export changes are only installed after their own yes. At the end the doctor checks the result.
 //!
 //! Limits: it knows Homebrew on macOS, apt on Debian and Ubuntu and dnf on Fedora; elsewhere it
 //! says what to install and stops. It never installs Homebrew itself: Homebrew's installer is a
@@ -57,11 +57,13 @@ const WIDTH: usize = 96;
 /// macOS (vfkit, or hyperkit on an Intel Mac with --driver hyperkit), with apt on Debian and
 /// Ubuntu and with dnf on Fedora (QEMU/KVM, libvirt, the NFS server, minikube's own package,
 /// helm and kubectl from their projects' repositories), adds you to the libvirt group and
-/// enables the services. Offers the sudoers snippet for `devenv exports` separately. Ends with
-/// `devenv doctor` and exits with its code.
+/// enables the services. Offers the exports helper and its sudoers rule separately (they let
+/// `devenv up` change /etc/exports without a password, and nothing else). Ends with `devenv
+/// doctor` and exits with its code.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run the plan without asking (the sudoers snippet still needs --sudoers or its own yes).
+    /// Run the plan without asking (the exports helper still needs --exports-helper or its own
+    /// yes).
     #[arg(short, long)]
     pub yes: bool,
     /// Print the plan and change nothing (read-only probes still run).
@@ -72,8 +74,11 @@ pub struct Args {
     /// machine.
     #[arg(long, value_name = "DRIVER")]
     pub driver: Option<String>,
-    /// Also install the sudoers snippet shown in the plan, without asking.
-    #[arg(long)]
+    /// Also install the exports helper and its sudoers rule shown in the plan, without asking:
+    /// a root-owned program that changes only your own project's block of /etc/exports, the
+    /// one thing the rule lets you run as root without a password (docs/nfs.md). Run it again
+    /// after upgrading devenv.
+    #[arg(long = "exports-helper", alias = "sudoers")]
     pub sudoers: bool,
     /// Plan for this OS family instead of the detected one (macos, debian, fedora, arch,
     /// other-linux); for tests and for printing another machine's plan.
@@ -118,6 +123,8 @@ pub struct Facts {
     /// Kubernetes minor version (`v1.31`) whose package repository provides kubectl, so that
     /// kubectl stays within one minor version of the cluster.
     pub kube_minor: String,
+    /// The exports helper built with this devenv (beside its binary), installed from there.
+    pub exports_helper: PathBuf,
 }
 
 impl Facts {
@@ -161,7 +168,8 @@ pub struct Plan {
     pub found: Vec<String>,
     pub missing: Vec<String>,
     pub steps: Vec<Step>,
-    /// Offered after the steps; installed only after its own yes (or `--sudoers`).
+    /// The exports helper and its sudoers rule: offered after the steps; installed only after
+    /// its own yes (or `--exports-helper`).
     pub sudoers: Step,
     /// Runs once the steps are done.
     pub then: String,
@@ -386,8 +394,8 @@ async fn plan_for(args: &Args, ctx: &Context, planning_only: bool) -> Result<(Pl
 }
 
 /// The two yeses: one for the plan (`--yes`, or asked on the terminal; without either onboard
-/// refuses), then a separate one for the sudoers snippet (`--sudoers`, or asked). `None` when
-/// the plan was declined; otherwise whether to install the snippet.
+/// refuses), then a separate one for the exports helper (`--exports-helper`, or asked). `None` when
+/// the plan was declined; otherwise whether to install the helper.
 fn confirm(args: &Args, ctx: &Context, plan: &Plan) -> Result<Option<bool>, Error> {
     if !plan.steps.is_empty() && !args.yes {
         if !ctx.interactive {
@@ -395,8 +403,8 @@ fn confirm(args: &Args, ctx: &Context, plan: &Plan) -> Result<Option<bool>, Erro
                 message: "devenv onboard asks before it changes anything, and there is no \
                           terminal to ask on: nothing was changed"
                     .into(),
-                help: "read the plan above, then run `devenv onboard --yes` (add --sudoers to \
-                       install the sudoers snippet too)"
+                help: "read the plan above, then run `devenv onboard --yes` (add \
+                       --exports-helper to install the exports helper and its sudoers rule too)"
                     .into(),
             });
         }
@@ -414,12 +422,13 @@ fn confirm(args: &Args, ctx: &Context, plan: &Plan) -> Result<Option<bool>, Erro
         true
     } else if ctx.interactive {
         ask(&format!(
-            "Also install the sudoers snippet shown above as {SUDOERS_PATH}?"
+            "Also install the exports helper and its sudoers rule shown above ({SUDOERS_PATH})?"
         ))?
     } else {
         ctx.ui.say(format!(
-            "The sudoers snippet is not installed (it needs its own yes): run `devenv onboard \
-             --sudoers` to install it as {SUDOERS_PATH}."
+            "The exports helper and its sudoers rule are not installed (they need their own \
+             yes): run `devenv onboard --exports-helper` to install them ({SUDOERS_PATH}); until \
+             then sudo asks for your password when /etc/exports changes."
         ));
         false
     };
@@ -686,7 +695,16 @@ async fn probe(
         brew_off_path,
         work,
         kube_minor,
+        exports_helper: built_exports_helper(),
     })
+}
+
+/// `devenv-exports-helper` beside the running `devenv`, where `cargo install` and Homebrew put it.
+fn built_exports_helper() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("devenv-exports-helper")))
+        .unwrap_or_else(|| PathBuf::from("devenv-exports-helper"))
 }
 
 fn probe_cmd(program: &str, args: &[&str]) -> Cmd {
@@ -1222,35 +1240,59 @@ fn linux_access_steps(facts: &Facts, steps: &mut Vec<Step>) {
     }
 }
 
-/// The sudoers snippet, offered separately: written as the user, checked with visudo, and only
-/// then installed with the mode sudo requires.
+/// The exports helper and its sudoers rule, offered separately: the rule is written as the
+/// user and checked with visudo, the helper copied root-owned to the one path the rule names,
+/// and only then the rule installed with the mode sudo requires.
 fn sudoers_step(facts: &Facts) -> Step {
     let file = facts.work_file("sudoers");
     let check = ["sudo", "visudo", "-cf", file.as_str()];
     let install = ["sudo", "install", "-m", "0440", file.as_str(), SUDOERS_PATH];
-    let title = "Let devenv change /etc/exports without a password prompt";
-    if facts.platform == Platform::MacOs {
-        return Step::new(
-            "sudoers",
-            title,
-            "`devenv exports` and `devenv up` change /etc/exports and reload nfsd with sudo \
-             (docs/nfs.md lists the exact commands). This snippet lets administrators run \
-             exactly those commands without a password, and nothing else.",
+    let macos = facts.platform == Platform::MacOs;
+    let target = crate::nfs::helper::installed_path(macos);
+    let source = facts.exports_helper.to_string_lossy().into_owned();
+    let copy = [
+        "sudo",
+        "install",
+        "-o",
+        "root",
+        "-g",
+        "0",
+        "-m",
+        "0755",
+        source.as_str(),
+        target,
+    ];
+    let title = "Let devenv change its own /etc/exports block without a password prompt";
+    let why = |who: &str| {
+        format!(
+            "`devenv up` and `devenv exports` change /etc/exports and reload the NFS server as \
+             root. The exports helper does that for {who} after checking the request itself: \
+             only a directory you own, only to one private address, always mapped to you \
+             (docs/nfs.md). It is copied root-owned to {target}, outside any directory you can \
+             write, and the sudoers rule lets {who} run that one program without a password, \
+             and nothing else."
         )
-        .write(&file, SUDOERS_MACOS)
-        .run(&check)
-        .run(&install);
+    };
+    if macos {
+        // /Library/PrivilegedHelperTools exists, root-owned, on every Mac.
+        return Step::new("sudoers", title, why("administrators"))
+            .write(&file, SUDOERS_MACOS)
+            .run(&check)
+            .run(&copy)
+            .run(&install);
     }
-    let mut step = Step::new(
-        "sudoers",
-        title,
-        "`devenv exports` and `devenv up` change /etc/exports and reload the NFS server with \
-         sudo (docs/nfs.md lists the exact commands). This snippet lets members of the group \
-         devenv run exactly those commands without a password, and nothing else.",
-    )
-    .write(&file, SUDOERS_LINUX)
-    .run(&check)
-    .run(&["sudo", "groupadd", "-f", "devenv"]);
+    let dir = std::path::Path::new(target)
+        .parent()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut step = Step::new("sudoers", title, why("members of the group devenv"))
+        .write(&file, SUDOERS_LINUX)
+        .run(&check)
+        .run(&[
+            "sudo", "install", "-d", "-o", "root", "-g", "0", "-m", "0755", &dir,
+        ])
+        .run(&copy)
+        .run(&["sudo", "groupadd", "-f", "devenv"]);
     if !facts.in_group("devenv") {
         step = step
             .run(&["sudo", "usermod", "-aG", "devenv", &facts.user])
@@ -1325,7 +1367,7 @@ pub fn render(plan: &Plan, ui: &Ui) -> String {
         }
     }
     out.push('\n');
-    out.push_str(&ui.bold("Offered separately, only after its own yes (or --sudoers):"));
+    out.push_str(&ui.bold("Offered separately, only after its own yes (or --exports-helper):"));
     out.push('\n');
     render_step(&mut out, "-", &plan.sudoers, ui);
     out.push('\n');
@@ -1410,6 +1452,7 @@ mod tests {
             brew_off_path: None,
             work: PathBuf::from("/w"),
             kube_minor: "v1.31".to_string(),
+            exports_helper: PathBuf::from("/b/devenv-exports-helper"),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::execute::Executor;
 use crate::machine::{self, Machine};
 use crate::minikube::{self, VmState};
-use crate::nfs::{self, apply::Change, apply::Privilege, apply::candidate};
+use crate::nfs::{self, apply::Privilege, apply::candidate};
 use crate::plan::{ExportsFacts, Facts, ImageFacts, Plan};
 use crate::reconcile::{self, JsonReporter, Outcome, PlainReporter, Reporter};
 use crate::state::fnv1a;
@@ -106,10 +106,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
 
     let export = Export::for_project(ctx, &loaded).await?;
     let current = std::fs::read_to_string(&export.host.exports).unwrap_or_default();
-    let change = Change::Set {
-        source: &export.source,
-        lines: &export.lines,
-    };
+    let change = export.set();
     let diff = candidate(
         &current,
         &export.host,
@@ -167,6 +164,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             file: export.host.exports.clone(),
             source: export.source.clone(),
             lines: export.lines.clone(),
+            grant: Some(export.grant.clone()),
             diff,
             sudo: export.host.privilege == Privilege::Sudo,
             reload: export.host.reload.clone(),
@@ -210,7 +208,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
 
     let lock = lock.expect("a mutating run holds the lock");
     let changes_exports = matches!(&facts.exports.diff, Ok(d) if !d.is_empty());
-    if changes_exports && export.host.privilege == Privilege::Sudo {
+    if changes_exports && export.host.privilege != Privilege::Direct {
         crate::commands::exports::ask_sudo_once(ctx, &export).await?;
     }
     // Until the release succeeds again, nothing may be taken as already applied; and a remote

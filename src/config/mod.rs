@@ -14,6 +14,7 @@ mod validate;
 pub use locate::line_col;
 pub use size::Size;
 pub use suggest::closest;
+pub(crate) use validate::dns_label;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -374,7 +374,7 @@ impl Validator<'_> {
 }
 
 /// A Kubernetes DNS label (RFC 1123): what namespaces, Services and minikube profiles accept.
-fn dns_label(name: &str, max: usize) -> Result<(), String> {
+pub(crate) fn dns_label(name: &str, max: usize) -> Result<(), String> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');

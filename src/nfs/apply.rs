@@ -10,8 +10,10 @@
 //!    fsync it and rename it over the target, so readers see the old or the new file, never a mix;
 //! 5. reload the NFS server; if that fails, put the backup back, reload again, and say so.
 //!
-//! When the file is not writable by the user, the same steps run through `sudo` with a few fixed
-//! command lines (listed in `templates/sudoers.*` and docs/nfs.md), asked for once up front.
+//! When the file is not writable by the user, the privileged exports helper does all of it as
+//! root ([`super::helper`]; the only program the sudoers rule allows). Without the helper, the
+//! same steps run through `sudo` with a few fixed command lines (listed in docs/nfs.md), which
+//! ask for the password.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -24,11 +26,14 @@ use super::file::{ExportsFile, FileError};
 use crate::process::{Cmd, ProcessError, Runner};
 
 /// How devenv may write the exports file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Privilege {
     /// The file and its directory are writable by this process (root, or a test's temp file).
     Direct,
-    /// Through `sudo` with fixed command lines.
+    /// Through `sudo -n` and the exports helper installed at this path, which checks the request
+    /// and makes the whole change as root.
+    Helper(PathBuf),
+    /// Through `sudo` with fixed command lines (no helper installed: sudo asks for the password).
     Sudo,
 }
 
@@ -44,17 +49,26 @@ pub struct NfsHost {
     /// A read-only probe that succeeds when the NFS server runs, and the command that starts it;
     /// the start runs before the reload when the probe fails.
     pub server: Option<(Cmd, Cmd)>,
-    /// Validate candidates with the real `exportfs -ra` in a private mount namespace (Linux,
-    /// root only: it needs `unshare -m`).
-    pub exportfs_check: bool,
+    /// Validate candidates with the OS's own checker before writing: the real `exportfs -ra`
+    /// in a private mount namespace on Linux (root only: it needs `unshare -m`), `nfsd -F
+    /// <candidate> checkexports` on macOS.
+    pub validate: bool,
+    /// Where the exports lock lives: a root-owned directory for root (the helper), the temp
+    /// directory otherwise.
+    pub lock_dir: PathBuf,
 }
 
 impl NfsHost {
     /// The defaults for this machine: `/etc/exports` (or `exports` when given), the dialect of
     /// the driver, sudo unless the file is writable, the OS's reload command.
     pub fn for_machine(exports: PathBuf, dialect: ExportsDialect, as_root: bool) -> NfsHost {
+        let helper = PathBuf::from(super::helper::installed_path(
+            dialect == ExportsDialect::MacOs,
+        ));
         let privilege = if writable(&exports) {
             Privilege::Direct
+        } else if exports == Path::new(super::EXPORTS_FILE) && root_owned(&helper) {
+            Privilege::Helper(helper)
         } else {
             Privilege::Sudo
         };
@@ -79,12 +93,33 @@ impl NfsHost {
             // either, so only `nfsd enable` (idempotent: enables and starts) is used.
             ExportsDialect::MacOs => None,
         };
+        if let Privilege::Helper(helper) = &privilege {
+            // The helper validates, replaces, reloads and starts the server itself, as root.
+            return NfsHost {
+                reload: vec![super::helper::invocation(helper)],
+                server: None,
+                validate: false,
+                lock_dir: std::env::temp_dir(),
+                exports,
+                dialect,
+                privilege,
+            };
+        }
         NfsHost {
             reload: vec![super::reload(dialect, !sudo)],
             server,
-            exportfs_check: dialect == ExportsDialect::Linux
+            validate: dialect == ExportsDialect::Linux
                 && as_root
                 && exports == Path::new(super::EXPORTS_FILE),
+            lock_dir: if as_root {
+                PathBuf::from(if dialect == ExportsDialect::MacOs {
+                    "/var/run"
+                } else {
+                    "/run"
+                })
+            } else {
+                std::env::temp_dir()
+            },
             exports,
             dialect,
             privilege,
@@ -112,6 +147,12 @@ impl NfsHost {
     fn staging_path(&self) -> PathBuf {
         sibling(&self.exports, ".devenv.tmp")
     }
+}
+
+/// An installed helper: a regular file owned by root (the helper checks the rest itself).
+fn root_owned(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.uid() == 0)
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -176,6 +217,15 @@ pub enum ApplyError {
         #[source]
         source: ProcessError,
     },
+    #[error("the exports helper did not make the change: {message}")]
+    Helper {
+        message: String,
+        help: Option<String>,
+    },
+    #[error(
+        "the exports helper needs the directory and client of the export, which were not given"
+    )]
+    NoGrant,
     #[error(transparent)]
     Process(#[from] ProcessError),
 }
@@ -200,8 +250,9 @@ impl ApplyError {
                 backup.display(),
                 path.display()
             )),
+            ApplyError::Helper { help, .. } => help.clone(),
             ApplyError::Process(e) => e.help(),
-            ApplyError::Io { .. } => None,
+            ApplyError::Io { .. } | ApplyError::NoGrant => None,
         }
     }
 }
@@ -223,6 +274,9 @@ pub enum Change<'a> {
         /// The exported directory, to check foreign exports against.
         source: &'a Path,
         lines: &'a [String],
+        /// What the lines grant, as the exports helper is asked for it (the helper derives the
+        /// same lines itself). Needed only with [`Privilege::Helper`].
+        grant: Option<&'a super::Grant>,
     },
     Remove,
 }
@@ -242,7 +296,7 @@ pub fn candidate(
             source,
         })?;
     match change {
-        Change::Set { source, lines } => {
+        Change::Set { source, lines, .. } => {
             let conflicts = file.conflicts(source, project, uid);
             if !conflicts.is_empty() {
                 return Err(ApplyError::Conflict {
@@ -283,7 +337,10 @@ pub async fn apply(
     change: &Change<'_>,
     lock_timeout: Duration,
 ) -> Result<Outcome, ApplyError> {
-    let _lock = lock(&host.exports, lock_timeout).await?;
+    if let Privilege::Helper(helper) = &host.privilege {
+        return through_helper(runner, host, helper, project, uid, change).await;
+    }
+    let _lock = lock(&host.lock_dir, &host.exports, lock_timeout).await?;
     let current = match std::fs::read_to_string(&host.exports) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -300,8 +357,11 @@ pub async fn apply(
     if current.is_some() && after == before || current.is_none() && after.is_empty() {
         return Ok(Outcome::Unchanged);
     }
-    if host.exportfs_check {
-        exportfs_check(runner, &before, &after).await?;
+    if host.validate {
+        match host.dialect {
+            ExportsDialect::Linux => exportfs_check(runner, &before, &after).await?,
+            ExportsDialect::MacOs => nfsd_check(runner, &host.exports, &after).await?,
+        }
     }
     let backup = current.as_ref().map(|_| host.backup_path());
     match host.privilege {
@@ -312,6 +372,7 @@ pub async fn apply(
             write_replace(&host.exports, after.as_bytes())?;
         }
         Privilege::Sudo => sudo_replace(runner, host, current.is_some(), &after).await?,
+        Privilege::Helper(_) => unreachable!("the helper makes the change itself"),
     }
     if let Err(e) = reload(runner, host).await {
         let Some(backup_path) = &backup else {
@@ -327,6 +388,7 @@ pub async fn apply(
                     source: std::io::Error::other(err.to_string()),
                 })
             }
+            Privilege::Helper(_) => unreachable!("the helper makes the change itself"),
             Privilege::Sudo => runner
                 .run(
                     &Cmd::new("sudo")
@@ -352,6 +414,68 @@ pub async fn apply(
         });
     }
     Ok(Outcome::Changed { backup })
+}
+
+/// The change made by the exports helper as root. The candidate is computed here first (the
+/// file is world-readable), so an unchanged file costs no sudo and a conflict reads the same
+/// as without the helper; the helper then checks and computes everything again itself.
+async fn through_helper(
+    runner: &dyn Runner,
+    host: &NfsHost,
+    helper: &Path,
+    project: &str,
+    uid: u32,
+    change: &Change<'_>,
+) -> Result<Outcome, ApplyError> {
+    use super::helper::{self, Reply, Request};
+    let current = match std::fs::read_to_string(&host.exports) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(ApplyError::Io {
+                action: "read",
+                path: host.exports.clone(),
+                source,
+            });
+        }
+    };
+    let before = current.clone().unwrap_or_default();
+    let after = candidate(&before, host, project, uid, change)?;
+    if current.is_some() && after == before || current.is_none() && after.is_empty() {
+        return Ok(Outcome::Unchanged);
+    }
+    let request = match change {
+        Change::Set {
+            grant: Some(grant), ..
+        } => Request::Set {
+            project: project.to_string(),
+            grant: (*grant).clone(),
+        },
+        Change::Set { grant: None, .. } => return Err(ApplyError::NoGrant),
+        Change::Remove => Request::Remove {
+            project: project.to_string(),
+        },
+    };
+    let out = runner.output(&helper::command(helper, &request)).await?;
+    if out.success() {
+        return match Reply::parse(&out.stdout) {
+            Some(Reply::Done(outcome)) => Ok(outcome),
+            _ => Err(ApplyError::Helper {
+                message: format!("unexpected answer {:?}", out.stdout.trim()),
+                help: Some(format!(
+                    "reinstall the helper at {} with `devenv onboard --exports-helper`",
+                    helper.display()
+                )),
+            }),
+        };
+    }
+    let (message, help) = helper::failure(&out.stderr);
+    let message = if message.is_empty() {
+        format!("exited with status {:?}", out.code)
+    } else {
+        message
+    };
+    Err(ApplyError::Helper { message, help })
 }
 
 async fn reload(runner: &dyn Runner, host: &NfsHost) -> Result<(), ProcessError> {
@@ -445,6 +569,59 @@ async fn sudo_replace(
     Ok(())
 }
 
+/// macOS: `nfsd -F <candidate> checkexports` on a copy of the candidate beside the file.
+async fn nfsd_check(
+    runner: &dyn Runner,
+    exports: &Path,
+    candidate: &str,
+) -> Result<(), ApplyError> {
+    let dir = exports
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".exports.devenv-check-")
+        .tempfile_in(dir)
+        .map_err(|source| ApplyError::Io {
+            action: "create a temp file beside",
+            path: exports.to_path_buf(),
+            source,
+        })?;
+    tmp.write_all(candidate.as_bytes())
+        .map_err(|source| ApplyError::Io {
+            action: "write a temp file beside",
+            path: exports.to_path_buf(),
+            source,
+        })?;
+    let nfsd = if Path::new("/sbin/nfsd").exists() {
+        "/sbin/nfsd"
+    } else {
+        "nfsd"
+    };
+    let out = runner
+        .output(
+            &Cmd::new(nfsd)
+                .arg("-F")
+                .arg(tmp.path())
+                .arg("checkexports")
+                .read_only(),
+        )
+        .await?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(ApplyError::Invalid {
+            problems: out
+                .stderr
+                .lines()
+                .chain(out.stdout.lines())
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+}
+
 /// Run the real `exportfs -ra` against `candidate` in a private mount namespace, and report the
 /// messages the current file does not already produce (a stale foreign line is not devenv's to
 /// fix, but it must not add a new one).
@@ -472,14 +649,24 @@ async fn exportfs_check(
             source,
         })?;
         let out = runner.output(&exportfs_validation(&file, &empty)).await?;
-        Ok::<_, ApplyError>(
-            out.stderr
-                .lines()
-                .filter(|l| l.starts_with("exportfs:"))
-                .filter(|l| !l.contains("Neither 'subtree_check' or 'no_subtree_check'"))
-                .map(|l| l.replace("/etc/exports", "exports"))
-                .collect::<Vec<_>>(),
-        )
+        let messages: Vec<String> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("exportfs:"))
+            .filter(|l| !l.contains("Neither 'subtree_check' or 'no_subtree_check'"))
+            .map(|l| l.replace("/etc/exports", "exports"))
+            .collect();
+        // A failure without a word from exportfs means the check itself did not run (the
+        // namespace or a bind mount failed): that is no pass.
+        if !out.success() && messages.is_empty() {
+            return Err(ApplyError::Invalid {
+                problems: vec![format!(
+                    "the candidate could not be checked with exportfs: {}",
+                    crate::process::tail_lines(&out.stderr, 3)
+                )],
+            });
+        }
+        Ok::<_, ApplyError>(messages)
     };
     let before = errors_of(current.to_string()).await?;
     let after = errors_of(candidate.to_string()).await?;
@@ -511,21 +698,30 @@ pub fn exportfs_validation(candidate: &Path, state_dir: &Path) -> Cmd {
         .timeout(Duration::from_secs(30))
 }
 
-/// The exports lock: one per exports file, shared by every user and project, in the temp dir
-/// (which every user may write) because /etc is not writable without root.
-async fn lock(exports: &Path, timeout: Duration) -> Result<std::fs::File, ApplyError> {
+/// The exports lock: one per exports file, shared by every user and project, in `dir`: the
+/// temp dir (which every user may write) for a user, because /etc is not writable without
+/// root; a root-owned directory for root, where no one can plant a link in its place (it is
+/// opened without following one anyway).
+async fn lock(dir: &Path, exports: &Path, timeout: Duration) -> Result<std::fs::File, ApplyError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let name = format!(
         "devenv-exports-{:016x}.lock",
         crate::state::fnv1a(exports.as_os_str().as_encoded_bytes())
     );
-    let path = std::env::temp_dir().join(name);
+    let path = dir.join(name);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .or_else(|_| OpenOptions::new().read(true).open(&path))
+        .or_else(|_| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        })
         .map_err(|source| ApplyError::Io {
             action: "open",
             path: path.clone(),

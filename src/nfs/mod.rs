@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod file;
+pub mod helper;
 pub mod macos;
 
 use std::net::Ipv4Addr;
@@ -48,18 +49,59 @@ pub fn end_marker(project: &str, uid: u32) -> String {
     format!("# END devenv {project} uid={uid}")
 }
 
-/// One export line for `path`.
+/// Whether the VM may write the exported tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+impl Access {
+    /// The word for it in a helper request and in Linux export options.
+    pub fn word(self) -> &'static str {
+        match self {
+            Access::ReadWrite => "rw",
+            Access::ReadOnly => "ro",
+        }
+    }
+}
+
+/// What one export grants, as the developer asks for it: the directory (canonical, as the user
+/// sees it: firmlinks not yet resolved), the client and the access. The privileged helper
+/// ([`helper`]) receives exactly this and derives the line itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub dir: std::path::PathBuf,
+    pub client: ExportClient,
+    pub access: Access,
+}
+
+/// One read-write export line for `path`.
 pub fn export_line(
     dialect: ExportsDialect,
     path: &Path,
     client: ExportClient,
     owner: Owner,
 ) -> String {
+    export_line_with(dialect, path, client, owner, Access::ReadWrite)
+}
+
+/// One export line for `path` with the given access: every client user squashed to `owner`,
+/// never `no_root_squash`, `insecure` or a wildcard.
+pub fn export_line_with(
+    dialect: ExportsDialect,
+    path: &Path,
+    client: ExportClient,
+    owner: Owner,
+    access: Access,
+) -> String {
     let path = escape_path(&path.to_string_lossy());
     match dialect {
         ExportsDialect::Linux => format!(
-            "{path} {client}(rw,async,no_subtree_check,all_squash,anonuid={},anongid={})",
-            owner.uid, owner.gid
+            "{path} {client}({},async,no_subtree_check,all_squash,anonuid={},anongid={})",
+            access.word(),
+            owner.uid,
+            owner.gid
         ),
         ExportsDialect::MacOs => {
             let who = match client {
@@ -68,7 +110,14 @@ pub fn export_line(
                     format!("-network {network} -mask {}", mask(prefix))
                 }
             };
-            format!("{path} -alldirs -mapall={}:{} {who}", owner.uid, owner.gid)
+            let ro = match access {
+                Access::ReadWrite => "",
+                Access::ReadOnly => " -ro",
+            };
+            format!(
+                "{path} -alldirs{ro} -mapall={}:{} {who}",
+                owner.uid, owner.gid
+            )
         }
     }
 }

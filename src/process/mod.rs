@@ -89,6 +89,11 @@ impl Cmd {
         self
     }
 
+    /// What is written to the command's stdin, if anything.
+    pub fn get_stdin(&self) -> Option<&[u8]> {
+        self.stdin.as_deref()
+    }
+
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = limit;
         self

@@ -188,6 +188,7 @@ impl Env {
             (self.state.clone(), "[DEVENV_HOME]"),
             (self.exports.clone(), "[EXPORTS]"),
             (self.home.path().to_path_buf(), "[HOME]"),
+            (built_bin_dir(), "[BIN]"),
         ] {
             if let Ok(canon) = path.canonicalize() {
                 out = out.replace(&canon.to_string_lossy().into_owned(), name);
@@ -232,6 +233,38 @@ pub fn real_tool(name: &str) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// The example project on a KVM host with the API server double as its cluster (every pod
+/// ready at once) and the real helm: what a cold `devenv up` needs to succeed.
+pub fn cluster_env() -> Option<(Env, apiserver::ApiServer)> {
+    cluster_env_with("helm")
+}
+
+/// Like [`cluster_env`] with `helm` being the named binary (`helm3`, `helm4`).
+pub fn cluster_env_with(helm: &str) -> Option<(Env, apiserver::ApiServer)> {
+    let helm = real_tool(helm)?;
+    let api = apiserver::ApiServer::start_as("devenv-shop").auto_ready();
+    let env = Env::new();
+    let kubeconfig = env.home.path().join("kubeconfig");
+    let bin = env.home.path().join("helm-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(&helm, bin.join("helm")).unwrap();
+    let env = env
+        .kvm_host()
+        .prepend_path(&bin)
+        .with_env("FAKE_MINIKUBE_APISERVER", api.url())
+        .with_env("KUBECONFIG", kubeconfig);
+    env.example();
+    Some((env, api))
+}
+
+/// The directory cargo built `devenv` (and `devenv-exports-helper`) into.
+pub fn built_bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_devenv"))
+        .parent()
+        .expect("a directory")
+        .to_path_buf()
 }
 
 pub mod apiserver;
