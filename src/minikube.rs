@@ -223,16 +223,63 @@ pub fn drift(actual: &ProfileSettings, driver: &dyn Driver, vm: &Vm) -> Vec<Stri
     out
 }
 
+/// One line of `/proc/mounts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub device: String,
+    pub point: String,
+    pub fstype: String,
+    pub options: Vec<String>,
+}
+
+/// Read `/proc/mounts` as the kernel writes it: fields separated by blanks, and in the device
+/// and mount point a space, tab, newline and backslash written as `\040`, `\011`, `\012` and
+/// `\134` (`mangle()` in fs/proc_namespace.c), decoded here; CRLF from minikube's pty tolerated.
+/// The one reader of the VM's mounts, for `up`, `status` and `doctor` alike.
+pub fn parse_mounts(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.trim_end_matches('\r').split_whitespace();
+            let device = unescape(w.next()?);
+            let point = unescape(w.next()?);
+            let fstype = w.next()?.to_string();
+            let options = w.next()?.split(',').map(str::to_string).collect();
+            Some(Mount {
+                device,
+                point,
+                fstype,
+                options,
+            })
+        })
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Whether `/proc/mounts` of the VM (as `cat /proc/mounts` prints it through `minikube ssh`)
 /// has `source` mounted over NFS at `target`.
 pub fn has_nfs_mount(proc_mounts: &str, source: &str, target: &str) -> bool {
-    proc_mounts.lines().any(|l| {
-        let mut f = l.trim_end_matches('\r').split_whitespace();
-        let (Some(src), Some(dir), Some(fs)) = (f.next(), f.next(), f.next()) else {
-            return false;
-        };
-        dir == target && fs.starts_with("nfs") && src.ends_with(&format!(":{source}"))
-    })
+    let device = format!(":{source}");
+    parse_mounts(proc_mounts)
+        .iter()
+        .any(|m| m.point == target && m.fstype.starts_with("nfs") && m.device.ends_with(&device))
 }
 
 /// The address of the host inside the VM, before the VM exists: the gateway of the driver's
@@ -323,6 +370,22 @@ mod tests {
         assert!(has_nfs_mount(m, "/home/ann/shop", "/src"));
         assert!(!has_nfs_mount(m, "/home/ann/other", "/src"));
         assert!(!has_nfs_mount(m, "/home/ann/shop", "/app"));
+    }
+
+    #[test]
+    fn paths_with_blanks_and_backslashes_are_read_as_the_kernel_escapes_them() {
+        // The kernel's mangle(): space, tab, newline and backslash as octal escapes.
+        let m = "192.168.39.1:/home/ann/My\\040Projects/a\\011b\\134c /src\\040dir nfs rw 0 0\r\n";
+        assert!(has_nfs_mount(
+            m,
+            "/home/ann/My Projects/a\tb\\c",
+            "/src dir"
+        ));
+        assert!(!has_nfs_mount(
+            m,
+            "/home/ann/My\\040Projects/a\\011b\\134c",
+            "/src\\040dir"
+        ));
     }
 
     #[test]

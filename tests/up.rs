@@ -78,6 +78,31 @@ fn without_a_cluster_up_does_exports_vm_and_mount_then_fails_at_release() {
 }
 
 #[test]
+fn a_project_under_a_path_with_a_space_is_seen_mounted_by_the_next_up() {
+    // The kernel writes the space as \040 in /proc/mounts (the double does too): the second
+    // `up` must read that as the mount it made, not mount again ("busy or already mounted").
+    let env = Env::new().project_at("src/My Projects/shop").kvm_host();
+    env.example();
+    let first = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("mount: mounted 192.168.39.1:"), "{stdout}");
+    let second = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!stderr.contains("error at 'mount'"), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("already mounted"), "{stderr}");
+    assert_eq!(
+        calls_with(&env, "ssh -p devenv-shop -- sudo mount "),
+        1,
+        "{:#?}",
+        env.minikube_calls()
+    );
+    let out = env.devenv().args(["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["mount"]["mounted"], true, "{status}");
+}
+
+#[test]
 fn a_failing_vm_start_shows_minikubes_error_and_skips_what_needs_the_vm() {
     let env = Env::new()
         .kvm_host()

@@ -152,53 +152,7 @@ pub fn virtualbox_check(found: &VirtualBox, ours: Option<&str>) -> Check {
     )
 }
 
-/// One line of `/proc/mounts`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub device: String,
-    pub point: String,
-    pub fstype: String,
-    pub options: Vec<String>,
-}
-
-/// Read `/proc/mounts` (octal escapes such as `\040` for a space decoded; CRLF from the pty
-/// tolerated).
-pub fn parse_mounts(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|l| {
-            let mut w = l.trim_end_matches('\r').split_whitespace();
-            let device = unescape(w.next()?);
-            let point = unescape(w.next()?);
-            let fstype = w.next()?.to_string();
-            let options = w.next()?.split(',').map(str::to_string).collect();
-            Some(Mount {
-                device,
-                point,
-                fstype,
-                options,
-            })
-        })
-        .collect()
-}
-
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use crate::minikube::{Mount, parse_mounts};
 
 /// The configured options that the kernel's view of the mount does not show. The kernel
 /// rewrites some: `tcp` appears as `proto=tcp`, `actimeo=N` as the four `ac*=N`, `nfsvers` as

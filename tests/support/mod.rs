@@ -77,6 +77,13 @@ impl Env {
         self
     }
 
+    /// Move the (still empty) project to `rel` under the temp home, e.g. a path with a space.
+    pub fn project_at(mut self, rel: &str) -> Env {
+        self.project = self.home.path().join(rel);
+        std::fs::create_dir_all(&self.project).unwrap();
+        self
+    }
+
     /// Put `dir` first on PATH (a chosen version of a real tool).
     pub fn prepend_path(mut self, dir: &Path) -> Env {
         let mut paths = vec![dir.to_path_buf()];
