@@ -16,11 +16,18 @@ pub const EXIT_PROFILE_NOT_FOUND: i32 = 85;
 /// Exit code of commands that need a running host when it is stopped (GUEST_NOT_RUNNING).
 pub const EXIT_NOT_RUNNING: i32 = 83;
 
+/// The container runtime devenv asks for. minikube v1.39 made containerd the default, but
+/// devenv builds images in the VM's Docker daemon (`docker-env`, which exits 14 with any other
+/// runtime on a VM driver) and reads per-service figures from it, and only with Docker does the
+/// kubelet see those images.
+pub const CONTAINER_RUNTIME: &str = "docker";
+
 /// `minikube start` for the profile with the driver's flags and the `[vm]` settings.
 pub fn start(profile: &str, driver: &dyn Driver, vm: &Vm) -> Cmd {
     Cmd::new("minikube")
         .args(["start", "-p", profile])
         .arg(format!("--driver={}", driver.name()))
+        .arg(format!("--container-runtime={CONTAINER_RUNTIME}"))
         .args(driver.start_flags())
         .arg(format!("--cpus={}", vm.cpus))
         .arg(format!("--memory={}", vm.memory.minikube_flag()))
@@ -123,6 +130,9 @@ pub struct ProfileSettings {
     pub disk_mib: u64,
     pub kubernetes_version: String,
     pub max_pods: Option<u32>,
+    /// `KubernetesConfig.ContainerRuntime` (profiles of minikube before v1.39 may leave it
+    /// empty, which meant docker).
+    pub container_runtime: String,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +168,8 @@ struct KubernetesConfig {
     #[serde(default)]
     kubernetes_version: String,
     #[serde(default)]
+    container_runtime: String,
+    #[serde(default)]
     extra_options: Option<Vec<ExtraOption>>,
 }
 
@@ -188,6 +200,11 @@ pub fn parse_profile(json: &str, profile: &str) -> Option<ProfileSettings> {
         cpus: c.cpus,
         memory_mib: c.memory,
         disk_mib: c.disk_size,
+        container_runtime: k
+            .as_ref()
+            .map(|k| k.container_runtime.clone())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| CONTAINER_RUNTIME.to_string()),
         kubernetes_version: k.map(|k| k.kubernetes_version).unwrap_or_default(),
         max_pods,
     })
@@ -219,6 +236,13 @@ pub fn drift(actual: &ProfileSettings, driver: &dyn Driver, vm: &Vm) -> Vec<Stri
             .max_pods
             .map_or("default".to_string(), |n| n.to_string());
         out.push(format!("max_pods {was} → {}", vm.max_pods));
+    }
+    if actual.container_runtime != CONTAINER_RUNTIME {
+        // minikube keeps a profile's runtime: only a new VM changes it.
+        out.push(format!(
+            "container runtime {} → {CONTAINER_RUNTIME} (images are built in the VM's Docker daemon)",
+            actual.container_runtime
+        ));
     }
     out
 }

@@ -366,6 +366,49 @@ fn a_values_change_reruns_only_the_release() {
 }
 
 #[test]
+fn the_vm_is_created_with_docker_and_a_containerd_profile_is_drift_with_the_way_out() {
+    let Some((env, _api)) = cluster_env() else {
+        return;
+    };
+    env.devenv().arg("up").assert().success();
+    let start = env
+        .minikube_calls()
+        .into_iter()
+        .find(|c| c.starts_with("start"))
+        .unwrap();
+    assert!(start.contains("--container-runtime=docker"), "{start}");
+    // The same profile as plain `minikube start` of v1.39 makes it: containerd, where
+    // `docker-env` (the images stage, `top`) exits 14.
+    let profile = env.minikube_state.join("profiles/devenv-shop.env");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    std::fs::write(
+        &profile,
+        text.replace("runtime=docker", "runtime=containerd"),
+    )
+    .unwrap();
+    assert_eq!(
+        env.minikube(&["docker-env", "-p", "devenv-shop", "--shell", "none"])
+            .status
+            .code(),
+        Some(14)
+    );
+    env.devenv()
+        .arg("up")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "differs from [vm] (container runtime containerd → docker",
+        ))
+        .stdout(predicate::str::contains("devenv up --recreate"));
+    env.devenv().args(["up", "--recreate"]).assert().success();
+    assert!(
+        env.minikube(&["docker-env", "-p", "devenv-shop", "--shell", "none"])
+            .status
+            .success()
+    );
+}
+
+#[test]
 fn a_changed_vm_setting_is_reported_with_how_to_apply_it() {
     let Some((env, _api)) = cluster_env() else {
         return;
