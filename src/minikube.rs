@@ -225,7 +225,10 @@ pub fn drift(actual: &ProfileSettings, driver: &dyn Driver, vm: &Vm) -> Vec<Stri
     if actual.disk_mib != vm.disk.mib() {
         out.push(format!("disk {}m → {}", actual.disk_mib, vm.disk));
     }
-    if actual.kubernetes_version != vm.kubernetes_version {
+    // minikube stores "stable" and "latest" resolved to the version it chose (v1.35.1): any
+    // stored version satisfies them, or every `up` would see drift and `--recreate` would loop.
+    let floating = matches!(vm.kubernetes_version.as_str(), "stable" | "latest");
+    if !floating && actual.kubernetes_version != vm.kubernetes_version {
         out.push(format!(
             "kubernetes_version {} → {}",
             actual.kubernetes_version, vm.kubernetes_version

@@ -409,6 +409,36 @@ fn the_vm_is_created_with_docker_and_a_containerd_profile_is_drift_with_the_way_
 }
 
 #[test]
+fn kubernetes_version_stable_is_not_drift_once_minikube_has_resolved_it() {
+    let Some((env, _api)) = cluster_env() else {
+        return;
+    };
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    let pinned = toml
+        .lines()
+        .find(|l| l.starts_with("kubernetes_version"))
+        .expect("the example pins a version")
+        .to_string();
+    env.write(
+        "devenv.toml",
+        &toml.replace(&pinned, "kubernetes_version = \"stable\""),
+    );
+    env.devenv().arg("up").assert().success();
+    env.devenv()
+        .arg("up")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("differs from [vm]").not())
+        .stdout(predicate::str::contains("(0 stages changed something)"));
+    env.devenv().args(["up", "--recreate"]).assert().success();
+    assert_eq!(
+        calls_with(&env, "delete"),
+        0,
+        "--recreate has nothing to recreate"
+    );
+}
+
+#[test]
 fn a_changed_vm_setting_is_reported_with_how_to_apply_it() {
     let Some((env, _api)) = cluster_env() else {
         return;
