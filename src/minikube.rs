@@ -78,6 +78,10 @@ pub enum VmState {
     Stopped,
     /// Any other host state minikube reports (`Error`, `InsufficientStorage`, ...).
     Other(String),
+    /// minikube could not tell, and why: `status` prints `null` whenever reading the node
+    /// fails (libvirt unreachable, no IP yet, the SSH check failing while the VM boots), not
+    /// only for a missing machine. Never taken for "not created".
+    Unknown(String),
 }
 
 #[derive(Deserialize)]
@@ -93,8 +97,11 @@ pub fn parse_status(out: &Output) -> Result<VmState, String> {
     }
     let text = out.stdout.trim();
     if text == "null" {
-        // The profile's config exists but its machine does not.
-        return Ok(VmState::Nonexistent);
+        return Ok(VmState::Unknown(format!(
+            "`minikube status` printed null (exit {}): the machine could not be read (libvirt \
+             unreachable, no address yet, or still booting)",
+            out.code.map_or("by signal".to_string(), |c| c.to_string())
+        )));
     }
     let nodes: Vec<NodeStatus> = if text.starts_with('[') {
         serde_json::from_str(text).map_err(|e| e.to_string())?
@@ -358,8 +365,10 @@ mod tests {
     }
 
     #[test]
-    fn null_means_the_machine_is_gone() {
-        assert_eq!(parse_status(&out(7, "null")), Ok(VmState::Nonexistent));
+    fn null_means_minikube_could_not_tell() {
+        assert!(
+            matches!(parse_status(&out(7, "null")), Ok(VmState::Unknown(why)) if why.contains("null"))
+        );
     }
 
     #[test]

@@ -302,6 +302,12 @@ impl Plan {
                 )),
                 Action::Run(start),
             ],
+            Some(VmState::Unknown(why)) => vec![
+                Action::Note(format!(
+                    "minikube could not tell how {profile} stands ({why}): `minikube start` brings it up whichever it is"
+                )),
+                Action::Run(start),
+            ],
             _ => vec![Action::Run(start)],
         };
         stages.push(stage("vm", &["preflight"], vm));

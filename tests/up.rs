@@ -103,6 +103,39 @@ fn a_project_under_a_path_with_a_space_is_seen_mounted_by_the_next_up() {
 }
 
 #[test]
+fn a_null_status_is_unknown_not_gone_and_purge_still_deletes_the_vm() {
+    let env = kvm_env();
+    let _ = env.devenv().arg("up").output().unwrap();
+    let null = |cmd: &mut assert_cmd::Command| {
+        cmd.env("FAKE_MINIKUBE_STATUS_NULL", "1");
+    };
+    let mut status = env.devenv();
+    null(&mut status);
+    let out = status.args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = v["vm"]["state"].as_str().unwrap();
+    assert!(
+        state.starts_with("unknown: `minikube status` printed null"),
+        "{state}"
+    );
+    let mut purge = env.devenv();
+    null(&mut purge);
+    purge
+        .args(["down", "--purge", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "delete the minikube VM devenv-shop",
+        ));
+    assert_eq!(
+        calls_with(&env, "delete -p devenv-shop"),
+        1,
+        "{:#?}",
+        env.minikube_calls()
+    );
+}
+
+#[test]
 fn a_failing_vm_start_shows_minikubes_error_and_skips_what_needs_the_vm() {
     let env = Env::new()
         .kvm_host()

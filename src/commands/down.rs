@@ -71,7 +71,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
     }
     let vm = match ctx.runner.output(&minikube::status(&profile)).await {
-        Ok(out) => minikube::parse_status(&out).unwrap_or(VmState::Nonexistent),
+        Ok(out) => minikube::parse_status(&out).unwrap_or_else(VmState::Unknown),
         Err(e) => return Err(e.into()),
     };
 

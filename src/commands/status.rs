@@ -27,8 +27,8 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
     let profile = c.project.profile();
     let ns = c.project.namespace();
     let vm = match ctx.runner.output(&minikube::status(&profile)).await {
-        Ok(out) => minikube::parse_status(&out).unwrap_or(VmState::Nonexistent),
-        Err(_) => VmState::Nonexistent,
+        Ok(out) => minikube::parse_status(&out).unwrap_or_else(VmState::Unknown),
+        Err(e) => VmState::Unknown(e.to_string()),
     };
     let running = vm == VmState::Running;
     let export = Export::for_project(ctx, &loaded).await?;
@@ -111,6 +111,7 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
         VmState::Stopped => "stopped".to_string(),
         VmState::Nonexistent => "not created".to_string(),
         VmState::Other(s) => s.to_lowercase(),
+        VmState::Unknown(why) => format!("unknown: {why}"),
     };
     if ctx.ui.json {
         println!(

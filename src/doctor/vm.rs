@@ -237,6 +237,7 @@ pub fn mount_check(probe: &MountProbe, want: &Wanted<'_>) -> Check {
                 VmState::Stopped => format!("{profile} is stopped"),
                 VmState::Running => format!("{profile} runs"),
                 VmState::Other(s) => format!("{profile} is {s}"),
+                VmState::Unknown(why) => format!("the state of {profile} is unknown ({why})"),
             };
             return Check::warn(
                 ID,
