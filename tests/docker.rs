@@ -321,7 +321,13 @@ fn top_json_once_prints_one_sample_with_the_vm_and_each_services_containers() {
 fn top_without_a_reachable_daemon_names_what_it_could_not_read() {
     let env = support::Env::new();
     env.example();
-    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    env.minikube(&[
+        "start",
+        "-p",
+        "devenv-shop",
+        "--driver=kvm2",
+        "--container-runtime=docker",
+    ]);
     // The double's default docker-env points at tcp://192.168.39.10:2376, where no daemon is.
     let out = env
         .devenv()

@@ -240,7 +240,13 @@ fn example_with(env: &Env, edit: impl Fn(String) -> String) {
 
 /// Start the fake VM of the example project (profile devenv-shop).
 fn start_vm(env: &Env) {
-    let out = env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    let out = env.minikube(&[
+        "start",
+        "-p",
+        "devenv-shop",
+        "--driver=kvm2",
+        "--container-runtime=docker",
+    ]);
     assert!(out.status.success(), "{out:?}");
 }
 

@@ -93,7 +93,13 @@ fn show_reports_absent_then_up_to_date() {
 fn a_running_vm_gets_the_export_for_its_own_network() {
     let env = env();
     let out = Command::new(support::support_bin().join("minikube"))
-        .args(["start", "-p", "devenv-shop", "--driver=kvm2"])
+        .args([
+            "start",
+            "-p",
+            "devenv-shop",
+            "--driver=kvm2",
+            "--container-runtime=docker",
+        ])
         .env("FAKE_MINIKUBE_STATE", &env.minikube_state)
         .env("FAKE_MINIKUBE_SUBNET", "192.168.50")
         .output()

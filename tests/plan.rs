@@ -103,7 +103,13 @@ fn a_running_vm_is_left_alone() {
 fn a_stopped_vm_is_started_again() {
     let env = Env::new();
     env.example();
-    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    env.minikube(&[
+        "start",
+        "-p",
+        "devenv-shop",
+        "--driver=kvm2",
+        "--container-runtime=docker",
+    ]);
     env.minikube(&["stop", "-p", "devenv-shop"]);
     let p = plan(&env);
     assert!(p.contains("exists and is stopped"), "{p}");
