@@ -50,14 +50,17 @@ impl Driver for Kvm2 {
         Priority::Preferred
     }
 
+    /// minikube builds its kvm2 driver for amd64 only: on arm64 its validation fails with
+    /// "KVM is not supported on arm64" (exit 65), so it is never offered there.
     fn supports(&self, os: Os, arch: Arch) -> bool {
-        os == Os::Linux && matches!(arch, Arch::X86_64 | Arch::Aarch64)
+        os == Os::Linux && arch == Arch::X86_64
     }
 
     fn status<'a>(&'a self, host: &'a dyn Host) -> BoxFuture<'a, DriverStatus> {
         Box::pin(async move {
             let minikube = host.which("minikube");
-            let mut checks = vec![minikube_check(host.arch(), minikube.as_deref())];
+            let mut checks = vec![cpu_check(host.arch())];
+            checks.push(minikube_check(host.arch(), minikube.as_deref()));
             let (driver, driver_present) = driver_check(host, minikube.is_some()).await;
             checks.push(driver);
             checks.push(kvm_check(host));
@@ -110,6 +113,20 @@ impl Driver for Kvm2 {
 
     fn exports_dialect(&self) -> ExportsDialect {
         ExportsDialect::Linux
+    }
+}
+
+/// minikube's kvm2 driver exists for amd64 only (pkg/minikube/registry/drvs/kvm2: "KVM is not
+/// supported on arm64").
+fn cpu_check(arch: Arch) -> Check {
+    match arch {
+        Arch::X86_64 => Check::ok("kvm2.cpu", "x86_64 CPU"),
+        _ => Check::fail(
+            "kvm2.cpu",
+            "minikube's kvm2 driver runs on x86_64 (amd64) only: on this CPU minikube refuses it with \"KVM is not supported on arm64\"",
+            "devenv has no VM driver for Linux on ARM yet: use an x86_64 machine (minikube's qemu2 driver runs on ARM, but devenv does not drive it)",
+            DOC,
+        ),
     }
 }
 
@@ -583,6 +600,7 @@ mod tests {
         assert_eq!(
             ids,
             [
+                "kvm2.cpu",
                 "kvm2.minikube",
                 "kvm2.driver",
                 "kvm2.kvm",
@@ -761,6 +779,16 @@ mod tests {
         let c = check(&s, "kvm2.kvm");
         assert_eq!(c.state, CheckState::Ok);
         assert_eq!(c.reason, "/dev/kvm exists");
+    }
+
+    #[test]
+    fn kvm2_on_arm_fails_its_cpu_check_as_minikube_refuses_it() {
+        let s = status(&healthy().arch(Arch::Aarch64));
+        let c = check(&s, "kvm2.cpu");
+        assert_eq!(c.state, CheckState::Fail);
+        assert!(c.reason.contains("x86_64 (amd64) only"), "{}", c.reason);
+        assert!(!s.healthy());
+        assert_eq!(check(&status(&healthy()), "kvm2.cpu").state, CheckState::Ok);
     }
 
     #[test]
@@ -984,7 +1012,7 @@ mod tests {
     #[test]
     fn kvm2_runs_on_linux_only_and_tells_minikube_which_libvirt() {
         assert!(Kvm2.supports(Os::Linux, Arch::X86_64));
-        assert!(Kvm2.supports(Os::Linux, Arch::Aarch64));
+        assert!(!Kvm2.supports(Os::Linux, Arch::Aarch64));
         assert!(!Kvm2.supports(Os::MacOs, Arch::X86_64));
         assert!(!Kvm2.supports(Os::Linux, Arch::Other));
         assert_eq!(Kvm2.start_flags(), ["--kvm-qemu-uri=qemu:///system"]);

@@ -311,6 +311,13 @@ impl Registry {
                     }
                     statuses.push(status);
                 }
+                if statuses.is_empty() {
+                    // No driver for this CPU (kvm2 on ARM Linux): the OS's drivers say why,
+                    // through their failing CPU checks, and none of them is chosen.
+                    for driver in self.drivers.iter().filter(|d| runs_on(**d, os)) {
+                        statuses.push(driver.status(host).await);
+                    }
+                }
                 Err(SelectError::NoneHealthy { statuses })
             }
         }
@@ -381,8 +388,29 @@ mod tests {
         assert_eq!(names(Os::MacOs, Arch::X86_64), ["vfkit", "hyperkit"]);
         assert_eq!(names(Os::MacOs, Arch::Aarch64), ["vfkit"]);
         assert!(names(Os::Other, Arch::X86_64).is_empty());
+        assert!(
+            names(Os::Linux, Arch::Aarch64).is_empty(),
+            "kvm2 is amd64 only"
+        );
         assert_eq!(r.names(), ["kvm2", "vfkit", "hyperkit"]);
         assert_eq!(r.all().len(), 3);
+    }
+
+    #[test]
+    fn auto_on_arm_linux_chooses_nothing_and_says_kvm2_is_amd64_only() {
+        let host = FakeHost::linux().arch(Arch::Aarch64);
+        let Err(SelectError::NoneHealthy { statuses }) =
+            block_on(Registry::builtin().choose(&Choice::Auto, &host))
+        else {
+            panic!("auto must choose nothing here")
+        };
+        assert_eq!(statuses.len(), 1);
+        let cpu = statuses[0]
+            .checks
+            .iter()
+            .find(|c| c.id == "kvm2.cpu")
+            .unwrap();
+        assert_eq!(cpu.state, CheckState::Fail);
     }
 
     #[test]

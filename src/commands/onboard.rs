@@ -790,10 +790,22 @@ pub fn choose_driver(facts: &Facts, requested: Option<&str>) -> Result<&'static 
                 help: "use vfkit: run `devenv onboard` without --driver".into(),
             });
         }
+        if name == "kvm2" && os == Os::Linux && arch == Arch::Aarch64 {
+            return Err(Error::Usage {
+                message: format!(
+                    "minikube's kvm2 driver runs on x86_64 (amd64) only, and this machine has an {} CPU",
+                    facts.cpu
+                ),
+                help: "devenv has no VM driver for Linux on ARM yet: use an x86_64 machine \
+                       (minikube's qemu2 driver runs on ARM, but devenv does not drive it)"
+                    .into(),
+            });
+        }
         if matches!(arch, Arch::Other) {
             return Err(Error::Usage {
                 message: format!("the {name} driver does not run on a {} CPU", facts.cpu),
-                help: "devenv's VM drivers run on x86_64 and arm64".into(),
+                help: "devenv's VM drivers run on x86_64 Linux and on macOS (x86_64 and Apple silicon)"
+                    .into(),
             });
         }
         return Err(SelectError::Unsupported {
