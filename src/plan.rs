@@ -191,6 +191,9 @@ pub struct Facts {
     pub vm_ip: Option<Ipv4Addr>,
     /// How the running VM differs from `[vm]` (empty: same settings, or not running).
     pub vm_drift: Vec<String>,
+    /// The driver a stopped profile was created with, when it is not the chosen one: minikube
+    /// refuses to start it with another (GUEST_DRIVER_MISMATCH, exit 81).
+    pub vm_driver_mismatch: Option<String>,
     /// Delete and recreate a running VM whose settings differ (`up --recreate`).
     pub recreate: bool,
     /// The running VM already has the source mounted at the target from the right place.
@@ -296,6 +299,13 @@ impl Plan {
                 "{profile} is running but differs from [vm] ({}); minikube cannot change a VM in place: `devenv up --recreate` deletes and recreates it (the cluster's contents are lost)",
                 facts.vm_drift.join(", ")
             ))],
+            Some(VmState::Stopped) if let Some(stored) = &facts.vm_driver_mismatch => {
+                vec![Action::Verify(Verify::Unsupported(format!(
+                    "{profile} was created with the {stored} driver and minikube cannot start it with {} (GUEST_DRIVER_MISMATCH): set vm.driver = \"{stored}\" (or \"auto\") to keep it, or `devenv down --purge` to delete it and let `devenv up` create it with {}",
+                    driver.name(),
+                    driver.name()
+                )))]
+            }
             Some(VmState::Stopped) => vec![
                 Action::Note(format!(
                     "{profile} exists and is stopped: it is started again"

@@ -136,6 +136,42 @@ fn a_null_status_is_unknown_not_gone_and_purge_still_deletes_the_vm() {
 }
 
 #[test]
+fn a_stopped_profile_of_another_driver_is_explained_before_a_start_that_would_exit_81() {
+    let env = kvm_env();
+    // A profile made earlier with another Linux driver name minikube knows (qemu2), stopped.
+    assert!(
+        env.minikube(&[
+            "start",
+            "-p",
+            "devenv-shop",
+            "--driver=qemu2",
+            "--container-runtime=docker"
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        env.minikube(&["stop", "-p", "devenv-shop"])
+            .status
+            .success()
+    );
+    let starts = calls_with(&env, "start");
+    env.devenv()
+        .arg("up")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "devenv-shop was created with the qemu2 driver and minikube cannot start it with kvm2",
+        ))
+        .stderr(predicate::str::contains("devenv down --purge"));
+    assert_eq!(
+        calls_with(&env, "start"),
+        starts,
+        "no start that would exit 81"
+    );
+}
+
+#[test]
 fn a_failing_vm_start_shows_minikubes_error_and_skips_what_needs_the_vm() {
     let env = Env::new()
         .kvm_host()

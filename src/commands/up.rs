@@ -84,6 +84,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     // A running VM shows its driver works: skip the health probes (libvirt's can take seconds),
     // which keeps a no-op `up` fast.
     let choice = Choice::parse(&c.vm.driver);
+    let stored_driver = vm.settings.as_ref().map(|s| s.driver.clone());
     let (driver, driver_failure) = if vm.state == Some(VmState::Running) {
         let driver = match vm.settings.as_ref().map(|s| s.driver.as_str()) {
             Some(name) if choice == Choice::Auto => {
@@ -97,6 +98,15 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         let host = Machine::probe(ctx.runner.clone())
             .await
             .with_root(ctx.host_root.clone());
+        // `auto` keeps the driver a stopped profile was created with.
+        let choice = match (&choice, &stored_driver) {
+            (Choice::Auto, Some(name))
+                if machine::driver_for(&Choice::Named(name.clone())).is_ok() =>
+            {
+                Choice::Named(name.clone())
+            }
+            _ => choice.clone(),
+        };
         let (driver, status) = machine::select_driver(&host, &choice).await?;
         let failure = status
             .first_failure()
@@ -117,6 +127,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     .map(|after| nfs::diff(&current, &after))
     .map_err(|e| e.to_string());
 
+    let vm_driver_mismatch = match (&vm.state, &stored_driver) {
+        (Some(VmState::Stopped), Some(stored)) if stored != driver.name() => Some(stored.clone()),
+        _ => None,
+    };
     let vm_drift = match (&vm.state, &vm.settings) {
         (Some(VmState::Running), Some(s)) => minikube::drift(s, driver, &c.vm),
         _ => Vec::new(),
@@ -172,6 +186,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         vm_state: vm.state.clone(),
         vm_ip: vm.ip,
         vm_drift,
+        vm_driver_mismatch,
         recreate,
         mounted,
         overlay_file,
@@ -362,6 +377,18 @@ async fn read_vm(ctx: &Context, profile: &str) -> VmFacts {
         Ok(out) => minikube::parse_status(&out).ok(),
         Err(_) => None,
     };
+    if state == Some(VmState::Stopped) {
+        // A stopped profile keeps its driver, which `start` may not change (exit 81).
+        let list = ctx.runner.output(&minikube::profile_list()).await;
+        return VmFacts {
+            state,
+            ip: None,
+            settings: list
+                .ok()
+                .and_then(|o| minikube::parse_profile(&o.stdout, profile)),
+            proc_mounts: None,
+        };
+    }
     if state != Some(VmState::Running) {
         return VmFacts {
             state,
