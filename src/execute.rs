@@ -112,11 +112,31 @@ impl Executor {
                 source,
                 lines,
                 grant,
+                vm_address_of,
                 ..
             } => {
+                // The VM's own address, now that it runs: the lines are made for it here.
+                let (lines, grant) = match vm_address_of {
+                    Some(profile) => {
+                        let ip = self.vm_address(profile).await?;
+                        let client = devenv_drivers::ExportClient::Address(ip);
+                        let line = crate::nfs::export_line(
+                            self.nfs.dialect,
+                            source,
+                            client,
+                            crate::nfs::Owner::current(),
+                        );
+                        let grant = grant.as_ref().map(|g| crate::nfs::Grant {
+                            client,
+                            ..g.clone()
+                        });
+                        (vec![line], grant)
+                    }
+                    None => (lines.clone(), grant.clone()),
+                };
                 let change = Change::Set {
                     source,
-                    lines,
+                    lines: &lines,
                     grant: grant.as_ref(),
                 };
                 apply::apply(
@@ -427,6 +447,11 @@ impl Executor {
 
     /// The host's address as the VM of `profile` sees it (the VM must run).
     async fn host_address(&self, profile: &str) -> Result<Ipv4Addr, String> {
+        Ok(self.driver.host_address(self.vm_address(profile).await?))
+    }
+
+    /// The VM's own address, from `minikube ip`.
+    async fn vm_address(&self, profile: &str) -> Result<Ipv4Addr, String> {
         let out = self
             .runner
             .output(&minikube::ip(profile))
@@ -438,7 +463,7 @@ impl Executor {
                 tail_lines(&format!("{}{}", out.stdout, out.stderr), 3)
             )
         })?;
-        Ok(self.driver.host_address(ip))
+        Ok(ip)
     }
 
     async fn mount(&self, m: &MountSpec, progress: &Progress) -> Result<String, String> {

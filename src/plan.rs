@@ -128,6 +128,9 @@ pub enum Action {
         lines: Vec<String>,
         /// What the lines grant, for the exports helper.
         grant: Option<crate::nfs::Grant>,
+        /// The export goes to the address of this profile's VM, asked from minikube when the
+        /// stage runs (`lines` and `diff` show the driver's usual network in its place).
+        vm_address_of: Option<String>,
         /// The reload that follows the edit (run by the exports code, shown in the plan); with
         /// the exports helper, the helper's command, which edits and reloads as root.
         reload: Vec<Cmd>,
@@ -165,10 +168,15 @@ pub struct ExportsFacts {
     pub file: PathBuf,
     /// The exported directory as written in the file.
     pub source: PathBuf,
+    /// Whom the lines grant the export to.
+    pub client: devenv_drivers::ExportClient,
     /// The lines of devenv's block.
     pub lines: Vec<String>,
     /// What the lines grant, for the exports helper.
     pub grant: Option<crate::nfs::Grant>,
+    /// The client is the VM's own address, known only once the VM runs (a new or recreated
+    /// VM): the exports stage then follows the vm stage and reads it.
+    pub awaits_vm_address: bool,
     /// The change to the file as a diff (empty: nothing to change), or why it cannot be made.
     pub diff: Result<String, String>,
     /// Whether the file is changed through sudo.
@@ -261,26 +269,6 @@ impl Plan {
         }
         stages.push(stage("preflight", &[], preflight));
 
-        // exports
-        let ex = &facts.exports;
-        let exports = match &ex.diff {
-            Ok(diff) if diff.is_empty() => vec![Action::Note(format!(
-                "{} already exports {} to the VM",
-                ex.file.display(),
-                ex.source.display()
-            ))],
-            Ok(diff) => vec![Action::Exports {
-                path: ex.file.clone(),
-                diff: diff.clone(),
-                source: ex.source.clone(),
-                lines: ex.lines.clone(),
-                grant: ex.grant.clone(),
-                reload: ex.reload.clone(),
-            }],
-            Err(why) => vec![Action::Verify(Verify::Unsupported(why.clone()))],
-        };
-        stages.push(stage("exports", &["preflight"], exports));
-
         // vm
         let start = minikube::start(&profile, driver, &c.vm);
         let vm = match &facts.vm_state {
@@ -321,6 +309,38 @@ impl Plan {
             _ => vec![Action::Run(start)],
         };
         stages.push(stage("vm", &["preflight"], vm));
+
+        // exports: after the VM, whose own address it is granted to
+        let ex = &facts.exports;
+        let vm_address_of = ex.awaits_vm_address.then(|| profile.clone());
+        let exports = match &ex.diff {
+            Ok(diff) if diff.is_empty() && vm_address_of.is_none() => vec![Action::Note(format!(
+                "{} already exports {} to the VM",
+                ex.file.display(),
+                ex.source.display()
+            ))],
+            Ok(diff) => {
+                let mut actions = Vec::new();
+                if vm_address_of.is_some() {
+                    actions.push(Action::Note(format!(
+                        "the export is granted to the VM's own address, read with `minikube ip` once it runs ({} stands in for it below)",
+                        ex.client
+                    )));
+                }
+                actions.push(Action::Exports {
+                    path: ex.file.clone(),
+                    diff: diff.clone(),
+                    source: ex.source.clone(),
+                    lines: ex.lines.clone(),
+                    grant: ex.grant.clone(),
+                    vm_address_of,
+                    reload: ex.reload.clone(),
+                });
+                actions
+            }
+            Err(why) => vec![Action::Verify(Verify::Unsupported(why.clone()))],
+        };
+        stages.push(stage("exports", &["preflight", "vm"], exports));
 
         // mount
         let mount = MountSpec {

@@ -250,6 +250,16 @@ fn start_vm(env: &Env) {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// `devenv exports apply` for the running VM (its own address), so that a mount made by hand
+/// is allowed by the host, as with `devenv up`.
+fn export_to_vm(env: &Env) {
+    env.devenv()
+        .args(["exports", "apply"])
+        .env("DEVENV_EXPORTS_RELOAD", "true")
+        .assert()
+        .success();
+}
+
 /// PATH for `devenv` with the fake minikube, without any directory that holds a `helm`.
 fn path_without_helm() -> std::ffi::OsString {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -445,6 +455,7 @@ fn the_nfs_mount_devenv_makes_passes_and_stat_is_probed_through_it() {
     let env = Env::new();
     env.example();
     start_vm(&env);
+    export_to_vm(&env);
     let source = env.project.canonicalize().unwrap();
     let mount = format!(
         "sudo mount -t nfs -o vers=3,tcp,nolock,noacl,async,actimeo=1 192.168.39.1:{} /src",
@@ -481,6 +492,7 @@ fn mount_options_missing_from_the_mount_are_named() {
     let env = Env::new();
     env.example();
     start_vm(&env);
+    export_to_vm(&env);
     let source = env.project.canonicalize().unwrap();
     let mount = format!(
         "sudo mount -t nfs -o vers=3,tcp 192.168.39.1:{} /src",

@@ -501,7 +501,9 @@ fn postgres_through_the_tunnel_carries_real_queries_and_survives_a_restart() {
     set_connect(&env, "tunnel");
     // The VM's network is 127.0.0.0/24 here, so the host address it sees is 127.0.0.1: the
     // tunnel listens there, and psql on this machine plays the pods of the local cluster.
-    let env = env.with_env("FAKE_MINIKUBE_SUBNET", "127.0.0");
+    let env = env
+        .with_env("FAKE_MINIKUBE_SUBNET", "127.0.0")
+        .with_env("FAKE_MINIKUBE_EXPORTS_UNCHECKED", "1");
     // Exports go to a private network, never loopback: name it, as a team on such a setup would.
     let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
     env.write(

@@ -128,10 +128,22 @@ fn without_minikube_the_plan_still_shows_the_start() {
 }
 
 #[test]
-fn an_existing_block_needs_no_edit() {
+fn an_existing_block_for_the_running_vm_needs_no_edit() {
     let env = Env::new();
     env.example();
+    // With the VM running its address is known, so the plan shows the exact line.
+    env.minikube(&[
+        "start",
+        "-p",
+        "devenv-shop",
+        "--driver=kvm2",
+        "--container-runtime=docker",
+    ]);
     let first = plan(&env);
+    assert!(
+        first.contains(" 192.168.39.10(rw,"),
+        "the VM's own address: {first}"
+    );
     // Put exactly the block the plan shows into the exports file.
     let block: String = first
         .lines()
@@ -169,8 +181,8 @@ fn json_plan_has_argv_for_every_command() {
         names,
         [
             "preflight",
-            "exports",
             "vm",
+            "exports",
             "mount",
             "images",
             "release",
@@ -178,7 +190,7 @@ fn json_plan_has_argv_for_every_command() {
             "summary"
         ]
     );
-    let vm = &v["stages"][2]["actions"][0]["argv"];
+    let vm = &v["stages"][1]["actions"][0]["argv"];
     assert_eq!(vm[0], "minikube");
     assert!(
         vm.as_array()

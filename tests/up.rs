@@ -172,6 +172,46 @@ fn a_stopped_profile_of_another_driver_is_explained_before_a_start_that_would_ex
 }
 
 #[test]
+fn the_export_goes_to_the_vms_own_address_on_whatever_subnet_minikube_chose() {
+    let Some((env, _api)) = cluster_env() else {
+        return;
+    };
+    // Another minikube network already holds 192.168.39.0/24: the VM lands on .50. A block an
+    // older devenv wrote for the whole usual /24 is there too.
+    let env = env.with_env("FAKE_MINIKUBE_SUBNET", "192.168.50");
+    let project = env.project.canonicalize().unwrap();
+    let uid = unsafe { libc::getuid() };
+    let gid = unsafe { libc::getgid() };
+    let stale = format!(
+        "# BEGIN devenv shop uid={uid}\n\"{}\" 192.168.39.0/24(rw,async,no_subtree_check,all_squash,anonuid={uid},anongid={gid})\n# END devenv shop uid={uid}\n",
+        project.display()
+    );
+    std::fs::write(&env.exports, format!("{EXPORTS}{stale}")).unwrap();
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exports = std::fs::read_to_string(&env.exports).unwrap();
+    assert_eq!(
+        exports,
+        format!(
+            "{EXPORTS}# BEGIN devenv shop uid={uid}\n\"{}\" 192.168.50.10(rw,async,no_subtree_check,all_squash,anonuid={uid},anongid={gid})\n# END devenv shop uid={uid}\n",
+            project.display()
+        ),
+        "the old block is replaced by one for the VM's own address, nothing wider"
+    );
+    // The next `up` finds it in place.
+    env.devenv()
+        .arg("up")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(0 stages changed something)"));
+}
+
+#[test]
 fn a_failing_vm_start_shows_minikubes_error_and_skips_what_needs_the_vm() {
     let env = Env::new()
         .kvm_host()

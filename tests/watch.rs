@@ -181,6 +181,12 @@ fn running_vm(env: &Env) {
     let ip = String::from_utf8(env.minikube(&["ip", "-p", "devenv-shop"]).stdout).unwrap();
     let gateway = format!("{}.1", ip.trim().rsplit_once('.').unwrap().0);
     let project = env.project.to_string_lossy().into_owned();
+    // The host exports the project to the VM, or the mount is refused.
+    std::fs::write(
+        &env.exports,
+        format!("\"{project}\" {}(rw,all_squash)\n", ip.trim()),
+    )
+    .unwrap();
     for argv in [
         vec!["sudo", "mkdir", "-p", "/src"],
         vec![

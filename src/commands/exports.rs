@@ -60,6 +60,9 @@ pub struct Export {
     pub lines: Vec<String>,
     /// What the lines grant, as the exports helper is asked for it.
     pub grant: nfs::Grant,
+    /// The client should be the VM's own address, which is not known yet (the VM does not
+    /// run): `client` and `lines` hold the driver's usual host-only network in its place.
+    pub awaits_vm_address: bool,
 }
 
 impl Export {
@@ -78,20 +81,13 @@ impl Export {
                 message: format!("mount.export_client: {why}"),
                 help: "see docs/config.md".into(),
             })?,
-            // The VM's host-only /24 rather than its single address: the same line before and
-            // after the VM gets its address (so a second `up` changes nothing), and still only
-            // the host and the VMs of that network.
-            None => match ip {
-                Some(ip) => {
-                    let [a, b, c, _] = ip.octets();
-                    ExportClient::Subnet {
-                        network: std::net::Ipv4Addr::new(a, b, c, 0),
-                        prefix: 24,
-                    }
-                }
-                None => driver.export_client(None),
-            },
+            // The VM's own address: minikube puts a new VM on the first free subnet (.39,
+            // .50, .61, ... for kvm2), so no network can be assumed before it runs. Without a
+            // VM, the driver's usual network stands in (`devenv exports apply` alone); `up`
+            // writes the export only once the VM has its address.
+            None => driver.export_client(ip),
         };
+        let awaits_vm_address = c.mount.export_client.is_none() && ip.is_none();
         let owner = Owner::current();
         let canonical = loaded
             .source_dir()
@@ -117,6 +113,7 @@ impl Export {
             client,
             lines: vec![line],
             grant,
+            awaits_vm_address,
         })
     }
 

@@ -178,7 +178,11 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             file: export.host.exports.clone(),
             source: export.source.clone(),
             lines: export.lines.clone(),
+            client: export.client,
             grant: Some(export.grant.clone()),
+            // A recreated VM may come back on another subnet.
+            awaits_vm_address: export.awaits_vm_address
+                || (recreate && c.mount.export_client.is_none()),
             diff,
             sudo: export.host.privilege == Privilege::Sudo,
             reload: export.host.reload.clone(),
@@ -222,7 +226,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     }
 
     let lock = lock.expect("a mutating run holds the lock");
-    let changes_exports = matches!(&facts.exports.diff, Ok(d) if !d.is_empty());
+    let changes_exports = matches!(&facts.exports.diff, Ok(d) if !d.is_empty())
+        || facts.exports.awaits_vm_address && facts.exports.diff.is_ok();
     if changes_exports && export.host.privilege != Privilege::Direct {
         crate::commands::exports::ask_sudo_once(ctx, &export).await?;
     }

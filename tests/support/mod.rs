@@ -183,6 +183,7 @@ impl Env {
         std::process::Command::new(support_bin().join("minikube"))
             .args(args)
             .env("FAKE_MINIKUBE_STATE", &self.minikube_state)
+            .env("DEVENV_EXPORTS_FILE", &self.exports)
             .output()
             .unwrap()
     }
