@@ -382,7 +382,7 @@ mod tests {
 
     #[test]
     fn profile_settings_are_read_from_profile_list() {
-        let json = r#"{"invalid":[],"valid":[{"Name":"devenv-shop","Status":"Running","Config":{"Name":"devenv-shop","Memory":6144,"CPUs":4,"DiskSize":40960,"Driver":"kvm2","KubernetesConfig":{"KubernetesVersion":"v1.31.0","ContainerRuntime":"docker","ExtraOptions":[{"Component":"kubelet","Key":"max-pods","Value":"60"}]},"Nodes":[]},"Active":false,"ActiveKubeContext":false}]}"#;
+        let json = r#"{"invalid":[],"valid":[{"Name":"devenv-shop","Status":"OK","Config":{"Name":"devenv-shop","Memory":6144,"CPUs":4,"DiskSize":40960,"Driver":"kvm2","KubernetesConfig":{"KubernetesVersion":"v1.31.0","ContainerRuntime":"docker","ExtraOptions":[{"Component":"kubelet","Key":"max-pods","Value":"60"}]},"Nodes":[]},"Active":false,"ActiveKubeContext":false}]}"#;
         let p = parse_profile(json, "devenv-shop").unwrap();
         assert_eq!(p.cpus, 4);
         assert_eq!(p.memory_mib, 6144);

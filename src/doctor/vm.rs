@@ -360,7 +360,7 @@ mod tests {
     use devenv_drivers::CheckState;
 
     const PROFILES: &str = r#"{"invalid":[],"valid":[
-      {"Name":"devenv-shop","Status":"Running","Config":{"Name":"devenv-shop","Driver":"kvm2","Nodes":[{"Name":"","IP":"192.168.39.10","Port":8443}]}},
+      {"Name":"devenv-shop","Status":"OK","Config":{"Name":"devenv-shop","Driver":"kvm2","Nodes":[{"Name":"","IP":"192.168.39.10","Port":8443}]}},
       {"Name":"old","Status":"Stopped","Config":{"Name":"old","Driver":"virtualbox","Nodes":[{"Name":"","IP":"","Port":8443}]}}]}"#;
 
     fn vbox(profiles: &str, vms: Option<&str>) -> VirtualBox {
