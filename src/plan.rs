@@ -202,6 +202,9 @@ pub struct Facts {
     /// The driver a stopped profile was created with, when it is not the chosen one: minikube
     /// refuses to start it with another (GUEST_DRIVER_MISMATCH, exit 81).
     pub vm_driver_mismatch: Option<String>,
+    /// Another directory this profile's VM has mounted at the target: a second checkout with
+    /// the same project name.
+    pub other_checkout: Option<PathBuf>,
     /// Delete and recreate a running VM whose settings differ (`up --recreate`).
     pub recreate: bool,
     /// The running VM already has the source mounted at the target from the right place.
@@ -260,6 +263,16 @@ impl Plan {
                 "sudo is asked for once, before any stage starts, to edit {} and reload the NFS server",
                 facts.exports.file.display()
             )));
+        }
+        if let Some(other) = &facts.other_checkout {
+            preflight.push(Action::Verify(Verify::Unsupported(format!(
+                "minikube profile {profile} already serves {} at {} (another checkout with [project] name = \"{}\"), so this one at {} would take its export and mount over: stop the other first (`devenv down` in {}), or give this checkout its own minikube profile: set another [project] name in its devenv.toml",
+                other.display(),
+                c.mount.target,
+                c.project.name,
+                facts.exports.source.display(),
+                other.display()
+            ))));
         }
         if !remote.is_empty() && c.remote.is_none() {
             preflight.push(Action::Verify(Verify::Unsupported(format!(

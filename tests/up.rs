@@ -212,6 +212,56 @@ fn the_export_goes_to_the_vms_own_address_on_whatever_subnet_minikube_chose() {
 }
 
 #[test]
+fn a_second_checkout_with_the_same_project_name_is_refused_with_both_paths() {
+    let env = kvm_env();
+    // The first checkout is up as far as the mount (there is no cluster for the release).
+    let _ = env.devenv().arg("up").output().unwrap();
+    assert_eq!(calls_with(&env, "ssh -p devenv-shop -- sudo mount "), 1);
+    // A second clone of the same repository, elsewhere.
+    let second = env.home.path().join("work/shop-clone");
+    std::fs::create_dir_all(second.parent().unwrap()).unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&env.project)
+        .arg(&second)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let exports = std::fs::read_to_string(&env.exports).unwrap();
+    let first = env.project.canonicalize().unwrap();
+    let out = env
+        .devenv()
+        .current_dir(&second)
+        .arg("up")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "minikube profile devenv-shop already serves {}",
+            first.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&second.canonicalize().unwrap().display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("set another [project] name"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&env.exports).unwrap(),
+        exports,
+        "the first checkout's export is untouched"
+    );
+    assert_eq!(
+        calls_with(&env, "ssh -p devenv-shop -- sudo mount "),
+        1,
+        "no second mount"
+    );
+}
+
+#[test]
 fn a_failing_vm_start_shows_minikubes_error_and_skips_what_needs_the_vm() {
     let env = Env::new()
         .kvm_host()

@@ -140,6 +140,23 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         && vm.proc_mounts.as_deref().is_some_and(|m| {
             minikube::has_nfs_mount(m, &export.source.to_string_lossy(), &c.mount.target)
         });
+    // Another checkout with the same [project] name (a second clone, a worktree) already has
+    // its tree mounted in this profile's VM: taking the profile over would rewrite its export
+    // and fail at the mount. A source that no longer exists is a moved checkout: no conflict.
+    let other_checkout = (!recreate)
+        .then_some(vm.proc_mounts.as_deref())
+        .flatten()
+        .and_then(|m| {
+            minikube::parse_mounts(m).into_iter().find_map(|m| {
+                let (_, path) = m.device.split_once(':')?;
+                let path = std::path::PathBuf::from(path);
+                (m.point == c.mount.target
+                    && m.fstype.starts_with("nfs")
+                    && path != export.source
+                    && path.is_dir())
+                .then_some(path)
+            })
+        });
     let mut bridged = if vm.state == Some(VmState::Running) && c.remote.is_some() {
         read_bridges(&profile, c.project.namespace()).await
     } else {
@@ -191,6 +208,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         vm_ip: vm.ip,
         vm_drift,
         vm_driver_mismatch,
+        other_checkout,
         recreate,
         mounted,
         overlay_file,
