@@ -318,6 +318,22 @@ fn top_json_once_prints_one_sample_with_the_vm_and_each_services_containers() {
 }
 
 #[test]
+fn top_on_a_vm_without_docker_says_the_runtime_is_why_and_how_to_recreate() {
+    let env = support::Env::new();
+    env.example();
+    // A VM as plain `minikube start` of v1.39 makes it: containerd.
+    env.minikube(&["start", "-p", "devenv-shop", "--driver=kvm2"]);
+    let out = env
+        .devenv()
+        .args(["--json", "top", "--once"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("not Docker"), "{stdout}");
+    assert!(stdout.contains("devenv up --recreate"), "{stdout}");
+}
+
+#[test]
 fn top_without_a_reachable_daemon_names_what_it_could_not_read() {
     let env = support::Env::new();
     env.example();

@@ -72,8 +72,24 @@ pub enum DockerError {
 }
 
 impl DockerError {
+    /// `docker-env` refused because the VM's runtime is not Docker (MK_USAGE, exit 14).
+    pub fn wrong_runtime(&self) -> bool {
+        matches!(
+            self,
+            DockerError::Env {
+                source: crate::process::ProcessError::Exited { code: Some(14), .. },
+                ..
+            }
+        )
+    }
+
     pub fn help(&self) -> Option<String> {
         match self {
+            // MK_USAGE: docker-env works only with the docker runtime (minikube 1.39 defaults
+            // to containerd).
+            DockerError::Env { .. } if self.wrong_runtime() => Some(
+                "the VM's container runtime is not Docker, and minikube's docker-env works only with Docker: `devenv up --recreate` creates the VM again with Docker (its cluster's contents are lost)".into(),
+            ),
             DockerError::Env { profile, source } => Some(match source.help() {
                 Some(h) => format!("{h}\nis the VM running? `devenv status` (or `minikube -p {profile} status`)"),
                 None => format!("is the VM running? `devenv status` (or `minikube -p {profile} status`)"),
@@ -286,6 +302,23 @@ mod tests {
 
     /// The same with `--shell bash`, as a developer sees it in a terminal.
     const BASH: &str = "export DOCKER_TLS_VERIFY=\"1\"\nexport DOCKER_HOST=\"tcp://192.168.39.10:2376\"\nexport DOCKER_CERT_PATH=\"/home/ann/.minikube/certs\"\nexport MINIKUBE_ACTIVE_DOCKERD=\"devenv-shop\"\n\n# To point your shell to minikube's docker-daemon, run:\n# eval $(minikube -p devenv-shop docker-env)\n";
+
+    #[test]
+    fn docker_env_refused_for_another_runtime_points_at_recreate() {
+        let e = DockerError::Env {
+            profile: "devenv-shop".into(),
+            source: crate::process::ProcessError::Exited {
+                command: "minikube docker-env -p devenv-shop --shell none".into(),
+                code: Some(14),
+                tail: "❌  Exiting due to MK_USAGE: The docker-env command is only compatible with the \"docker\" runtime".into(),
+            },
+        };
+        let help = e.help().unwrap();
+        assert!(
+            help.contains("not Docker") && help.contains("devenv up --recreate"),
+            "{help}"
+        );
+    }
 
     #[test]
     fn minikubes_vm_daemon_is_tcp_with_tls_and_client_certificates() {

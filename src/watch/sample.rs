@@ -160,6 +160,11 @@ impl Sampler {
             Some(d) => d.clone(),
             None => match Daemon::for_profile(self.runner.as_ref(), &self.profile).await {
                 Ok(d) => d,
+                // A VM without Docker has no per-service figures: say why, not only that.
+                Err(e) if e.wrong_runtime() => {
+                    let why = format!("{e}: {}", e.help().unwrap_or_default());
+                    return (Err(why), None);
+                }
                 Err(e) => return (Err(e.to_string()), None),
             },
         };
