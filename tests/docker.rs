@@ -337,13 +337,7 @@ fn top_on_a_vm_without_docker_says_the_runtime_is_why_and_how_to_recreate() {
 fn top_without_a_reachable_daemon_names_what_it_could_not_read() {
     let env = support::Env::new();
     env.example();
-    env.minikube(&[
-        "start",
-        "-p",
-        "devenv-shop",
-        "--driver=kvm2",
-        "--container-runtime=docker",
-    ]);
+    env.start_vm();
     // The double's default docker-env points at tcp://192.168.39.10:2376, where no daemon is.
     let out = env
         .devenv()

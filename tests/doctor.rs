@@ -240,13 +240,7 @@ fn example_with(env: &Env, edit: impl Fn(String) -> String) {
 
 /// Start the fake VM of the example project (profile devenv-shop).
 fn start_vm(env: &Env) {
-    let out = env.minikube(&[
-        "start",
-        "-p",
-        "devenv-shop",
-        "--driver=kvm2",
-        "--container-runtime=docker",
-    ]);
+    let out = env.start_vm();
     assert!(out.status.success(), "{out:?}");
 }
 

@@ -15,18 +15,8 @@ use devenv::process::{
 };
 use devenv_drivers::ExportsDialect;
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-fn is_root() -> bool {
-    // SAFETY: getuid has no preconditions.
-    unsafe { libc::getuid() == 0 }
-}
+use support::docker::block_on;
+use support::is_root;
 
 /// A host whose exports file is a temp file, validated by the real exportfs, reloaded by `true`.
 fn host(exports: &Path) -> NfsHost {

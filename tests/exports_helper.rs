@@ -21,18 +21,8 @@ use devenv::nfs::helper::{self, HelperError, Invoker, PROTOCOL, Refusal, Reply, 
 use devenv::process::{Cmd, Platform, SystemRunner};
 use devenv_drivers::ExportsDialect;
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use support::docker::block_on;
+use support::is_root;
 
 /// The developer the helper acts for: uid 4242 when the tests run as root (so "someone else's
 /// directory" can be made), the test's own user otherwise.

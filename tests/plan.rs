@@ -103,13 +103,7 @@ fn a_running_vm_is_left_alone() {
 fn a_stopped_vm_is_started_again() {
     let env = Env::new();
     env.example();
-    env.minikube(&[
-        "start",
-        "-p",
-        "devenv-shop",
-        "--driver=kvm2",
-        "--container-runtime=docker",
-    ]);
+    env.start_vm();
     env.minikube(&["stop", "-p", "devenv-shop"]);
     let p = plan(&env);
     assert!(p.contains("exists and is stopped"), "{p}");
@@ -132,13 +126,7 @@ fn an_existing_block_for_the_running_vm_needs_no_edit() {
     let env = Env::new();
     env.example();
     // With the VM running its address is known, so the plan shows the exact line.
-    env.minikube(&[
-        "start",
-        "-p",
-        "devenv-shop",
-        "--driver=kvm2",
-        "--container-runtime=docker",
-    ]);
+    env.start_vm();
     let first = plan(&env);
     assert!(
         first.contains(" 192.168.39.10(rw,"),

@@ -170,13 +170,7 @@ fn watch_restart_stamps_the_pod_template_like_kubectl_rollout_restart() {
 
 /// A running VM in the minikube double with the project mounted at /src over "NFS".
 fn running_vm(env: &Env) {
-    let out = env.minikube(&[
-        "start",
-        "-p",
-        "devenv-shop",
-        "--driver=kvm2",
-        "--container-runtime=docker",
-    ]);
+    let out = env.start_vm();
     assert!(out.status.success(), "{out:?}");
     let ip = String::from_utf8(env.minikube(&["ip", "-p", "devenv-shop"]).stdout).unwrap();
     let gateway = format!("{}.1", ip.trim().rsplit_once('.').unwrap().0);

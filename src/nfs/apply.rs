@@ -327,6 +327,45 @@ pub fn candidate(
     Ok(text)
 }
 
+/// A change that would alter the file: its current text (`None`: no file yet), that text or
+/// empty, and the candidate.
+struct Pending {
+    current: Option<String>,
+    before: String,
+    after: String,
+}
+
+/// Read the file and compute the candidate; `None` when the change would leave it as it is.
+fn pending(
+    host: &NfsHost,
+    project: &str,
+    uid: u32,
+    change: &Change<'_>,
+) -> Result<Option<Pending>, ApplyError> {
+    let current = match std::fs::read_to_string(&host.exports) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(ApplyError::Io {
+                action: "read",
+                path: host.exports.clone(),
+                source,
+            });
+        }
+    };
+    let before = current.clone().unwrap_or_default();
+    let after = candidate(&before, host, project, uid, change)?;
+    let unchanged = match &current {
+        Some(_) => after == before,
+        None => after.is_empty(),
+    };
+    Ok((!unchanged).then_some(Pending {
+        current,
+        before,
+        after,
+    }))
+}
+
 /// Apply a change to the exports file: lock, check, back up, replace atomically, reload, and
 /// restore the backup when the reload fails.
 pub async fn apply(
@@ -341,22 +380,14 @@ pub async fn apply(
         return through_helper(runner, host, helper, project, uid, change).await;
     }
     let _lock = lock(&host.lock_dir, &host.exports, lock_timeout).await?;
-    let current = match std::fs::read_to_string(&host.exports) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(ApplyError::Io {
-                action: "read",
-                path: host.exports.clone(),
-                source,
-            });
-        }
-    };
-    let before = current.clone().unwrap_or_default();
-    let after = candidate(&before, host, project, uid, change)?;
-    if current.is_some() && after == before || current.is_none() && after.is_empty() {
+    let Some(Pending {
+        current,
+        before,
+        after,
+    }) = pending(host, project, uid, change)?
+    else {
         return Ok(Outcome::Unchanged);
-    }
+    };
     if host.validate {
         match host.dialect {
             ExportsDialect::Linux => exportfs_check(runner, &before, &after).await?,
@@ -428,20 +459,7 @@ async fn through_helper(
     change: &Change<'_>,
 ) -> Result<Outcome, ApplyError> {
     use super::helper::{self, Reply, Request};
-    let current = match std::fs::read_to_string(&host.exports) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(ApplyError::Io {
-                action: "read",
-                path: host.exports.clone(),
-                source,
-            });
-        }
-    };
-    let before = current.clone().unwrap_or_default();
-    let after = candidate(&before, host, project, uid, change)?;
-    if current.is_some() && after == before || current.is_none() && after.is_empty() {
+    if pending(host, project, uid, change)?.is_none() {
         return Ok(Outcome::Unchanged);
     }
     let request = match change {

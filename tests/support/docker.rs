@@ -114,13 +114,7 @@ pub fn running_example() -> crate::support::Env {
     let env = crate::support::Env::new().with_env("FAKE_MINIKUBE_DOCKER_HOST", SOCKET);
     env.example();
     // A VM as devenv creates it: Docker as the container runtime.
-    env.minikube(&[
-        "start",
-        "-p",
-        "devenv-shop",
-        "--driver=kvm2",
-        "--container-runtime=docker",
-    ]);
+    env.start_vm();
     env
 }
 

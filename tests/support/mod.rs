@@ -178,6 +178,18 @@ impl Env {
             .collect()
     }
 
+    /// Start the project's VM in the minikube double as devenv creates it: kvm2, with Docker as
+    /// its container runtime.
+    pub fn start_vm(&self) -> std::process::Output {
+        self.minikube(&[
+            "start",
+            "-p",
+            "devenv-shop",
+            "--driver=kvm2",
+            "--container-runtime=docker",
+        ])
+    }
+
     /// Run the fake minikube directly (to prepare VM state).
     pub fn minikube(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new(support_bin().join("minikube"))
@@ -265,6 +277,12 @@ pub fn cluster_env_with(helm: &str) -> Option<(Env, apiserver::ApiServer)> {
         .with_env("KUBECONFIG", kubeconfig);
     env.example();
     Some((env, api))
+}
+
+/// Whether the tests run as root (CI does): some real tools need it.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// The directory cargo built `devenv` (and `devenv-exports-helper`) into.

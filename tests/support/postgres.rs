@@ -25,10 +25,7 @@ fn server_bin() -> Option<PathBuf> {
     found.pop()
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use super::is_root;
 
 impl Postgres {
     /// Create and start a server; `None` (with a note) where PostgreSQL is not installed,
