@@ -53,6 +53,9 @@ pub struct Executor {
     pub nfs: NfsHost,
     pub project: String,
     pub uid: u32,
+    /// `minikube docker-env`, asked once for every build of the run (it may restart dockerd
+    /// in the VM, so it is not asked again per image).
+    pub docker_env: tokio::sync::OnceCell<Result<crate::docker::DockerEnv, String>>,
 }
 
 impl Executor {
@@ -158,7 +161,16 @@ impl Executor {
             Action::Build { profile, spec } => {
                 let fail =
                     |e: crate::docker::build::BuildError| with_help(&e.to_string(), e.help());
-                let daemon = crate::docker::Daemon::for_profile(self.runner.as_ref(), profile)
+                let env = self
+                    .docker_env
+                    .get_or_init(|| async {
+                        crate::docker::DockerEnv::for_profile(self.runner.as_ref(), profile)
+                            .await
+                            .map_err(|e| with_help(&e.to_string(), e.help()))
+                    })
+                    .await
+                    .clone()?;
+                let daemon = crate::docker::Daemon::connect(&env)
                     .await
                     .map_err(|e| with_help(&e.to_string(), e.help()))?;
                 let line = |l: &str| progress.line(&format!("{}: {l}", spec.service));

@@ -53,7 +53,10 @@ pub fn ip(profile: &str) -> Cmd {
 }
 
 /// `minikube docker-env` of the profile in the `KEY=value` form (`--shell none`: no quoting and
-/// no usage hint to strip). Read-only; exit 83 when the VM is stopped, 85 when missing.
+/// no usage hint to strip); exit 83 when the VM is stopped, 85 when missing, 14 when the runtime
+/// is not Docker. It changes nothing devenv owns, but it is not read-only inside the VM (it runs
+/// `docker version` and may restart dockerd), so a command asks it once
+/// ([`crate::docker::DockerEnv::for_profile`]).
 pub fn docker_env(profile: &str) -> Cmd {
     Cmd::new("minikube")
         .args(["docker-env", "-p", profile, "--shell", "none"])

@@ -143,6 +143,12 @@ fn up_builds_the_image_in_the_vms_daemon_and_a_second_up_builds_nothing() {
         &format!("{repo}:dev"),
         "FROM scratch\nCOPY README.md /\n",
     );
+    env.with_image(
+        "worker",
+        &format!("{repo}-worker:dev"),
+        "FROM scratch\nCOPY Dockerfile /\n",
+    );
+    let _cleanup_worker = Cleanup(format!("{repo}-worker"));
     // No cluster here: the release fails, but the images stage (after vm) is done.
     let out = env.devenv().arg("up").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -156,10 +162,16 @@ fn up_builds_the_image_in_the_vms_daemon_and_a_second_up_builds_nothing() {
         "build output streamed: {stdout}"
     );
     assert!(
-        env.minikube_calls()
-            .iter()
-            .any(|c| c == "docker-env -p devenv-shop --shell none")
+        stdout.contains(&format!("built {repo}-worker:dev as")),
+        "{stdout}"
     );
+    // docker-env may restart dockerd in the VM: asked once for both builds.
+    let asked = env
+        .minikube_calls()
+        .iter()
+        .filter(|c| *c == "docker-env -p devenv-shop --shell none")
+        .count();
+    assert_eq!(asked, 1, "{:?}", env.minikube_calls());
 
     let out = env.devenv().arg("up").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -355,6 +367,39 @@ fn top_without_a_reachable_daemon_names_what_it_could_not_read() {
         stdout.contains("VM           CPU"),
         "the VM is still shown: {stdout}"
     );
+}
+
+#[test]
+fn top_asks_minikube_for_the_daemon_once_however_often_it_fails_to_connect() {
+    let env = support::Env::new();
+    env.example();
+    env.start_vm();
+    let mut top = env
+        .background()
+        .args(["--json", "top", "--interval", "1s"])
+        .env(
+            "FAKE_MINIKUBE_DOCKER_HOST",
+            "unix:///nonexistent/docker.sock",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(top.stdout.take().unwrap()));
+    let samples: Vec<String> = lines.take(3).map(|l| l.unwrap()).collect();
+    let _ = top.kill();
+    let _ = top.wait();
+    assert_eq!(samples.len(), 3);
+    assert!(
+        samples.iter().all(|s| s.contains("containers:")),
+        "every sample says the daemon was not reached: {samples:?}"
+    );
+    let asked = env
+        .minikube_calls()
+        .iter()
+        .filter(|c| c.starts_with("docker-env"))
+        .count();
+    assert_eq!(asked, 1, "{:?}", env.minikube_calls());
 }
 
 #[test]

@@ -271,6 +271,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         nfs: export.host.clone(),
         project: c.project.name.clone(),
         uid: export.owner.uid,
+        docker_env: Default::default(),
     };
     let reporter: Arc<dyn Reporter> = if ctx.ui.json {
         Arc::new(JsonReporter)

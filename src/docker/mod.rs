@@ -175,6 +175,21 @@ pub fn parse_env(text: &str) -> Result<DockerEnv, DockerError> {
 }
 
 impl DockerEnv {
+    /// Ask minikube where the profile's daemon is (`minikube docker-env`). Not read-only in
+    /// minikube (it runs `docker version` and may restart dockerd in the VM), so a command asks
+    /// once and keeps the answer (or the failure).
+    pub async fn for_profile(runner: &dyn Runner, profile: &str) -> Result<DockerEnv, DockerError> {
+        let env_error = |source| DockerError::Env {
+            profile: profile.to_string(),
+            source,
+        };
+        let out = runner
+            .run(&minikube::docker_env(profile))
+            .await
+            .map_err(env_error)?;
+        parse_env(&out.stdout)
+    }
+
     /// The endpoint this environment describes.
     pub fn endpoint(&self) -> Result<Endpoint, DockerError> {
         if let Some(path) = self.host.strip_prefix("unix://") {
@@ -206,19 +221,6 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Ask minikube where the profile's daemon is, then connect.
-    pub async fn for_profile(runner: &dyn Runner, profile: &str) -> Result<Daemon, DockerError> {
-        let env_error = |source| DockerError::Env {
-            profile: profile.to_string(),
-            source,
-        };
-        let out = runner
-            .run(&minikube::docker_env(profile))
-            .await
-            .map_err(env_error)?;
-        Daemon::connect(&parse_env(&out.stdout)?).await
-    }
-
     /// Connect to the daemon `env` describes and negotiate the API version.
     pub async fn connect(env: &DockerEnv) -> Result<Daemon, DockerError> {
         let client_error = |source| DockerError::Client {

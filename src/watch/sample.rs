@@ -20,7 +20,7 @@ use super::resources::{
     VmUsage, container_figures, parse_vm, per_service, service_of_container, service_of_pod,
 };
 use crate::config::Loaded;
-use crate::docker::Daemon;
+use crate::docker::{Daemon, DockerEnv};
 use crate::minikube;
 use crate::process::Runner;
 
@@ -39,6 +39,8 @@ pub fn is_vm_process(name: &str, cmd: &[String], profile: &str) -> bool {
             .any(|a| a.split([',', '=', '/', ' ']).any(|word| word == profile))
 }
 
+type ContainersRead = Result<Vec<(String, ContainerFigures)>, String>;
+
 /// Keeps what sampling needs between two samples: the process table (CPU usage is a
 /// difference between two readings), the Docker and Kubernetes clients.
 pub struct Sampler {
@@ -48,6 +50,9 @@ pub struct Sampler {
     services: Vec<ServiceNames>,
     system: Option<System>,
     primed: bool,
+    /// What `minikube docker-env` said, asked once per command (it is not read-only: it may
+    /// restart dockerd in the VM); a failed connection reconnects from it.
+    docker_env: Option<Result<DockerEnv, String>>,
     daemon: Option<Daemon>,
     kube: Option<kube::Client>,
 }
@@ -70,6 +75,7 @@ impl Sampler {
             services,
             system: System::new().ok(),
             primed: false,
+            docker_env: None,
             daemon: None,
             kube: None,
         }
@@ -87,8 +93,9 @@ impl Sampler {
             restarts_of(&self.kube, &self.profile, &self.namespace, &self.services)
         );
         let vm = vm.map_err(|e| errors.push(format!("vm: {e}"))).ok();
-        let (containers, daemon) = containers;
+        let (containers, daemon, docker_env) = containers;
         self.daemon = daemon;
+        self.docker_env = Some(docker_env);
         let containers = containers
             .map_err(|e| errors.push(format!("containers: {e}")))
             .unwrap_or_default();
@@ -150,23 +157,25 @@ impl Sampler {
 
     /// The containers' figures, connecting to the daemon first when needed; the client is handed
     /// back to be kept, or dropped after a failure so the next sample connects again.
-    async fn read_containers(
-        &self,
-    ) -> (
-        Result<Vec<(String, ContainerFigures)>, String>,
-        Option<Daemon>,
-    ) {
-        let daemon = match &self.daemon {
-            Some(d) => d.clone(),
-            None => match Daemon::for_profile(self.runner.as_ref(), &self.profile).await {
+    async fn read_containers(&self) -> (ContainersRead, Option<Daemon>, Result<DockerEnv, String>) {
+        let env = match &self.docker_env {
+            Some(env) => env.clone(),
+            // A VM without Docker has no per-service figures: say why, not only that.
+            None => DockerEnv::for_profile(self.runner.as_ref(), &self.profile)
+                .await
+                .map_err(|e| match e.help() {
+                    Some(help) if e.wrong_runtime() => format!("{e}: {help}"),
+                    _ => e.to_string(),
+                }),
+        };
+        let kept = env.clone();
+        let daemon = match (&self.daemon, env) {
+            (Some(d), _) => d.clone(),
+            (None, Ok(env)) => match Daemon::connect(&env).await {
                 Ok(d) => d,
-                // A VM without Docker has no per-service figures: say why, not only that.
-                Err(e) if e.wrong_runtime() => {
-                    let why = format!("{e}: {}", e.help().unwrap_or_default());
-                    return (Err(why), None);
-                }
-                Err(e) => return (Err(e.to_string()), None),
+                Err(e) => return (Err(e.to_string()), None, kept),
             },
+            (None, Err(e)) => return (Err(e), None, kept),
         };
         match tokio::time::timeout(
             SOURCE_TIMEOUT,
@@ -174,14 +183,15 @@ impl Sampler {
         )
         .await
         {
-            Ok(Ok(figures)) => (Ok(figures), Some(daemon)),
-            Ok(Err(e)) => (Err(e), None),
+            Ok(Ok(figures)) => (Ok(figures), Some(daemon), kept),
+            Ok(Err(e)) => (Err(e), None, kept),
             Err(_) => (
                 Err(format!(
                     "the Docker daemon gave no stats within {}s",
                     SOURCE_TIMEOUT.as_secs()
                 )),
                 None,
+                kept,
             ),
         }
     }
