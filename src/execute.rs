@@ -386,24 +386,15 @@ impl Executor {
                 host_dir,
                 vm_dir,
             } => {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or_default();
-                let name = format!(".devenv-probe-{}-{nanos}", std::process::id());
-                let token = format!("devenv probe {nanos}");
-                let host_file = host_dir.join(&name);
-                std::fs::write(&host_file, &token)
-                    .map_err(|e| format!("cannot write the probe {}: {e}", host_file.display()))?;
-                let vm_file = format!("{}/{name}", vm_dir.trim_end_matches('/'));
+                let probe = crate::probe::Probe::write(host_dir, vm_dir)?;
+                let vm_file = probe.vm_file.clone();
                 let read = self
                     .runner
                     .output(&minikube::ssh(profile, &["cat", &vm_file]).read_only())
                     .await;
-                let _ = std::fs::remove_file(&host_file);
                 let out = read.map_err(|e| e.to_string())?;
                 let seen = out.stdout.replace('\r', "");
-                if out.success() && seen.trim() == token {
+                if out.success() && probe.seen_in(&seen) {
                     Ok(())
                 } else {
                     Err(with_help(

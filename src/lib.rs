@@ -20,6 +20,7 @@ pub mod minikube;
 pub mod nfs;
 pub mod offload;
 pub mod plan;
+pub mod probe;
 pub mod process;
 pub mod progress;
 pub mod reconcile;

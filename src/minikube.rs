@@ -131,6 +131,28 @@ pub fn profile_list() -> Cmd {
         .timeout(std::time::Duration::from_secs(60))
 }
 
+/// `minikube profile list -l -o json`: every profile's stored settings from minikube's config
+/// files, without asking any machine for its state (`Status` is "Skipped"). The full list asks
+/// each profile's machine and SSHes into every running one (0.2–2.5 s, minikube #9970); this
+/// one only reads files. Read-only.
+pub fn profile_list_light() -> Cmd {
+    Cmd::new("minikube")
+        .args(["profile", "list", "-l", "-o", "json"])
+        .read_only()
+        .timeout(std::time::Duration::from_secs(60))
+}
+
+/// Whether `profile list -o json` (light or not) could be read, and the profile's settings
+/// in it: `Ok(None)` is a list without the profile.
+pub fn find_profile(json: &str, profile: &str) -> Result<Option<ProfileSettings>, String> {
+    let list: ProfileList = serde_json::from_str(json.trim()).map_err(|e| e.to_string())?;
+    Ok(list
+        .valid
+        .into_iter()
+        .find(|p| p.name == profile)
+        .and_then(settings_of))
+}
+
 /// The settings minikube keeps for a profile, as far as devenv sets them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileSettings {
@@ -143,11 +165,14 @@ pub struct ProfileSettings {
     /// `KubernetesConfig.ContainerRuntime` (profiles of minikube before v1.39 may leave it
     /// empty, which meant docker).
     pub container_runtime: String,
+    /// The control plane's `Nodes[].IP`, stored by the last `start`: what `minikube ip`
+    /// prints for a running VM driver (it reads the same field, `driver.ControlPlaneEndpoint`).
+    pub node_ip: Option<Ipv4Addr>,
 }
 
 #[derive(Deserialize)]
 struct ProfileList {
-    #[serde(default)]
+    /// Always there when the list could be read (`[]`, never null); `{"error": …}` otherwise.
     valid: Vec<ProfileEntry>,
 }
 
@@ -170,6 +195,17 @@ struct ProfileConfig {
     #[serde(default)]
     driver: String,
     kubernetes_config: Option<KubernetesConfig>,
+    #[serde(default)]
+    nodes: Option<Vec<NodeConfig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeConfig {
+    #[serde(rename = "IP", default)]
+    ip: String,
+    #[serde(default)]
+    control_plane: bool,
 }
 
 #[derive(Deserialize)]
@@ -193,9 +229,18 @@ struct ExtraOption {
 
 /// The settings of `profile` from `minikube profile list -o json`.
 pub fn parse_profile(json: &str, profile: &str) -> Option<ProfileSettings> {
-    let list: ProfileList = serde_json::from_str(json).ok()?;
-    let entry = list.valid.into_iter().find(|p| p.name == profile)?;
+    find_profile(json, profile).ok().flatten()
+}
+
+fn settings_of(entry: ProfileEntry) -> Option<ProfileSettings> {
     let c = entry.config?;
+    let node_ip = c
+        .nodes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|n| n.control_plane)
+        .and_then(|n| n.ip.parse().ok());
     let k = c.kubernetes_config;
     let max_pods = k
         .as_ref()
@@ -217,6 +262,7 @@ pub fn parse_profile(json: &str, profile: &str) -> Option<ProfileSettings> {
             .unwrap_or_else(|| CONTAINER_RUNTIME.to_string()),
         kubernetes_version: k.map(|k| k.kubernetes_version).unwrap_or_default(),
         max_pods,
+        node_ip,
     })
 }
 
@@ -281,6 +327,12 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
             let point = unescape(w.next()?);
             let fstype = w.next()?.to_string();
             let options = w.next()?.split(',').map(str::to_string).collect();
+            // dump and pass: what tells a mount line from other output read with it.
+            let numeric =
+                |f: Option<&str>| f.is_some_and(|f| f.bytes().all(|b| b.is_ascii_digit()));
+            if !(numeric(w.next()) && numeric(w.next()) && w.next().is_none()) {
+                return None;
+            }
             Some(Mount {
                 device,
                 point,
@@ -401,6 +453,32 @@ mod tests {
             drift(&p, &devenv_drivers::kvm2::Kvm2, &smaller),
             vec!["cpus 4 → 2"]
         );
+    }
+
+    #[test]
+    fn the_light_list_gives_the_control_planes_address_and_tells_a_missing_profile_from_no_list() {
+        let json = r#"{"invalid":[],"valid":[{"Name":"devenv-shop","Status":"Skipped","Config":{"Name":"devenv-shop","Memory":6144,"CPUs":4,"DiskSize":40960,"Driver":"kvm2","KubernetesConfig":{"KubernetesVersion":"v1.31.0","ContainerRuntime":"docker"},"Nodes":[{"Name":"m02","IP":"192.168.50.11","ControlPlane":false,"Worker":true},{"Name":"","IP":"192.168.50.10","Port":8443,"ControlPlane":true,"Worker":true}]},"Active":false,"ActiveKubeContext":false}]}"#;
+        let p = find_profile(json, "devenv-shop").unwrap().unwrap();
+        assert_eq!(p.node_ip, Some("192.168.50.10".parse().unwrap()));
+        assert_eq!(find_profile(json, "devenv-other"), Ok(None));
+        assert_eq!(
+            find_profile(r#"{"invalid":[],"valid":[]}"#, "devenv-shop"),
+            Ok(None)
+        );
+        assert!(find_profile("", "devenv-shop").is_err());
+        assert!(find_profile(r#"{"error":{}}"#, "devenv-shop").is_err());
+    }
+
+    #[test]
+    fn only_mount_lines_are_read_from_output_that_also_holds_other_files() {
+        let out = "/dev/vda1 / ext4 rw,relatime 0 0\r\n\
+                   192.168.39.1:/home/ann/shop /src nfs rw 0 0\r\n\
+                   devenv probe 17\r\n\
+                   cat: /src/.devenv-probe-1: No such file or directory\r\n\
+                   a b c d e f g\r\n";
+        let mounts = parse_mounts(out);
+        assert_eq!(mounts.len(), 2, "{mounts:?}");
+        assert_eq!(mounts[1].point, "/src");
     }
 
     #[test]

@@ -209,6 +209,9 @@ pub struct Facts {
     pub recreate: bool,
     /// The running VM already has the source mounted at the target from the right place.
     pub mounted: bool,
+    /// ... and a probe file written on the host was read back through it while the machine
+    /// was read, so the mount stage has nothing left to check.
+    pub mount_probed: bool,
     /// Where the generated values overlay is written.
     pub overlay_file: PathBuf,
     /// Nothing that the release depends on changed since the last successful `up`.
@@ -372,7 +375,13 @@ impl Plan {
                 .unwrap_or_else(|_| loaded.source_dir()),
             vm_dir: c.mount.target.clone(),
         });
-        let mount_actions = if facts.mounted {
+        let mount_actions = if facts.mounted && facts.mount_probed {
+            vec![Action::Note(format!(
+                "{} is already mounted at {} in the VM, and a probe file written on the host just read back through it",
+                ex.source.display(),
+                c.mount.target
+            ))]
+        } else if facts.mounted {
             vec![
                 Action::Note(format!(
                     "{} is already mounted at {} in the VM",

@@ -41,12 +41,13 @@ fn the_dry_run_only_asks_minikube_read_only_questions() {
     plan(&env);
     let calls = env.minikube_calls();
     assert!(
-        calls.contains(&"status -p devenv-shop -o json".to_string()),
+        calls.contains(&"profile list -l -o json".to_string()),
         "{calls:?}"
     );
     for call in &calls {
         assert!(
             [
+                "profile list -l -o json",
                 "status -p devenv-shop -o json",
                 "ip -p devenv-shop",
                 "version --short",

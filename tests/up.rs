@@ -449,11 +449,12 @@ fn mutating(api: &support::apiserver::ApiServer) -> Vec<String> {
         .collect()
 }
 
-const READ_ONLY_MINIKUBE: [&str; 5] = [
+const READ_ONLY_MINIKUBE: [&str; 6] = [
     "version --short",
     "status -p devenv-shop -o json",
     "ip -p devenv-shop",
     "profile list -o json",
+    "profile list -l -o json",
     "ssh -p devenv-shop -- cat ",
 ];
 
@@ -461,19 +462,25 @@ fn is_read_only_call(call: &str) -> bool {
     READ_ONLY_MINIKUBE.iter().any(|r| call.starts_with(r))
 }
 
-#[test]
-fn cold_up_brings_the_example_project_up_and_a_second_up_changes_nothing() {
-    let Some((env, api)) = cluster_env() else {
-        return;
-    };
+/// `devenv up`, asserted to bring the project up; its stdout.
+fn up_succeeds(env: &Env) -> String {
     let out = env.devenv().arg("up").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("shop is up"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn cold_up_brings_the_example_project_up_and_a_second_up_changes_nothing() {
+    let Some((env, api)) = cluster_env() else {
+        return;
+    };
+    up_succeeds(&env);
     assert_eq!(api.names("deployments", "shop"), ["api", "worker"]);
     assert_eq!(api.names("statefulsets", "shop"), ["postgres", "search"]);
     let release = api.list_selected("secrets", Some("shop"), "owner=helm,name=shop");
@@ -490,6 +497,18 @@ fn cold_up_brings_the_example_project_up_and_a_second_up_changes_nothing() {
     for c in &calls {
         assert!(is_read_only_call(c), "a no-op up ran `minikube {c}`");
     }
+    // Each real minikube call is slow: the stored settings and address from the light list,
+    // then one SSH session for the VM's state, its mounts and the probe through the mount.
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(calls[0], "profile list -l -o json");
+    assert!(
+        calls[1].starts_with("ssh -p devenv-shop -- cat /proc/mounts /src/.devenv-probe-"),
+        "{calls:#?}"
+    );
+    assert!(
+        stdout.contains("a probe file written on the host just read back through it"),
+        "{stdout}"
+    );
     assert_eq!(
         std::fs::read_to_string(&env.exports)
             .unwrap()
@@ -896,4 +915,20 @@ fn up_watch_brings_the_project_up_then_restarts_a_service_when_its_files_change(
             .is_null(),
         "only the service whose files changed restarts"
     );
+}
+
+#[test]
+fn after_down_the_context_is_gone_as_minikube_leaves_it_and_the_next_up_brings_the_cluster_back() {
+    let Some((env, _api)) = cluster_env() else {
+        return;
+    };
+    env.devenv().arg("up").assert().success();
+    env.devenv().arg("down").assert().success();
+    let kubeconfig = std::fs::read_to_string(env.home.path().join("kubeconfig")).unwrap();
+    assert!(!kubeconfig.contains("devenv-shop"), "{kubeconfig}");
+    let out = env.devenv().args(["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["vm"]["state"], "stopped", "{status}");
+
+    up_succeeds(&env);
 }

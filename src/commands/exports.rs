@@ -69,13 +69,22 @@ impl Export {
     /// The export for a project: the VM's address when the VM runs (asked read-only from
     /// minikube), otherwise the driver's host-only network.
     pub async fn for_project(ctx: &Context, loaded: &Loaded) -> Result<Export, Error> {
+        let profile = loaded.config.project.profile();
+        let ip = match ctx.runner.output(&minikube::ip(&profile)).await {
+            Ok(out) if out.success() => out.stdout.trim().parse().ok(),
+            _ => None,
+        };
+        Export::at_address(ctx, loaded, ip)
+    }
+
+    /// The export for a VM whose address is already known (`None`: no running VM).
+    pub fn at_address(
+        ctx: &Context,
+        loaded: &Loaded,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<Export, Error> {
         let c = &loaded.config;
         let driver = machine::driver_for(&Choice::parse(&c.vm.driver))?;
-        let ip: Option<std::net::Ipv4Addr> =
-            match ctx.runner.output(&minikube::ip(&c.project.profile())).await {
-                Ok(out) if out.success() => out.stdout.trim().parse().ok(),
-                _ => None,
-            };
         let client = match &c.mount.export_client {
             Some(text) => nfs::parse_client(text).map_err(|why| Error::Usage {
                 message: format!("mount.export_client: {why}"),

@@ -31,10 +31,9 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
         Err(e) => VmState::Unknown(e.to_string()),
     };
     let running = vm == VmState::Running;
-    let export = Export::for_project(ctx, &loaded).await?;
 
     let ip_cmd = minikube::ip(&profile);
-    let list_cmd = minikube::profile_list();
+    let list_cmd = minikube::profile_list_light();
     let mounts_cmd = minikube::ssh(&profile, &["cat", "/proc/mounts"])
         .read_only()
         .timeout(PROBE);
@@ -73,6 +72,11 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
         when_running(&kubectl_cmd),
     );
     let settings = list.and_then(|l| minikube::parse_profile(&l, &profile));
+    let export = Export::at_address(
+        ctx,
+        &loaded,
+        ip.as_deref().and_then(|ip| ip.trim().parse().ok()),
+    )?;
     let mounted = mounts
         .as_deref()
         .map(|m| minikube::has_nfs_mount(m, &export.source.to_string_lossy(), &c.mount.target));

@@ -19,6 +19,7 @@ use crate::machine::{self, Machine};
 use crate::minikube::{self, VmState};
 use crate::nfs::{self, apply::Privilege, apply::candidate};
 use crate::plan::{ExportsFacts, Facts, ImageFacts, Plan};
+use crate::probe::Probe;
 use crate::reconcile::{self, JsonReporter, Outcome, PlainReporter, Reporter};
 use crate::state::fnv1a;
 
@@ -80,7 +81,19 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         .collect();
 
     let profile = c.project.profile();
-    let vm = read_vm(ctx, &profile).await;
+    // A mutating run reads the probe with the mounts: a VM that already serves the tree is
+    // then checked in the same SSH session. A dry run writes nothing, not even a probe.
+    let probe = if args.dry_run {
+        None
+    } else {
+        loaded
+            .source_dir()
+            .canonicalize()
+            .ok()
+            .and_then(|dir| Probe::write(&dir, &c.mount.target).ok())
+    };
+    let vm = read_vm(ctx, &profile, probe.as_ref()).await;
+    drop(probe);
     // A running VM shows its driver works: skip the health probes (libvirt's can take seconds),
     // which keeps a no-op `up` fast.
     let choice = Choice::parse(&c.vm.driver);
@@ -114,7 +127,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         (driver, failure)
     };
 
-    let export = Export::for_project(ctx, &loaded).await?;
+    let export = Export::at_address(ctx, &loaded, vm.ip)?;
     let current = std::fs::read_to_string(&export.host.exports).unwrap_or_default();
     let change = export.set();
     let diff = candidate(
@@ -211,6 +224,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         other_checkout,
         recreate,
         mounted,
+        mount_probed: mounted && vm.probed,
         overlay_file,
         release_unchanged,
         user: ctx.user.clone(),
@@ -330,7 +344,12 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                     }
                 ));
             }
-            if let Some(ip) = read_ip(ctx, &profile).await {
+            // The address read before the run holds unless this run started the VM.
+            let ip = match vm.ip {
+                Some(ip) if vm.state == Some(VmState::Running) && !recreate => Some(ip),
+                _ => read_ip(ctx, &profile).await,
+            };
+            if let Some(ip) = ip {
                 ctx.ui.say(format!(
                     "  VM {ip}: kubectl --context {profile} -n {} get pods",
                     c.project.namespace()
@@ -394,16 +413,85 @@ struct VmFacts {
     ip: Option<std::net::Ipv4Addr>,
     settings: Option<minikube::ProfileSettings>,
     proc_mounts: Option<String>,
+    /// A probe file written on the host was read back through the mount while reading.
+    probed: bool,
 }
 
-async fn read_vm(ctx: &Context, profile: &str) -> VmFacts {
+/// Read the VM in as few minikube calls as the answers allow, since each real one is slow
+/// (a process start and config reads; `status` and the full `profile list` SSH into the VM).
+/// First `profile list -l` (files only): no such profile ends the read. Then one `ssh` that
+/// reads `/proc/mounts` and, when `probe` is given, the probe file through the mount: its exit
+/// says whether the VM runs (83: stopped, 85: gone) and the light list already holds the
+/// settings and the address. Anything less clear (the list unreadable, ssh failing otherwise,
+/// a time-out) falls back to asking `status` and the rest one by one.
+async fn read_vm(ctx: &Context, profile: &str, probe: Option<&Probe>) -> VmFacts {
+    let listed = match ctx.runner.output(&minikube::profile_list_light()).await {
+        Ok(out) if out.success() => minikube::find_profile(&out.stdout, profile).ok(),
+        _ => None,
+    };
+    let settings = match listed {
+        Some(Some(settings)) => settings,
+        Some(None) => {
+            return VmFacts {
+                state: Some(VmState::Nonexistent),
+                ip: None,
+                settings: None,
+                proc_mounts: None,
+                probed: false,
+            };
+        }
+        None => return read_vm_thoroughly(ctx, profile).await,
+    };
+    let mut argv = vec!["cat", "/proc/mounts"];
+    if let Some(p) = probe {
+        argv.push(&p.vm_file);
+    }
+    let read = minikube::ssh(profile, &argv)
+        .read_only()
+        .timeout(READ_TIMEOUT);
+    let Ok(out) = ctx.runner.output(&read).await else {
+        return read_vm_thoroughly(ctx, profile).await;
+    };
+    match out.code {
+        Some(minikube::EXIT_NOT_RUNNING) => VmFacts {
+            state: Some(VmState::Stopped),
+            ip: None,
+            settings: Some(settings),
+            proc_mounts: None,
+            probed: false,
+        },
+        Some(minikube::EXIT_PROFILE_NOT_FOUND) => VmFacts {
+            state: Some(VmState::Nonexistent),
+            ip: None,
+            settings: None,
+            proc_mounts: None,
+            probed: false,
+        },
+        // 0, or 1 when the probe is not there (no mount yet): the VM ran `cat`, which the
+        // mount table it printed shows (a failed SSH connection also exits 1, printing none).
+        Some(0 | 1) if !minikube::parse_mounts(&out.stdout).is_empty() => VmFacts {
+            state: Some(VmState::Running),
+            ip: settings.node_ip,
+            probed: probe.is_some_and(|p| p.seen_in(&out.stdout)),
+            settings: Some(settings),
+            proc_mounts: Some(out.stdout),
+        },
+        _ => read_vm_thoroughly(ctx, profile).await,
+    }
+}
+
+/// How long the one read through `minikube ssh` may take: a hung NFS mount blocks `cat`.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The VM read the long way: `status`, then the address, the settings and the mounts.
+async fn read_vm_thoroughly(ctx: &Context, profile: &str) -> VmFacts {
     let state = match ctx.runner.output(&minikube::status(profile)).await {
         Ok(out) => minikube::parse_status(&out).ok(),
         Err(_) => None,
     };
     if state == Some(VmState::Stopped) {
         // A stopped profile keeps its driver, which `start` may not change (exit 81).
-        let list = ctx.runner.output(&minikube::profile_list()).await;
+        let list = ctx.runner.output(&minikube::profile_list_light()).await;
         return VmFacts {
             state,
             ip: None,
@@ -411,6 +499,7 @@ async fn read_vm(ctx: &Context, profile: &str) -> VmFacts {
                 .ok()
                 .and_then(|o| minikube::parse_profile(&o.stdout, profile)),
             proc_mounts: None,
+            probed: false,
         };
     }
     if state != Some(VmState::Running) {
@@ -419,10 +508,13 @@ async fn read_vm(ctx: &Context, profile: &str) -> VmFacts {
             ip: None,
             settings: None,
             proc_mounts: None,
+            probed: false,
         };
     }
-    let mounts_cmd = minikube::ssh(profile, &["cat", "/proc/mounts"]).read_only();
-    let list_cmd = minikube::profile_list();
+    let mounts_cmd = minikube::ssh(profile, &["cat", "/proc/mounts"])
+        .read_only()
+        .timeout(READ_TIMEOUT);
+    let list_cmd = minikube::profile_list_light();
     let (ip, list, mounts) = tokio::join!(
         read_ip(ctx, profile),
         ctx.runner.output(&list_cmd),
@@ -435,6 +527,7 @@ async fn read_vm(ctx: &Context, profile: &str) -> VmFacts {
             .ok()
             .and_then(|o| minikube::parse_profile(&o.stdout, profile)),
         proc_mounts: mounts.ok().filter(|o| o.success()).map(|o| o.stdout),
+        probed: false,
     }
 }
 
