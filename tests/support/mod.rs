@@ -4,6 +4,8 @@
 //! - `bin/minikube` stands in for minikube v1.38.1 (see its header for what it copies).
 //! - `docker.rs`: the machine's real Docker Engine stands in for the daemon inside the VM.
 //! - `tls.rs`: `openssl s_server` stands in for the VM daemon's TLS endpoint (client certificates).
+//! - `vm.rs`: a real guest kernel under qemu (image from `vm/build-image`) and nfs-ganesha, for
+//!   what happens inside the VM: the NFS mount and `/proc/mounts` as the kernel writes it.
 //!
 //! Real tools (helm 3 and 4, kubectl, libvirtd) are found through [`real_tool`]: under CI they
 //! must exist (`.ci/run` installs them); elsewhere a test that needs a missing one says so and
@@ -297,6 +299,7 @@ pub mod apiserver;
 pub mod docker;
 pub mod postgres;
 pub mod tls;
+pub mod vm;
 pub mod watcher;
 
 /// The fakes of a machine for `devenv onboard` (package managers, sudo, uname, …), in
