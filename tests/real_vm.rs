@@ -1,7 +1,9 @@
 //! devenv's commands inside the VM, run by a real guest kernel against a real NFS server
 //! (`support::vm`): the mount devenv builds (its argv quoted for the VM's shell), the probe read
 //! back through the mount, and `/proc/mounts` as the kernel writes it, decoded by devenv's one
-//! reader. One guest and one server for the whole file: booting takes 5–10 s under TCG.
+//! reader; and `devenv up` itself with the minikube double in guest mode, where the VM is that
+//! guest and the NFS server serves what devenv's exports block says. Tests here run one at a
+//! time: the server's port is fixed, and each boot takes 5–10 s under TCG.
 
 mod support;
 
@@ -12,6 +14,13 @@ use devenv::minikube::{has_nfs_mount, parse_mounts};
 use devenv::plan::MountSpec;
 use devenv::probe::Probe;
 use support::vm::{Ganesha, Guest};
+
+/// One real guest and one NFS server at a time on this machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The command line `minikube ssh -p P -- LINE` hands to the VM's shell for `cmd`.
 fn vm_line(cmd: &devenv::process::Cmd) -> String {
@@ -26,6 +35,7 @@ fn a_project_under_a_hostile_path_mounts_with_devenvs_options_and_is_read_back_a
     let Some(image) = support::vm::image() else {
         return;
     };
+    let _one = one_at_a_time();
     let root = tempfile::tempdir().unwrap();
     // A space, a tab, a quote, a command substitution, a backslash and non-ASCII letters: the
     // kernel escapes four of them in /proc/mounts, the VM's shell would run the fifth.
@@ -56,9 +66,16 @@ fn a_project_under_a_hostile_path_mounts_with_devenvs_options_and_is_read_back_a
     assert_eq!(
         mounted.status,
         0,
-        "{mounted:?}\n{}\n{}",
+        "{mounted:?}\n{}\n{}\n{}",
         guest.console(),
-        _server.log()
+        _server.log(),
+        String::from_utf8_lossy(
+            &std::process::Command::new("rpcinfo")
+                .args(["-p", "127.0.0.1"])
+                .output()
+                .unwrap()
+                .stdout
+        )
     );
     assert_eq!(
         guest.run("ls /pwned").status,
@@ -128,4 +145,77 @@ fn a_project_under_a_hostile_path_mounts_with_devenvs_options_and_is_read_back_a
     // Mounting again is an error, as on minikube's VM: the next `up` must recognise the mount.
     let again = guest.run(&vm_line(&mount));
     assert_ne!(again.status, 0, "{again:?}");
+}
+
+#[test]
+fn up_mounts_a_project_under_a_path_with_a_space_in_the_real_guest_once_across_three_ups() {
+    let Some(image) = support::vm::image() else {
+        return;
+    };
+    let _one = one_at_a_time();
+    let Some((env, _api)) = support::cluster_env_for(
+        support::Env::new().project_at("src/My Projects/shop"),
+        "helm",
+    ) else {
+        return;
+    };
+    let env = env.with_real_guest(&image);
+    let source = env.project.canonicalize().unwrap();
+    std::fs::write(source.join("from-host.txt"), "written on the host\n").unwrap();
+
+    for round in 1..=3 {
+        let out = env.devenv().arg("up").output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "up #{round}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if round == 1 {
+            assert!(stdout.contains("mount: mounted 192.168.39.1:"), "{stdout}");
+        } else {
+            assert!(
+                stdout.contains("a probe file written on the host just read back through it"),
+                "up #{round} recognised the mount in the real /proc/mounts: {stdout}"
+            );
+        }
+    }
+    let mounts = env
+        .minikube_calls()
+        .iter()
+        .filter(|c| c.starts_with("ssh -p devenv-shop -- sudo mount "))
+        .count();
+    assert_eq!(mounts, 1, "{:#?}", env.minikube_calls());
+
+    // The guest's kernel has the tree mounted with devenv's options, and sees the host's file.
+    let table = env.minikube(&["ssh", "-p", "devenv-shop", "--", "cat", "/proc/mounts"]);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table.contains("/My\\040Projects/shop /src nfs "), "{table}");
+    assert!(
+        has_nfs_mount(&table, &source.to_string_lossy(), "/src"),
+        "{table}"
+    );
+    let read = env.minikube(&[
+        "ssh",
+        "-p",
+        "devenv-shop",
+        "--",
+        "cat",
+        "/src/from-host.txt",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).replace('\r', ""),
+        "written on the host\n"
+    );
+
+    let out = env.devenv().args(["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["mount"]["mounted"], true, "{status}");
+
+    // Stopped and started again (a power-off loses the mount): the next `up` mounts again.
+    env.devenv().arg("down").assert().success();
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("mount: mounted 192.168.39.1:"), "{stdout}");
 }

@@ -9,8 +9,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
-
 use support::Env;
 use support::watcher::{Watch, paths_of, project};
 
@@ -55,14 +53,20 @@ fn an_overflowing_kernel_queue_is_reported_and_rescanned_with_every_change_found
     };
     assert_eq!(std::fs::read_to_string(QUEUE).unwrap(), before, "restored");
 
-    // 2,000 new files in one go: far more events than a queue of 16 holds.
-    std::thread::sleep(Duration::from_millis(100));
+    // 2,000 new files in one go: far more events than a queue of 16 holds. The watcher is
+    // stopped (SIGSTOP) meanwhile, so it cannot drain the queue as fast as the files are
+    // written: the overflow happens on every machine, however fast its reader.
+    let pid = libc::pid_t::try_from(w.child.id()).unwrap();
+    // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     let mut written = BTreeSet::new();
     for i in 0..2000 {
         let rel = format!("src/d{}/f{i}.txt", i % 20);
         std::fs::write(env.project.join(&rel), "x").unwrap();
         written.insert(rel);
     }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
     let rescan = w.next("rescan");
     assert!(
         rescan["message"]

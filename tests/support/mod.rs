@@ -28,6 +28,31 @@ pub struct Env {
     extra_env: Vec<(String, OsString)>,
 }
 
+impl Drop for Env {
+    /// Stop what guest mode started, by PID: each profile's guest, then the NFS server.
+    fn drop(&mut self) {
+        if let Ok(vms) = std::fs::read_dir(self.minikube_state.join("vm")) {
+            for vm in vms.flatten() {
+                if vm.path().join("qemu.pid").exists() {
+                    let _ = std::process::Command::new("bash")
+                        .arg(vm::guest_script())
+                        .arg("stop")
+                        .arg(vm.path())
+                        .status();
+                }
+            }
+        }
+        let ganesha = self.home.path().join("ganesha");
+        if ganesha.join("ganesha.pid").exists() {
+            let _ = std::process::Command::new("bash")
+                .arg(vm::ganesha_reload_script())
+                .arg("stop")
+                .env("FAKE_GANESHA_DIR", ganesha)
+                .status();
+        }
+    }
+}
+
 impl Env {
     /// A fresh, empty project with the fake minikube on PATH.
     pub fn new() -> Env {
@@ -77,6 +102,17 @@ impl Env {
         self.extra_env
             .push(("DEVENV_EXPORTS_RELOAD".into(), "true".into()));
         self
+    }
+
+    /// The minikube double in guest mode: `start` boots the real guest of `image` (see
+    /// `vm.rs`), and the NFS server reload is `vm/ganesha-reload`, so the guest mounts only what
+    /// devenv's block of the exports file exports. Guests and server stop with the `Env`.
+    pub fn with_real_guest(self, image: &Path) -> Env {
+        let reload = format!("bash {}", vm::ganesha_reload_script().display());
+        let ganesha = self.home.path().join("ganesha");
+        self.with_env("FAKE_MINIKUBE_GUEST_IMAGE", image)
+            .with_env("FAKE_GANESHA_DIR", ganesha)
+            .with_env("DEVENV_EXPORTS_RELOAD", reload)
     }
 
     /// Move the (still empty) project to `rel` under the temp home, e.g. a path with a space.
@@ -192,14 +228,20 @@ impl Env {
         ])
     }
 
-    /// Run the fake minikube directly (to prepare VM state).
+    /// Run the fake minikube directly (to prepare VM state, or to look into the VM). It sees
+    /// the same guest as devenv's runs when there is a real one, but none of the faults a test
+    /// set for devenv.
     pub fn minikube(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(support_bin().join("minikube"))
-            .args(args)
+        let mut cmd = std::process::Command::new(support_bin().join("minikube"));
+        cmd.args(args)
             .env("FAKE_MINIKUBE_STATE", &self.minikube_state)
-            .env("DEVENV_EXPORTS_FILE", &self.exports)
-            .output()
-            .unwrap()
+            .env("DEVENV_EXPORTS_FILE", &self.exports);
+        for (k, v) in &self.extra_env {
+            if k == "FAKE_MINIKUBE_GUEST_IMAGE" || k == "FAKE_GANESHA_DIR" {
+                cmd.env(k, v);
+            }
+        }
+        cmd.output().unwrap()
     }
 
     /// Replace the temp paths of this environment with stable placeholders (for snapshots).
@@ -265,9 +307,13 @@ pub fn cluster_env() -> Option<(Env, apiserver::ApiServer)> {
 
 /// Like [`cluster_env`] with `helm` being the named binary (`helm3`, `helm4`).
 pub fn cluster_env_with(helm: &str) -> Option<(Env, apiserver::ApiServer)> {
+    cluster_env_for(Env::new(), helm)
+}
+
+/// Like [`cluster_env_with`], starting from `env` (a project elsewhere, a real guest).
+pub fn cluster_env_for(env: Env, helm: &str) -> Option<(Env, apiserver::ApiServer)> {
     let helm = real_tool(helm)?;
     let api = apiserver::ApiServer::start_as("devenv-shop").auto_ready();
-    let env = Env::new();
     let kubeconfig = env.home.path().join("kubeconfig");
     let bin = env.home.path().join("helm-bin");
     std::fs::create_dir_all(&bin).unwrap();

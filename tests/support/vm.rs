@@ -14,11 +14,9 @@
 //! 127.0.0.1, so the server cannot check an export's client address here. Each process started
 //! is stopped by its PID when its value is dropped.
 
-use std::io::{BufRead, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 /// The guest image (`vmlinuz`, `initrd.gz`): `$DEVENV_VM_IMAGE`, else CI's tools directory.
 /// `None` (the test skips, saying why) when it or a tool is missing outside CI; under CI a
@@ -68,26 +66,8 @@ fn rpcbind_answers() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-/// Poll `ready` until it holds or `limit` passes.
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < limit, "{what} not ready within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A booted guest.
+/// A booted guest (`vm/guest`), stopped by its PID when dropped.
 pub struct Guest {
-    qemu: Child,
-    port: u16,
     /// The guest's own address on its network (the host is .1 of it).
     pub ip: Ipv4Addr,
     dir: tempfile::TempDir,
@@ -100,89 +80,48 @@ pub struct Ran {
     pub status: i32,
 }
 
+/// `vm/guest`, the one place that knows how to boot, reach and stop the guest.
+pub fn guest_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/vm/guest")
+}
+
 impl Guest {
     /// Boot the guest of `image` at `ip` (a 192.168.39.x address) and wait for its command
     /// server: about 5–10 s under TCG.
     pub fn boot(image: &Path, ip: Ipv4Addr) -> Guest {
         let dir = tempfile::tempdir().unwrap();
-        let console = dir.path().join("console.log");
-        let port = free_port();
-        let [a, b, c, _] = ip.octets();
-        let net = format!("{a}.{b}.{c}");
-        let qemu = Command::new("qemu-system-x86_64")
-            .args(["-accel", "tcg", "-m", "512", "-smp", "2"])
-            .args(["-display", "none", "-no-reboot", "-nodefaults"])
-            .arg("-kernel")
-            .arg(image.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(image.join("initrd.gz"))
-            .args([
-                "-append",
-                &format!("console=ttyS0 panic=-1 devenv.ip={ip}"),
-            ])
-            .args([
-                "-netdev",
-                &format!(
-                    "user,id=n0,ipv6=off,net={net}.0/24,host={net}.1,hostfwd=tcp:127.0.0.1:{port}-{ip}:7000"
-                ),
-            ])
-            .args(["-device", "virtio-net-pci,netdev=n0"])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
+        let out = Command::new("bash")
+            .arg(guest_script())
+            .arg("boot")
+            .arg(dir.path())
+            .arg(image)
+            .arg(ip.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("qemu-system-x86_64 starts");
-        let mut guest = Guest {
-            qemu,
-            port,
-            ip,
-            dir,
-        };
-        // The ready line on the serial console, not a poll of the forwarded port: connecting
-        // too early sends slirp into its retry backoff (about 20 s).
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&console).unwrap_or_default();
-            if text.contains("devenv-guest ready") {
-                break;
-            }
-            if let Ok(Some(status)) = guest.qemu.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = guest.qemu.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("qemu exited ({status}) before the guest was ready: {err}\n{text}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(90),
-                "the guest did not boot within 90 s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .output()
+            .expect("bash runs");
+        let guest = Guest { ip, dir };
+        assert!(
+            out.status.success(),
+            "the guest did not boot: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         guest
     }
 
     /// Run one command line with the guest's shell.
     pub fn run(&self, line: &str) -> Ran {
         assert!(!line.contains('\n'), "one line: {line:?}");
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("the guest answers");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .unwrap();
-        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
-        let mut out = Vec::new();
-        std::io::BufReader::new(stream)
-            .read_until(0, &mut out)
-            .expect("the guest's answer");
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (output, status) = text
-            .rsplit_once("\x1eEXIT ")
-            .unwrap_or_else(|| panic!("no exit status from the guest for {line:?}: {text:?}"));
+        let out = Command::new("bash")
+            .arg(guest_script())
+            .arg("run")
+            .arg(self.dir.path())
+            .arg(line)
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs");
         Ran {
-            output: output.to_string(),
-            status: status.trim().parse().expect("an exit status"),
+            output: String::from_utf8_lossy(&out.stdout).into_owned(),
+            status: out.status.code().expect("an exit status"),
         }
     }
 
@@ -194,91 +133,70 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        let _ = self.qemu.kill();
-        let _ = self.qemu.wait();
+        let _ = Command::new("bash")
+            .arg(guest_script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
-/// nfs-ganesha serving directories of this machine over NFSv3 on 127.0.0.1:2049.
+/// `vm/ganesha-reload`: serves what devenv's blocks of an exports file export.
+pub fn ganesha_reload_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/vm/ganesha-reload")
+}
+
+/// nfs-ganesha on 127.0.0.1:2049, run by `vm/ganesha-reload` (the same translator devenv's
+/// reload runs in the VM-backed tests), stopped by its PID when dropped. One per machine at a
+/// time: the port is fixed, as mount.nfs expects 2049.
 pub struct Ganesha {
-    server: Child,
     dir: tempfile::TempDir,
 }
 
 impl Ganesha {
-    /// Start the server with one read-write export per directory (no root squash; no attribute
-    /// or directory cache in the server, which otherwise hides host edits for seconds and serves
-    /// the old inode after a rename-over save).
-    /// Only one can run on a machine at a time (the port is fixed, as mount.nfs expects 2049).
+    /// Serve each directory read-write, as a devenv block of an exports file would.
     pub fn start(exports: &[&Path]) -> Ganesha {
         let dir = tempfile::tempdir().unwrap();
-        let mut conf = String::from(
-            "NFS_CORE_PARAM { Bind_addr = 127.0.0.1; NFS_Port = 2049; MNT_Port = 20048; \
-             Enable_NLM = false; Enable_RQUOTA = false; Protocols = 3, 4; }\n\
-             NFSV4 { Graceless = true; }\nMDCACHE { Dir_Chunk = 0; }\n",
-        );
-        for (i, path) in exports.iter().enumerate() {
-            let path = ganesha_string(path);
-            conf.push_str(&format!(
-                "EXPORT {{ Export_Id = {}; Path = {path}; Pseudo = {path}; Access_Type = RW; \
-                 Squash = No_Root_Squash; Attr_Expiration_Time = 0; FSAL {{ Name = VFS; }} }}\n",
-                i + 1
+        let mut file = String::from("# BEGIN devenv test uid=0\n");
+        for path in exports {
+            let path = path.to_str().expect("a UTF-8 path");
+            file.push_str(&format!(
+                "{} 127.0.0.1(rw,no_root_squash)\n",
+                devenv::nfs::escape_path(path)
             ));
         }
-        let conf_file = dir.path().join("ganesha.conf");
-        std::fs::write(&conf_file, conf).unwrap();
-        let log = dir.path().join("ganesha.log");
-        let server = Command::new("ganesha.nfsd")
-            .arg("-F")
-            .arg("-f")
-            .arg(&conf_file)
-            .arg("-L")
-            .arg(&log)
-            .arg("-p")
-            .arg(dir.path().join("ganesha.pid"))
-            .args(["-N", "NIV_EVENT"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ganesha.nfsd starts");
-        let mut ganesha = Ganesha { server, dir };
-        wait_for("nfs-ganesha", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = ganesha.server.try_wait() {
-                panic!("ganesha.nfsd exited ({status}):\n{}", ganesha.log());
-            }
-            ganesha.log().contains("NFS SERVER INITIALIZED")
-        });
+        file.push_str("# END devenv test uid=0\n");
+        let exports_file = dir.path().join("exports");
+        std::fs::write(&exports_file, file).unwrap();
+        let ganesha = Ganesha { dir };
+        let out = ganesha
+            .reload_command()
+            .env("DEVENV_EXPORTS_FILE", &exports_file)
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "nfs-ganesha did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         ganesha
     }
 
+    fn reload_command(&self) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(ganesha_reload_script())
+            .env("FAKE_GANESHA_DIR", self.dir.path().join("server"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("ganesha.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("server/ganesha.log")).unwrap_or_default()
     }
 }
 
 impl Drop for Ganesha {
     fn drop(&mut self) {
-        // SIGTERM lets it unregister from rpcbind; it takes 1–3 s to exit.
-        // SAFETY: kill(2) on our own child's PID.
-        unsafe {
-            libc::kill(self.server.id() as i32, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.server.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        let _ = self.reload_command().arg("stop").status();
     }
-}
-
-/// A path as a string of ganesha's configuration language: in double quotes, with `"` and `\`
-/// escaped by a backslash.
-fn ganesha_string(path: &Path) -> String {
-    let text = path.to_str().expect("a UTF-8 path");
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
