@@ -570,26 +570,30 @@ impl Namespace {
         self.dir.path().join("etc/exports")
     }
 
-    /// A copy of `dir` the developer can read and run (a CI checkout may be mode 0700).
+    /// A copy of `dir` the developer can read and run (a CI checkout may be mode 0700), made
+    /// with its parent directory, since the support scripts find their siblings by path.
     fn readable_copy(&self, dir: &Path) -> PathBuf {
+        let parent = dir.parent().unwrap();
         let to = self.dir.path().join(format!(
             "copy-{}",
-            dir.file_name().unwrap().to_string_lossy()
+            parent.file_name().unwrap().to_string_lossy()
         ));
-        let status = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(dir)
-            .arg(&to)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = std::process::Command::new("chmod")
-            .args(["-R", "a+rX"])
-            .arg(&to)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        to
+        if !to.exists() {
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(parent)
+                .arg(&to)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let status = std::process::Command::new("chmod")
+                .args(["-R", "a+rX"])
+                .arg(&to)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        to.join(dir.file_name().unwrap())
     }
 
     /// A copy of the file at `path` the developer can run.
