@@ -62,6 +62,17 @@ fn a_project_under_a_hostile_path_mounts_with_devenvs_options_and_is_read_back_a
     let [mkdir, mount] = spec.commands(Ipv4Addr::new(192, 168, 39, 1));
     let made = guest.run(&vm_line(&mkdir));
     assert_eq!(made.status, 0, "{made:?}");
+
+    // A directory the exports do not name is refused by the server, beside one that is named.
+    let other = root.path().join("My Projects/not exported");
+    std::fs::create_dir_all(&other).unwrap();
+    let refused = guest.run(&format!(
+        "mkdir -p /other && mount -t nfs -o {} 192.168.39.1:{} /other",
+        devenv::config::DEFAULT_MOUNT_OPTIONS,
+        devenv::process::quote(&other.to_string_lossy())
+    ));
+    assert_ne!(refused.status, 0, "{refused:?}");
+    assert!(refused.output.contains("denied"), "{refused:?}");
     let mounted = guest.run(&vm_line(&mount));
     assert_eq!(
         mounted.status,
@@ -218,4 +229,128 @@ fn up_mounts_a_project_under_a_path_with_a_space_in_the_real_guest_once_across_t
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("mount: mounted 192.168.39.1:"), "{stdout}");
+}
+
+#[test]
+fn forward_wakes_an_in_guest_directory_watcher_for_a_host_edit_and_an_editors_rename_over_save() {
+    let Some(image) = support::vm::image() else {
+        return;
+    };
+    let _one = one_at_a_time();
+    let Some((env, _api)) = support::cluster_env_for(support::Env::new(), "helm") else {
+        return;
+    };
+    let env = env.with_real_guest(&image);
+    env.devenv().arg("up").assert().success();
+    // The worker's edits are forwarded into the VM instead of restarting it.
+    let config = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    let config = config.replacen(
+        "watch = [\"services/worker/**\"]\non_change = \"restart\"",
+        "watch = [\"services/worker/**\"]\non_change = \"forward\"",
+        1,
+    );
+    assert!(config.contains("on_change = \"forward\""));
+    env.write("devenv.toml", &config);
+    env.write("services/worker/main.rb", "puts 1\n");
+
+    // Two watchers in the guest, as nodemon or webpack would hold them: one on the directory,
+    // one on the file itself.
+    let ssh = |line: &str| {
+        let out = env.minikube(&["ssh", "-p", "devenv-shop", "--", line]);
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    ssh("fsbench inotify /src/services/worker 60000 > /run/dir.ev 2>&1 &");
+    ssh("fsbench inotify /src/services/worker/main.rb 60000 > /run/file.ev 2>&1 &");
+    let watching = || {
+        ssh("cat /run/dir.ev /run/file.ev")
+            .matches("watching")
+            .count()
+            == 2
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !watching() {
+        assert!(std::time::Instant::now() < deadline, "the guest's watchers");
+    }
+
+    let events = |file: &str| -> Vec<String> {
+        ssh(&format!("cat /run/{file}"))
+            .lines()
+            .filter(|l| l.starts_with("event "))
+            .map(str::to_string)
+            .collect()
+    };
+    // IN_ATTRIB (0x4), what devenv's `touch -c` makes the guest's kernel report.
+    const DIR_ATTRIB: &str = "event mask=0x4 name=main.rb";
+    const FILE_ATTRIB: &str = "event mask=0x4 name=";
+    let count = |file: &str, event: &str| events(file).iter().filter(|e| *e == event).count();
+    // Waits (20 s at most) until the directory's watcher has heard of more than `seen`
+    // touches of main.rb, then until the watcher has been quiet for a second.
+    let settled_beyond = |seen: usize| -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while count("dir.ev", DIR_ATTRIB) <= seen {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no forwarded touch reached the guest: {:?} {:#?}",
+                events("dir.ev"),
+                env.minikube_calls()
+            );
+        }
+        loop {
+            let now = count("dir.ev", DIR_ATTRIB);
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            if count("dir.ev", DIR_ATTRIB) == now {
+                return now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the touches never stop: each forward's touch reaches the host's file through \
+                 NFS, and must not be forwarded again: {:#?}",
+                env.minikube_calls()
+            );
+        }
+    };
+
+    let w = support::watcher::Watch::start(&env, 100, &[]);
+    // An edit in place: the NFS client in the guest is told nothing by the server, devenv's
+    // forward touches the path, and both watchers hear it.
+    env.write("services/worker/main.rb", "puts 2\n");
+    let after_edit = settled_beyond(0);
+    assert!(
+        events("file.ev").iter().any(|e| e == FILE_ATTRIB),
+        "{:?}",
+        events("file.ev")
+    );
+    let file_events = events("file.ev").len();
+
+    // An editor's save: a new file renamed over the old one, so the name has a new inode.
+    env.write("services/worker/.main.rb.swp", "puts 3\n");
+    std::fs::rename(
+        env.project.join("services/worker/.main.rb.swp"),
+        env.project.join("services/worker/main.rb"),
+    )
+    .unwrap();
+    // The directory's watcher hears of the new file under the old name...
+    settled_beyond(after_edit);
+    assert_eq!(ssh("cat /src/services/worker/main.rb"), "puts 3\n");
+    // One touch per edit: the touch's own echo on the host (the NFS server sets the file's
+    // times) is not forwarded again.
+    let touches = env
+        .minikube_calls()
+        .iter()
+        .filter(|c| {
+            c.starts_with("ssh -p devenv-shop -- touch -c -- ")
+                && c.split(' ').any(|w| w == "/src/services/worker/main.rb")
+        })
+        .count();
+    assert_eq!(touches, 2, "{:#?}", env.minikube_calls());
+    // ...while a watch held on the old file's inode hears nothing more (the `cat` above opened
+    // the new one): the guest's kernel never saw the rename, which happened on the host.
+    // docs/watch.md says to watch directories.
+    assert_eq!(
+        events("file.ev").len(),
+        file_events,
+        "{:?}",
+        events("file.ev")
+    );
+    drop(w);
 }

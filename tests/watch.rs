@@ -250,6 +250,31 @@ fn watch_forward_touches_hostile_names_in_the_vm_in_one_quoted_call() {
 }
 
 #[test]
+fn watch_forward_does_not_forward_the_echo_of_its_own_touch() {
+    // The touch in the VM reaches the host's file through the NFS mount (the double sets its
+    // times there, as the server does): the host's watcher sees it, and must not take it for
+    // an edit, or every forward would cause the next one.
+    let env = Env::new();
+    project(
+        &env,
+        "[services.web]\nwatch = [\"web/**\"]\non_change = \"forward\"\n",
+    );
+    running_vm(&env);
+    env.write("web/a.js", "x");
+    let w = Watch::start(&env, 100, &["--max-batches", "2"]);
+    env.write("web/a.js", "edited");
+    let first = w.next("action");
+    assert_eq!(first["result"], "ok", "{first}");
+    assert_eq!(paths_of(&first), ["web/a.js"]);
+    // Long enough for the echo's batch (one debounce after the touch) to come first.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    env.write("web/b.js", "new");
+    let second = w.next("action");
+    assert_eq!(paths_of(&second), ["web/b.js"], "{second}");
+    drop(w);
+}
+
+#[test]
 fn watch_a_failing_action_does_not_stop_the_watcher() {
     let env = Env::new();
     // No VM: every forward fails.

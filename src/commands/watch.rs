@@ -81,6 +81,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         source_dir: source_dir.clone(),
         client: None,
     };
+    let mut echoes = forward::Echoes::default();
     let mut done = 0u64;
     loop {
         let mut batch = tokio::select! {
@@ -96,6 +97,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         while let Ok(more) = rx.try_recv() {
             batch.merge(more);
         }
+        let echoed = echoes.remove_from(&mut batch, Instant::now());
+        if echoed > 0 {
+            tracing::debug!("{echoed} path(s) only touched by forward's own `touch -c`: ignored");
+        }
         let changed = collect(&mut batch, &out);
         if changed.is_empty() {
             continue;
@@ -110,6 +115,9 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         for job in with_image_builds(&loaded, routes.route(&rel), &rel) {
             let begun = Instant::now();
             let result = actions.run(&job).await;
+            if job.action == OnChange::Forward {
+                echoes.record(job.paths.iter().map(|p| root.join(p)), Instant::now());
+            }
             out.action(done, &job, &result, begun.elapsed());
         }
         if max_batches.is_some_and(|n| done >= n) {

@@ -53,12 +53,27 @@ pub struct Batch {
     pub errors: Vec<notify::Error>,
     /// When the oldest change of the batch arrived, for the latency the user sees.
     pub first_change: Option<Instant>,
+    /// The paths of `paths` whose every event in this batch changed only metadata (times,
+    /// mode): what a `touch` reports. devenv's own `forward` touches files in the VM, and the
+    /// NFS server applies that to the host's file, so these may be its echo
+    /// ([`super::forward::Echoes`]).
+    pub touched_only: BTreeSet<PathBuf>,
 }
 
 impl Batch {
     /// Fold a later delivery into this one, so batches queued while an action ran are acted on
     /// together.
     pub fn merge(&mut self, other: Batch) {
+        let content = |b: &Batch| -> BTreeSet<PathBuf> {
+            b.paths.difference(&b.touched_only).cloned().collect()
+        };
+        let (mine, theirs) = (content(self), content(&other));
+        self.touched_only = self
+            .touched_only
+            .union(&other.touched_only)
+            .filter(|p| !mine.contains(*p) && !theirs.contains(*p))
+            .cloned()
+            .collect();
         self.paths.extend(other.paths);
         self.rescan = match (self.rescan, other.rescan) {
             (Some(a), Some(b)) => Some(a + b),
@@ -261,6 +276,13 @@ impl Tree {
                     self.pending.errors.push(err);
                 }
             }
+            if matches!(event.kind, EventKind::Modify(ModifyKind::Metadata(_))) {
+                if !self.pending.paths.contains(&path) {
+                    self.pending.touched_only.insert(path.clone());
+                }
+            } else {
+                self.pending.touched_only.remove(&path);
+            }
             self.pending.paths.insert(path);
             self.mark(at);
         }
@@ -429,6 +451,28 @@ mod tests {
             AccessMode::Write
         ))));
         assert!(is_change(&EventKind::Create(CreateKind::File)));
+    }
+
+    #[test]
+    fn a_path_stays_touched_only_when_no_batch_changed_its_content() {
+        let path = |p: &str| PathBuf::from(p);
+        let batch = |content: &[&str], touched: &[&str]| {
+            let mut b = Batch::default();
+            b.paths
+                .extend(content.iter().chain(touched).map(|p| path(p)));
+            b.touched_only.extend(touched.iter().map(|p| path(p)));
+            b
+        };
+        let mut a = batch(&["/p/edited"], &["/p/touched", "/p/later-edited"]);
+        a.merge(batch(
+            &["/p/later-edited"],
+            &["/p/touched", "/p/edited", "/p/new"],
+        ));
+        assert_eq!(
+            a.touched_only,
+            BTreeSet::from([path("/p/touched"), path("/p/new")])
+        );
+        assert_eq!(a.paths.len(), 4);
     }
 
     #[test]

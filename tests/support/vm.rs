@@ -89,6 +89,11 @@ impl Guest {
     /// Boot the guest of `image` at `ip` (a 192.168.39.x address) and wait for its command
     /// server: about 5–10 s under TCG.
     pub fn boot(image: &Path, ip: Ipv4Addr) -> Guest {
+        Guest::boot_sharing(image, ip, None)
+    }
+
+    /// [`Guest::boot`], with `share` offered to the guest over virtio 9p as the tag `share`.
+    pub fn boot_sharing(image: &Path, ip: Ipv4Addr, share: Option<&Path>) -> Guest {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("bash")
             .arg(guest_script())
@@ -96,6 +101,7 @@ impl Guest {
             .arg(dir.path())
             .arg(image)
             .arg(ip.to_string())
+            .args(share)
             .stdin(Stdio::null())
             .output()
             .expect("bash runs");
