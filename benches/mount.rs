@@ -7,8 +7,8 @@
 //! monotonic clock (`fsbench`, built into the guest image):
 //! - a cold walk (caches dropped): readdir of every directory and lstat of every entry, as a
 //!   polling watcher or a `find` does;
-//! - the same walk at once, and again after 5 s (longer than `actimeo=1`, shorter than the NFS
-//!   client's default minimum of 3 s for directories… and files that keep changing);
+//! - the same walk at once, and again after 5 s (longer than `actimeo=1` and the NFS client's
+//!   default `acregmin=3`, shorter than devenv's minute);
 //! - lstat p50/p99 during the walk after 5 s (the steady cost of one stat);
 //! - a 1 MiB read with cold caches;
 //! - freshness: a host edit (the file's size changes) until `lstat` in the guest sees it, the
@@ -242,7 +242,7 @@ fn print_table(rows: &[Row]) {
     let base = rows[0].cold;
     println!();
     println!(
-        "{:<52} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10} {:>11}",
+        "{:<68} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10} {:>11}",
         "mount",
         "cold walk",
         "at once",
@@ -257,7 +257,7 @@ fn print_table(rows: &[Row]) {
     let opt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.0} ms"));
     for r in rows {
         println!(
-            "{:<52} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10} {:>11}",
+            "{:<68} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9} {:>10} {:>10} {:>11}",
             r.name,
             format!("{:.0} ms", r.cold),
             format!("{:.0} ms", r.again),
@@ -273,7 +273,7 @@ fn print_table(rows: &[Row]) {
     println!();
     println!("cold walks relative to the first row's:");
     for r in rows {
-        println!("  {:<52} {:.2}×", r.name, r.cold / base);
+        println!("  {:<68} {:.2}×", r.name, r.cold / base);
     }
     println!(
         "target for devenv's default: a walk after 5 s ≤ 2 × its cold walk, and fresh+fwd ≤ 1 s"

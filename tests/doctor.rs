@@ -452,7 +452,7 @@ fn the_nfs_mount_devenv_makes_passes_and_stat_is_probed_through_it() {
     export_to_vm(&env);
     let source = env.project.canonicalize().unwrap();
     let mount = format!(
-        "sudo mount -t nfs -o vers=3,tcp,nolock,noacl,async,actimeo=1 192.168.39.1:{} /src",
+        "sudo mount -t nfs -o vers=3,tcp,nolock,noacl,async,actimeo=60,lookupcache=positive 192.168.39.1:{} /src",
         source.display()
     );
     for line in ["sudo mkdir -p /src", mount.as_str()] {
@@ -465,7 +465,7 @@ fn the_nfs_mount_devenv_makes_passes_and_stat_is_probed_through_it() {
     assert_eq!(
         reason(c),
         format!(
-            "/src is nfs from 192.168.39.1:{} with vers=3,tcp,nolock,noacl,async,actimeo=1",
+            "/src is nfs from 192.168.39.1:{} with vers=3,tcp,nolock,noacl,async,actimeo=60,lookupcache=positive",
             source.display()
         )
     );

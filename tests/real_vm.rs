@@ -120,8 +120,10 @@ fn a_project_under_a_hostile_path_mounts_with_devenvs_options_and_is_read_back_a
         "proto=tcp",
         "nolock",
         "noacl",
-        "acregmax=1",
-        "acdirmax=1",
+        // The kernel shows acregmax and acdirmax only when they differ from its default, 60.
+        "acregmin=60",
+        "acdirmin=60",
+        "lookupcache=pos",
     ] {
         assert!(
             nfs.options.iter().any(|o| o == option),
@@ -129,6 +131,13 @@ fn a_project_under_a_hostile_path_mounts_with_devenvs_options_and_is_read_back_a
             nfs.options
         );
     }
+    // doctor's reading of the kernel's forms: every configured option is found.
+    assert_eq!(
+        devenv::doctor::vm::missing_options(devenv::config::DEFAULT_MOUNT_OPTIONS, &nfs.options),
+        Vec::<String>::new(),
+        "{:?}",
+        nfs.options
+    );
 
     // The probe devenv writes on the host reads back through the mount, quoted as devenv
     // quotes it, together with the mount table in one command (as `up` reads both).

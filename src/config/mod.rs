@@ -207,7 +207,8 @@ pub struct Mount {
 
 /// NFSv3 over TCP without locking or ACL round trips, with attribute caching cut to 1 s so edits
 /// on the host show up quickly: the options that made `stat`-heavy page loads fast.
-pub const DEFAULT_MOUNT_OPTIONS: &str = "vers=3,tcp,nolock,noacl,async,actimeo=1";
+pub const DEFAULT_MOUNT_OPTIONS: &str =
+    "vers=3,tcp,nolock,noacl,async,actimeo=60,lookupcache=positive";
 
 impl Default for Mount {
     fn default() -> Self {

@@ -244,7 +244,7 @@ pub fn latency_check(
             }
             let fix = match mount_type {
                 Some("nfs" | "nfs4") => format!(
-                    "{}, then `devenv up` (remounts with mount.options; keep actimeo=1 or raise it)",
+                    "{}, then `devenv up` (remounts with mount.options; keep its attribute cache, actimeo=60)",
                     minikube::ssh(profile, &["sudo", "umount", target]).display()
                 ),
                 _ => format!(

@@ -156,7 +156,7 @@ pub use crate::minikube::{Mount, parse_mounts};
 
 /// The configured options that the kernel's view of the mount does not show. The kernel
 /// rewrites some: `tcp` appears as `proto=tcp`, `actimeo=N` as the four `ac*=N`, `nfsvers` as
-/// `vers`, `vers=4` as `vers=4.2`; `async` is the default and never shown. Options the kernel
+/// `vers`, `vers=4` as `vers=4.2`, `lookupcache=positive` as `lookupcache=pos`; `async` is the default and never shown. Options the kernel
 /// does not report at all cannot be checked and are not listed.
 pub fn missing_options(configured: &str, effective: &[String]) -> Vec<String> {
     let has = |o: &str| effective.iter().any(|e| e == o);
@@ -179,6 +179,12 @@ pub fn missing_options(configured: &str, effective: &[String]) -> Vec<String> {
                 "actimeo" => ["acregmin", "acregmax", "acdirmin", "acdirmax"]
                     .iter()
                     .all(|k| value(k).is_none_or(|v| v == val)),
+                // The kernel shows lookupcache=positive as `pos`, `all` (the default) not at all.
+                "lookupcache" => match val {
+                    "all" => value(key).is_none(),
+                    "positive" | "pos" => value(key).is_some_and(|v| v == "pos" || v == "positive"),
+                    _ => value(key).is_none_or(|v| v == val),
+                },
                 "nolock" | "noacl" | "hard" | "soft" | "ro" | "rw" | "noac" | "sync" => has(key),
                 "lock" => !has("nolock"),
                 "acl" => !has("noacl"),
@@ -459,6 +465,22 @@ mod tests {
         );
         let c = mount_check(&MountProbe::Read(m), &want(Some("/home/ann/src/my shop")));
         assert_eq!(c.state, CheckState::Ok, "{}", c.reason);
+    }
+
+    #[test]
+    fn lookupcache_is_read_in_the_kernels_short_form() {
+        let shown = |opts: &[&str]| opts.iter().map(|o| o.to_string()).collect::<Vec<_>>();
+        let configured = "lookupcache=positive";
+        assert!(missing_options(configured, &shown(&["lookupcache=pos"])).is_empty());
+        assert_eq!(
+            missing_options(configured, &shown(&["vers=3"])),
+            [configured]
+        );
+        assert_eq!(
+            missing_options("lookupcache=all", &shown(&["lookupcache=pos"])),
+            ["lookupcache=all"]
+        );
+        assert!(missing_options("lookupcache=none", &shown(&["lookupcache=none"])).is_empty());
     }
 
     #[test]
