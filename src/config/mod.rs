@@ -205,8 +205,9 @@ pub struct Mount {
     pub export_client: Option<String>,
 }
 
-/// NFSv3 over TCP without locking or ACL round trips, with attribute caching cut to 1 s so edits
-/// on the host show up quickly: the options that made `stat`-heavy page loads fast.
+/// NFSv3 over TCP without locking or ACL round trips, attributes cached for a minute (a repeated
+/// walk costs no round trip per file; `forward`'s touch refreshes an edited path) and no cache
+/// of names not found: chosen by `cargo bench --bench mount`, figures in docs/nfs.md.
 pub const DEFAULT_MOUNT_OPTIONS: &str =
     "vers=3,tcp,nolock,noacl,async,actimeo=60,lookupcache=positive";
 

@@ -156,8 +156,9 @@ pub use crate::minikube::{Mount, parse_mounts};
 
 /// The configured options that the kernel's view of the mount does not show. The kernel
 /// rewrites some: `tcp` appears as `proto=tcp`, `actimeo=N` as the four `ac*=N`, `nfsvers` as
-/// `vers`, `vers=4` as `vers=4.2`, `lookupcache=positive` as `lookupcache=pos`; `async` is the default and never shown. Options the kernel
-/// does not report at all cannot be checked and are not listed.
+/// `vers`, `vers=4` as `vers=4.2`, `lookupcache=positive` as `lookupcache=pos`; `async` is the
+/// default and never shown, nor are `ac*` values equal to the kernel's own defaults. Options the
+/// kernel does not report at all cannot be checked and are not listed.
 pub fn missing_options(configured: &str, effective: &[String]) -> Vec<String> {
     let has = |o: &str| effective.iter().any(|e| e == o);
     let value = |k: &str| {

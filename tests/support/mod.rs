@@ -34,21 +34,13 @@ impl Drop for Env {
         if let Ok(vms) = std::fs::read_dir(self.minikube_state.join("vm")) {
             for vm in vms.flatten() {
                 if vm.path().join("qemu.pid").exists() {
-                    let _ = std::process::Command::new("bash")
-                        .arg(vm::guest_script())
-                        .arg("stop")
-                        .arg(vm.path())
-                        .status();
+                    vm::stop_guest(&vm.path());
                 }
             }
         }
         let ganesha = self.home.path().join("ganesha");
         if ganesha.join("ganesha.pid").exists() {
-            let _ = std::process::Command::new("bash")
-                .arg(vm::ganesha_reload_script())
-                .arg("stop")
-                .env("FAKE_GANESHA_DIR", ganesha)
-                .status();
+            vm::stop_ganesha(&ganesha);
         }
     }
 }

@@ -139,12 +139,28 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(guest_script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
+        stop_guest(self.dir.path());
     }
+}
+
+/// Stop the guest whose state `vm/guest boot` wrote to `dir`, by its PID; nothing when none runs.
+pub fn stop_guest(dir: &Path) {
+    let _ = Command::new("bash")
+        .arg(guest_script())
+        .arg("stop")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .status();
+}
+
+/// Stop the NFS server whose state `vm/ganesha-reload` keeps in `dir`, by its PID.
+pub fn stop_ganesha(dir: &Path) {
+    let _ = Command::new("bash")
+        .arg(ganesha_reload_script())
+        .arg("stop")
+        .env("FAKE_GANESHA_DIR", dir)
+        .stdin(Stdio::null())
+        .status();
 }
 
 /// `vm/ganesha-reload`: serves what devenv's blocks of an exports file export.
@@ -203,6 +219,6 @@ impl Ganesha {
 
 impl Drop for Ganesha {
     fn drop(&mut self) {
-        let _ = self.reload_command().arg("stop").status();
+        stop_ganesha(&self.dir.path().join("server"));
     }
 }

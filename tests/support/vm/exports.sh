@@ -2,8 +2,8 @@
 # (whose modelled mount checks what the file exports) and vm/ganesha-reload (which serves it).
 #
 # exports_entries FILE: one line per (path, client, options) of the file, separated by \037 (a
-# path may hold tabs), the path
-# unescaped (quoted or bare, with exports(5)'s \ooo escapes); comments and blank lines skipped.
+# path may hold tabs), the path unescaped (quoted or bare, with exports(5)'s \ooo escapes);
+# comments and blank lines skipped.
 # With ONLY_DEVENV=1 only the lines inside devenv's "# BEGIN devenv ..." blocks are read.
 exports_entries() {
   local file=$1 line path rest client inside=0
