@@ -28,7 +28,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::vm::{Ganesha, Guest};
+use support::vm::{Ganesha, Guest, Netns};
 
 const DIRS: usize = 200;
 const FILES: usize = 100;
@@ -60,8 +60,14 @@ fn main() {
     };
     let tree = tempfile::tempdir().unwrap();
     write_tree(tree.path());
-    let _ganesha = Ganesha::start(&[tree.path()]);
-    let guest = Guest::boot_sharing(&image, Ipv4Addr::new(192, 168, 39, 10), Some(tree.path()));
+    let netns = Netns::new();
+    let _ganesha = Ganesha::start(&netns, &[(tree.path(), "192.168.39.10")]);
+    let guest = Guest::boot_sharing(
+        &image,
+        Ipv4Addr::new(192, 168, 39, 10),
+        &netns,
+        Some(tree.path()),
+    );
     let rtt = round_trip(&guest);
     println!(
         "mount bench: {} files in {DIRS} directories, guest {} under TCG, command round trip {:.0} ms",

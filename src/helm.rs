@@ -155,9 +155,10 @@ pub fn upgrade_install(loaded: &Loaded, kube_context: &str, overlay_file: &Path)
         .args(["upgrade", "--install", c.project.release()])
         .arg(loaded.chart_dir())
         .args(["--kube-context", kube_context])
-        .args(["--namespace", c.project.namespace(), "--create-namespace"]);
+        .args(["--namespace", c.project.namespace(), "--create-namespace"])
+        .cwd(&loaded.root);
     for values in &c.project.values {
-        cmd = cmd.arg("--values").arg(loaded.root.join(values));
+        cmd = cmd.arg("--values").arg(values_arg(&loaded.root, values));
     }
     // No --wait: devenv watches the rollout itself, so that a pod that cannot start is shown
     // at once with its events and logs. --timeout still bounds Helm's hooks.
@@ -165,6 +166,27 @@ pub fn upgrade_install(loaded: &Loaded, kube_context: &str, overlay_file: &Path)
     cmd.arg("--values")
         .arg(overlay_file)
         .args(["--timeout", timeout.as_str()])
+}
+
+/// The path Helm is given for a values file. Helm reads `--values` as a URL first, and Go's URL
+/// parser refuses ASCII control characters, so a project under a directory whose name holds a
+/// tab fails with "invalid control character in URL". Such a file is given relative to the
+/// project root, where Helm runs; every other one by its full path, as the plan shows it.
+pub fn values_arg(root: &Path, values: &Path) -> PathBuf {
+    let full = root.join(values);
+    let url_safe = |p: &Path| {
+        !p.as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .any(|b| b.is_ascii_control())
+    };
+    if url_safe(&full) {
+        return full;
+    }
+    match full.strip_prefix(root) {
+        Ok(rel) if url_safe(rel) => rel.to_path_buf(),
+        _ => full,
+    }
 }
 
 /// Helm's major version from `helm version --short` (`v3.17.2+gcc0bbbd`, `v4.1.4+g05fa379`).
@@ -177,6 +199,25 @@ pub fn parse_short_version(text: &str) -> Option<(u32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_values_file_under_a_directory_with_a_tab_is_given_relative_to_the_project() {
+        let root = Path::new("/home/a/My\tProjects/shop");
+        assert_eq!(
+            values_arg(root, Path::new("deploy/values-dev.yaml")),
+            Path::new("deploy/values-dev.yaml")
+        );
+        let plain = Path::new("/home/a/My Projects/shop");
+        assert_eq!(
+            values_arg(plain, Path::new("deploy/values-dev.yaml")),
+            plain.join("deploy/values-dev.yaml")
+        );
+        // Outside the project, or with the tab in its own name: the full path, and Helm's error.
+        assert_eq!(
+            values_arg(root, Path::new("/etc/v\t.yaml")),
+            Path::new("/etc/v\t.yaml")
+        );
+    }
 
     #[test]
     fn helm_3_and_4_short_versions_give_their_major() {

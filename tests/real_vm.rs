@@ -2,8 +2,9 @@
 //! (`support::vm`): the mount devenv builds (its argv quoted for the VM's shell), the probe read
 //! back through the mount, and `/proc/mounts` as the kernel writes it, decoded by devenv's one
 //! reader; and `devenv up` itself with the minikube double in guest mode, where the VM is that
-//! guest and the NFS server serves what devenv's exports block says. Tests here run one at a
-//! time: the server's port is fixed, and each boot takes 5–10 s under TCG.
+//! guest and the NFS server serves what devenv's exports block says, to the address it names
+//! (guest and server share a network namespace, so the server sees the guest's own address).
+//! Tests here run one at a time: each boot takes 5–10 s under TCG on a machine of two cores.
 
 mod support;
 
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use devenv::minikube::{has_nfs_mount, parse_mounts};
 use devenv::plan::MountSpec;
 use devenv::probe::Probe;
-use support::vm::{Ganesha, Guest};
+use support::vm::{Ganesha, Guest, Netns};
 
 /// One real guest and one NFS server at a time on this machine.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -47,8 +48,16 @@ fn a_project_under_a_hostile_path_mounts_with_devenvs_options_and_is_read_back_a
     std::fs::create_dir_all(&source).unwrap();
     std::fs::write(source.join("README.md"), "written on the host\n").unwrap();
 
-    let _server = Ganesha::start(&[&source]);
-    let guest = Guest::boot(&image, Ipv4Addr::new(192, 168, 39, 10));
+    // Exported to the guest's own address, as devenv exports; a second directory to another
+    // address of the same subnet (the server sees the guest's real address on the tap device).
+    let elsewhere = root.path().join("My Projects/exported elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let netns = Netns::new();
+    let _server = Ganesha::start(
+        &netns,
+        &[(&source, "192.168.39.10"), (&elsewhere, "192.168.39.99")],
+    );
+    let guest = Guest::boot(&image, Ipv4Addr::new(192, 168, 39, 10), &netns);
 
     let spec = MountSpec {
         profile: "devenv-shop".into(),
@@ -63,30 +72,26 @@ fn a_project_under_a_hostile_path_mounts_with_devenvs_options_and_is_read_back_a
     let made = guest.run(&vm_line(&mkdir));
     assert_eq!(made.status, 0, "{made:?}");
 
-    // A directory the exports do not name is refused by the server, beside one that is named.
+    // A directory the exports do not name, and one exported to another address, are refused
+    // by the server, beside the one that is exported to this guest.
     let other = root.path().join("My Projects/not exported");
     std::fs::create_dir_all(&other).unwrap();
-    let refused = guest.run(&format!(
-        "mkdir -p /other && mount -t nfs -o {} 192.168.39.1:{} /other",
-        devenv::config::DEFAULT_MOUNT_OPTIONS,
-        devenv::process::quote(&other.to_string_lossy())
-    ));
-    assert_ne!(refused.status, 0, "{refused:?}");
-    assert!(refused.output.contains("denied"), "{refused:?}");
+    for dir in [&other, &elsewhere] {
+        let refused = guest.run(&format!(
+            "mkdir -p /other && mount -t nfs -o {} 192.168.39.1:{} /other",
+            devenv::config::DEFAULT_MOUNT_OPTIONS,
+            devenv::process::quote(&dir.to_string_lossy())
+        ));
+        assert_ne!(refused.status, 0, "{}: {refused:?}", dir.display());
+        assert!(refused.output.contains("denied"), "{refused:?}");
+    }
     let mounted = guest.run(&vm_line(&mount));
     assert_eq!(
         mounted.status,
         0,
-        "{mounted:?}\n{}\n{}\n{}",
+        "{mounted:?}\n{}\n{}",
         guest.console(),
         _server.log(),
-        String::from_utf8_lossy(
-            &std::process::Command::new("rpcinfo")
-                .args(["-p", "127.0.0.1"])
-                .output()
-                .unwrap()
-                .stdout
-        )
     );
     assert_eq!(
         guest.run("ls /pwned").status,
@@ -168,13 +173,14 @@ fn a_project_under_a_hostile_path_mounts_with_devenvs_options_and_is_read_back_a
 }
 
 #[test]
-fn up_mounts_a_project_under_a_path_with_a_space_in_the_real_guest_once_across_three_ups() {
+fn up_mounts_a_project_under_a_hostile_path_in_the_real_guest_once_across_three_ups() {
     let Some(image) = support::vm::image() else {
         return;
     };
     let _one = one_at_a_time();
+    // A space, a tab, a quote, a command substitution, a backslash and non-ASCII letters.
     let Some((env, _api)) = support::cluster_env_for(
-        support::Env::new().project_at("src/My Projects/shop"),
+        support::Env::new().project_at("src/My Projects/it's\there $(touch pwned) a\\b/café shop"),
         "helm",
     ) else {
         return;
@@ -210,7 +216,14 @@ fn up_mounts_a_project_under_a_path_with_a_space_in_the_real_guest_once_across_t
     // The guest's kernel has the tree mounted with devenv's options, and sees the host's file.
     let table = env.minikube(&["ssh", "-p", "devenv-shop", "--", "cat", "/proc/mounts"]);
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
-    assert!(table.contains("/My\\040Projects/shop /src nfs "), "{table}");
+    assert!(
+        table.contains("/My\\040Projects/it's\\011here\\040$(touch\\040pwned)\\040a\\134b/café\\040shop /src nfs "),
+        "{table}"
+    );
+    assert!(
+        !env.home.path().join("src/My Projects/pwned").exists(),
+        "the path was never run by a shell"
+    );
     assert!(
         has_nfs_mount(&table, &source.to_string_lossy(), "/src"),
         "{table}"
@@ -362,4 +375,60 @@ fn forward_wakes_an_in_guest_directory_watcher_for_a_host_edit_and_an_editors_re
         events("file.ev")
     );
     drop(w);
+}
+
+#[test]
+fn doctor_times_stat_through_the_real_mount_and_top_reads_the_guests_own_proc() {
+    let Some(image) = support::vm::image() else {
+        return;
+    };
+    let _one = one_at_a_time();
+    let Some((env, _api)) = support::cluster_env_for(support::Env::new(), "helm") else {
+        return;
+    };
+    let env = env.with_real_guest(&image);
+    env.devenv().arg("up").assert().success();
+
+    // doctor: the mount is the real kernel's NFS mount with devenv's options, and the stat
+    // probe ran through it (a mean per stat measured in the guest, not "not mounted").
+    let out = env.devenv().args(["--json", "doctor"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let finding = |id: &str| -> serde_json::Value {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {report}"))
+            .clone()
+    };
+    let mount = finding("vm.mount");
+    assert_eq!(mount["state"], "ok", "{mount}");
+    let latency = finding("vm.stat-latency");
+    let reason = latency["reason"].as_str().unwrap();
+    assert!(reason.contains("; VM (/src): "), "{latency}");
+    assert!(reason.contains(" per stat (mean over "), "{latency}");
+    eprintln!("doctor in the real guest: {reason}");
+
+    // top: the VM's figures are the guest's own /proc (qemu runs it with 2 CPUs and 512 MiB).
+    let out = env
+        .devenv()
+        .args(["--json", "top", "--once"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sample: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let vm = &sample["vm"];
+    assert_eq!(vm["cpus"], 2, "{sample}");
+    let total = vm["memory_total_bytes"].as_u64().unwrap();
+    assert!(
+        (256 << 20..=512 << 20).contains(&total),
+        "MemTotal of a 512 MiB guest: {sample}"
+    );
+    let used = vm["memory_used_bytes"].as_u64().unwrap();
+    assert!(used > 0 && used < total, "{sample}");
+    let cpu = vm["cpu_percent"].as_f64().unwrap();
+    assert!((0.0..=200.0).contains(&cpu), "{sample}");
 }

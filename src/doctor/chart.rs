@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use super::{anchor, doc};
 use crate::config::Loaded;
+use crate::helm;
 use crate::process::{Cmd, Output, ProcessError};
 
 /// Pods minikube itself runs on the node (coredns, etcd, kube-apiserver, kube-controller-manager,
@@ -39,9 +40,10 @@ pub fn template(loaded: &Loaded) -> Cmd {
     let mut cmd = Cmd::new("helm")
         .args(["template", c.project.release()])
         .arg(loaded.chart_dir())
-        .args(["--namespace", c.project.namespace()]);
+        .args(["--namespace", c.project.namespace()])
+        .cwd(&loaded.root);
     for v in &c.project.values {
-        cmd = cmd.arg("-f").arg(loaded.root.join(v));
+        cmd = cmd.arg("-f").arg(helm::values_arg(&loaded.root, v));
     }
     cmd.read_only().timeout(Duration::from_secs(60))
 }

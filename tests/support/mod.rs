@@ -29,7 +29,8 @@ pub struct Env {
 }
 
 impl Drop for Env {
-    /// Stop what guest mode started, by PID: each profile's guest, then the NFS server.
+    /// Stop what guest mode started, by PID: each profile's guest, the NFS server, then the
+    /// network namespace they shared.
     fn drop(&mut self) {
         if let Ok(vms) = std::fs::read_dir(self.minikube_state.join("vm")) {
             for vm in vms.flatten() {
@@ -42,6 +43,7 @@ impl Drop for Env {
         if ganesha.join("ganesha.pid").exists() {
             vm::stop_ganesha(&ganesha);
         }
+        vm::netns_down(&self.home.path().join("netns"));
     }
 }
 
@@ -102,8 +104,10 @@ impl Env {
     pub fn with_real_guest(self, image: &Path) -> Env {
         let reload = format!("bash {}", vm::ganesha_reload_script().display());
         let ganesha = self.home.path().join("ganesha");
+        let netns = self.home.path().join("netns");
         self.with_env("FAKE_MINIKUBE_GUEST_IMAGE", image)
             .with_env("FAKE_GANESHA_DIR", ganesha)
+            .with_env("FAKE_NETNS", netns)
             .with_env("DEVENV_EXPORTS_RELOAD", reload)
     }
 

@@ -1,18 +1,21 @@
-//! Real parts for what happens inside minikube's VM: a guest kernel and a host NFS server.
+//! Real parts for what happens inside minikube's VM: a guest kernel and a host NFS server, on a
+//! private network of the test's own.
 //!
+//! - [`Netns`]: a network namespace (`vm/netns`) with a tap device per guest subnet, the host side
+//!   at .1 as minikube's kvm2 network has it, and its own rpcbind. The NFS server sees each
+//!   request come from the guest's own address, so an export's client scope is enforced for real.
 //! - [`Guest`]: Debian's own kernel booted by `qemu-system-x86_64 -accel tcg` (KVM guests hang on
 //!   these machines) with the initramfs of `vm/build-image` (busybox, nfs-common's `mount.nfs`, the
-//!   virtio and NFSv3 client modules). Its network is qemu's user network laid out as minikube's
-//!   kvm2 network: the guest on 192.168.39.x, the host as .1. So the mount runs in a real kernel
-//!   with the real NFS client, and `/proc/mounts` is written by the kernel's own `mangle()`.
-//!   Commands reach the guest through its command server on a forwarded port: one line in, run by
-//!   the guest's shell with stdout and stderr merged (as on minikube's pty), then `\x1eEXIT N`.
-//! - [`Ganesha`]: nfs-ganesha, a user-space NFS server, on 127.0.0.1 (the kernel of these machines
-//!   has no nfsd), registered with the machine's rpcbind (`.ci/start-services` starts it).
+//!   virtio and NFSv3 client modules), on a tap device of that namespace at 192.168.39.x. So the
+//!   mount runs in a real kernel with the real NFS client, and `/proc/mounts` is written by the
+//!   kernel's own `mangle()`. Commands reach the guest through its command server on its own
+//!   address: one line in, run by the guest's shell with stdout and stderr merged (as on
+//!   minikube's pty), then `\x1eEXIT N`.
+//! - [`Ganesha`]: nfs-ganesha, a user-space NFS server (the kernel of these machines has no nfsd),
+//!   inside that namespace, serving what a devenv block of an exports file says.
 //!
-//! What this cannot show: qemu's user network makes every guest connection arrive at the host from
-//! 127.0.0.1, so the server cannot check an export's client address here. Each process started
-//! is stopped by its PID when its value is dropped.
+//! All of it needs root (network namespaces, tap devices, port 2049); CI runs as root. Each
+//! process started is stopped by its PID when its value is dropped.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -39,7 +42,9 @@ pub fn image() -> Option<PathBuf> {
             "qemu-system-x86_64".into(),
         ),
         (which::which("ganesha.nfsd").is_ok(), "ganesha.nfsd".into()),
-        (rpcbind_answers(), "rpcbind on 127.0.0.1".into()),
+        (which::which("rpcbind").is_ok(), "rpcbind".into()),
+        (which::which("nsenter").is_ok(), "nsenter".into()),
+        (super::is_root(), "root (network namespaces)".into()),
     ]
     .into_iter()
     .filter(|(ok, _)| !ok)
@@ -49,7 +54,7 @@ pub fn image() -> Option<PathBuf> {
         return Some(dir);
     }
     let why = format!(
-        "the real guest needs {} (bash .ci/install-tools && bash .ci/start-services)",
+        "the real guest needs {} (bash .ci/install-tools, as root)",
         missing.join(", ")
     );
     assert!(std::env::var_os("CI").is_none(), "{why}");
@@ -57,13 +62,56 @@ pub fn image() -> Option<PathBuf> {
     None
 }
 
-fn rpcbind_answers() -> bool {
-    Command::new("rpcinfo")
-        .args(["-p", "127.0.0.1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// `vm/netns`: the test's private network.
+pub fn netns_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/vm/netns")
+}
+
+/// Stop every process in the namespace whose state is in `dir` and delete it; nothing when
+/// there is none.
+pub fn netns_down(dir: &Path) {
+    let _ = Command::new("bash")
+        .arg(netns_script())
+        .arg("down")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .status();
+}
+
+/// A network namespace for a guest and its NFS server (`vm/netns`), deleted when dropped.
+pub struct Netns {
+    dir: tempfile::TempDir,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(netns_script())
+            .arg("up")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs");
+        let netns = Netns { dir };
+        assert!(
+            out.status.success(),
+            "the network namespace: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        netns
+    }
+
+    /// The directory `vm/netns` keeps its state in (`FAKE_NETNS` of the scripts).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        netns_down(self.dir.path());
+    }
 }
 
 /// A booted guest (`vm/guest`), stopped by its PID when dropped.
@@ -86,14 +134,14 @@ pub fn guest_script() -> PathBuf {
 }
 
 impl Guest {
-    /// Boot the guest of `image` at `ip` (a 192.168.39.x address) and wait for its command
-    /// server: about 5–10 s under TCG.
-    pub fn boot(image: &Path, ip: Ipv4Addr) -> Guest {
-        Guest::boot_sharing(image, ip, None)
+    /// Boot the guest of `image` at `ip` (a 192.168.39.x address) in `netns` and wait for its
+    /// command server: about 5–10 s under TCG.
+    pub fn boot(image: &Path, ip: Ipv4Addr, netns: &Netns) -> Guest {
+        Guest::boot_sharing(image, ip, netns, None)
     }
 
     /// [`Guest::boot`], with `share` offered to the guest over virtio 9p as the tag `share`.
-    pub fn boot_sharing(image: &Path, ip: Ipv4Addr, share: Option<&Path>) -> Guest {
+    pub fn boot_sharing(image: &Path, ip: Ipv4Addr, netns: &Netns, share: Option<&Path>) -> Guest {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("bash")
             .arg(guest_script())
@@ -101,6 +149,7 @@ impl Guest {
             .arg(dir.path())
             .arg(image)
             .arg(ip.to_string())
+            .arg(netns.dir())
             .args(share)
             .stdin(Stdio::null())
             .output()
@@ -168,29 +217,33 @@ pub fn ganesha_reload_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/vm/ganesha-reload")
 }
 
-/// nfs-ganesha on 127.0.0.1:2049, run by `vm/ganesha-reload` (the same translator devenv's
-/// reload runs in the VM-backed tests), stopped by its PID when dropped. One per machine at a
-/// time: the port is fixed, as mount.nfs expects 2049.
+/// nfs-ganesha on port 2049 of a [`Netns`], run by `vm/ganesha-reload` (the same translator
+/// devenv's reload runs in the VM-backed tests), stopped by its PID when dropped.
 pub struct Ganesha {
     dir: tempfile::TempDir,
+    netns: PathBuf,
 }
 
 impl Ganesha {
-    /// Serve each directory read-write, as a devenv block of an exports file would.
-    pub fn start(exports: &[&Path]) -> Ganesha {
+    /// Serve each directory read-write to its client (an address or a subnet), as a devenv block
+    /// of an exports file would.
+    pub fn start(netns: &Netns, exports: &[(&Path, &str)]) -> Ganesha {
         let dir = tempfile::tempdir().unwrap();
         let mut file = String::from("# BEGIN devenv test uid=0\n");
-        for path in exports {
+        for (path, client) in exports {
             let path = path.to_str().expect("a UTF-8 path");
             file.push_str(&format!(
-                "{} 127.0.0.1(rw,no_root_squash)\n",
+                "{} {client}(rw,no_root_squash)\n",
                 devenv::nfs::escape_path(path)
             ));
         }
         file.push_str("# END devenv test uid=0\n");
         let exports_file = dir.path().join("exports");
         std::fs::write(&exports_file, file).unwrap();
-        let ganesha = Ganesha { dir };
+        let ganesha = Ganesha {
+            dir,
+            netns: netns.dir().to_path_buf(),
+        };
         let out = ganesha
             .reload_command()
             .env("DEVENV_EXPORTS_FILE", &exports_file)
@@ -208,6 +261,7 @@ impl Ganesha {
         let mut cmd = Command::new("bash");
         cmd.arg(ganesha_reload_script())
             .env("FAKE_GANESHA_DIR", self.dir.path().join("server"))
+            .env("FAKE_NETNS", &self.netns)
             .stdin(Stdio::null());
         cmd
     }
