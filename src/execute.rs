@@ -206,8 +206,10 @@ impl Executor {
                 service,
             } => {
                 let client = offload::connect_remote(context, service).await?;
+                let say = |line: &str| progress.line(line);
                 let created =
-                    offload::ensure_namespace(client, context, namespace, user, project).await?;
+                    offload::ensure_namespace(client, context, namespace, user, project, &say)
+                        .await?;
                 Ok(created.then(|| format!("created namespace {namespace} on {context}")))
             }
             Step::Tunnel {

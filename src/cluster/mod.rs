@@ -4,6 +4,7 @@
 
 pub mod conditions;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -85,15 +86,62 @@ pub async fn client(context: &str) -> Result<Client, ClusterError> {
         context: context.to_string(),
         message,
     };
-    let kubeconfig = Kubeconfig::read().map_err(|e| connect(e.to_string()))?;
+    let kubeconfig = read_kubeconfig().map_err(connect)?;
     let options = KubeConfigOptions {
         context: Some(context.to_string()),
         ..KubeConfigOptions::default()
     };
-    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| connect(e.to_string()))?;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
     Client::try_from(config).map_err(|e| connect(e.to_string()))
+}
+
+/// devenv's User-Agent on every API request, so a cluster's audit log names it.
+pub const USER_AGENT: &str = concat!("devenv/", env!("CARGO_PKG_VERSION"));
+
+/// The kubeconfig as kubectl and helm read it: every file `$KUBECONFIG` lists that exists,
+/// merged in order (the first to set a value wins), else `~/.kube/config`. A listed file that
+/// does not exist is skipped, as client-go skips it: a cold `offload --remote` runs before
+/// minikube has written the first file of `local:remote`.
+pub fn read_kubeconfig() -> Result<Kubeconfig, String> {
+    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let paths = if listed.is_empty() {
+        let home = std::env::home_dir().ok_or("no home directory to find ~/.kube/config in")?;
+        vec![home.join(".kube/config")]
+    } else {
+        listed
+    };
+    merge_kubeconfigs(&paths)
+}
+
+/// The files of `paths` that exist, merged in order.
+fn merge_kubeconfigs(paths: &[PathBuf]) -> Result<Kubeconfig, String> {
+    let mut merged: Option<Kubeconfig> = None;
+    for path in paths.iter().filter(|p| p.exists()) {
+        let next = Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
+        merged = Some(match merged {
+            None => next,
+            Some(m) => m.merge(next).map_err(|e| e.to_string())?,
+        });
+    }
+    merged.ok_or_else(|| {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "no kubeconfig file exists (looked for {})",
+            names.join(", ")
+        )
+    })
 }
 
 /// Service `name` of `namespace` and the pods its selector picks, sorted by name: where its
@@ -237,4 +285,24 @@ async fn pod_details(
     };
     let logs = pods.logs(&problem.pod, &params).await.unwrap_or_default();
     (events, logs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REMOTE: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster:\n    server: https://dev.example:6443\ncontexts:\n- name: dev\n  context:\n    cluster: dev\n    user: dev\nusers:\n- name: dev\n  user: {}\n";
+
+    #[test]
+    fn a_listed_kubeconfig_that_does_not_exist_yet_is_skipped_as_kubectl_skips_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("local");
+        let remote = dir.path().join("remote");
+        std::fs::write(&remote, REMOTE).unwrap();
+        let merged = merge_kubeconfigs(&[local.clone(), remote]).unwrap();
+        assert_eq!(merged.contexts.len(), 1);
+        assert_eq!(merged.contexts[0].name, "dev");
+        let none = merge_kubeconfigs(std::slice::from_ref(&local)).unwrap_err();
+        assert!(none.contains(&local.display().to_string()), "{none}");
+    }
 }

@@ -212,7 +212,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                     help: format!("kubectl --context {} get namespaces", r.context),
                     code: 1,
                 })?;
-            crate::offload::delete_namespace(client, &r.context, &r.namespace, &ctx.user)
+            let say = |line: &str| ctx.ui.say(line);
+            crate::offload::delete_namespace(client, &r.context, &r.namespace, &ctx.user, &say)
                 .await
                 .map_err(failed)?;
         }

@@ -183,7 +183,8 @@ async fn purge(ctx: &Context, loaded: &Loaded, service: &str) -> Result<(), Erro
     let client = crate::offload::connect_remote(&r.context, service)
         .await
         .map_err(failed)?;
-    let removed = crate::offload::delete_namespace(client, &r.context, &namespace, &ctx.user)
+    let say = |line: &str| ctx.ui.say(line);
+    let removed = crate::offload::delete_namespace(client, &r.context, &namespace, &ctx.user, &say)
         .await
         .map_err(failed)?;
     ctx.ui.say(if removed {

@@ -205,6 +205,16 @@ pub enum OffloadError {
     },
     #[error(transparent)]
     Tunnel(Box<tunnel::TunnelError>),
+    #[error(
+        "namespace {name} on context {context} is still terminating after {}s", .after.as_secs()
+    )]
+    StillTerminating {
+        name: String,
+        context: String,
+        after: Duration,
+        /// What the namespace controller still waits for.
+        finalizers: Vec<String>,
+    },
     #[error("the Kubernetes API of context {context} answered with an error: {source}")]
     Api {
         context: String,
@@ -224,6 +234,19 @@ impl OffloadError {
             } => Some(format!(
                 "`kubectl --context {context} get namespaces` shows the problem (missing context, unreachable server or refused credentials); {}",
                 back(service)
+            )),
+            OffloadError::StillTerminating {
+                name,
+                context,
+                finalizers,
+                ..
+            } => Some(format!(
+                "the cluster is still deleting what was in it{}; `kubectl --context {context} get namespace {name} -o yaml` shows its conditions; run the command again once it is gone",
+                if finalizers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (finalizers: {})", finalizers.join(", "))
+                }
             )),
             OffloadError::Foreign {
                 kind,
@@ -344,22 +367,24 @@ pub async fn ensure_namespace(
     name: &str,
     user: &str,
     project: &str,
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<bool, OffloadError> {
     let api_err = |source| OffloadError::Api {
         context: context.to_string(),
         source,
     };
     let api: Api<Namespace> = Api::all(client);
-    if let Some(ns) = api.get_opt(name).await.map_err(api_err)? {
-        if is_users_namespace(&ns, user) {
+    if let Some(ns) = users_namespace(&api, context, name, user).await? {
+        if !is_terminating(&ns) {
             return Ok(false);
         }
-        return Err(OffloadError::Foreign {
-            kind: "Namespace",
-            name: name.to_string(),
-            namespace: name.to_string(),
-            context: context.to_string(),
-        });
+        // Deleted moments ago (`down --purge`, `--local --purge`): nothing can be created in
+        // it until the namespace controller has emptied it, so wait for it to go.
+        progress(&format!(
+            "namespace {name} on {context} is still terminating: waiting for it to go (at most {}s)",
+            TERMINATION_BOUND.as_secs()
+        ));
+        wait_gone(&api, context, name, TERMINATION_BOUND, progress).await?;
     }
     let ns = Namespace {
         metadata: ObjectMeta {
@@ -375,33 +400,108 @@ pub async fn ensure_namespace(
     Ok(true)
 }
 
+async fn read_namespace(
+    api: &Api<Namespace>,
+    context: &str,
+    name: &str,
+) -> Result<Option<Namespace>, OffloadError> {
+    api.get_opt(name).await.map_err(|source| OffloadError::Api {
+        context: context.to_string(),
+        source,
+    })
+}
+
+/// Namespace `name` when it exists; an error when it is not devenv's and this user's.
+async fn users_namespace(
+    api: &Api<Namespace>,
+    context: &str,
+    name: &str,
+    user: &str,
+) -> Result<Option<Namespace>, OffloadError> {
+    match read_namespace(api, context, name).await? {
+        Some(ns) if !is_users_namespace(&ns, user) => Err(OffloadError::Foreign {
+            kind: "Namespace",
+            name: name.to_string(),
+            namespace: name.to_string(),
+            context: context.to_string(),
+        }),
+        ns => Ok(ns),
+    }
+}
+
+/// How long a namespace may take to terminate before devenv gives up waiting: the namespace
+/// controller deletes every object in it first, volumes and finalizers included, which takes
+/// seconds on an idle cluster and a few minutes on a busy one.
+pub const TERMINATION_BOUND: Duration = Duration::from_secs(300);
+
+fn is_terminating(ns: &Namespace) -> bool {
+    ns.metadata.deletion_timestamp.is_some()
+        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+}
+
+/// Wait until namespace `name` is gone, saying every 10 s how long it has waited, for at most
+/// `within`.
+async fn wait_gone(
+    api: &Api<Namespace>,
+    context: &str,
+    name: &str,
+    within: Duration,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(), OffloadError> {
+    let started = std::time::Instant::now();
+    let mut said = started;
+    loop {
+        let Some(ns) = read_namespace(api, context, name).await? else {
+            return Ok(());
+        };
+        if started.elapsed() >= within {
+            let left = ns
+                .spec
+                .as_ref()
+                .and_then(|s| s.finalizers.clone())
+                .unwrap_or_default();
+            return Err(OffloadError::StillTerminating {
+                name: name.to_string(),
+                context: context.to_string(),
+                after: within,
+                finalizers: left,
+            });
+        }
+        if said.elapsed() >= Duration::from_secs(10) {
+            said = std::time::Instant::now();
+            progress(&format!(
+                "namespace {name} on {context}: still terminating after {}s",
+                started.elapsed().as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Delete the user's remote namespace, with everything in it, when it is devenv's and this
-/// user's. Returns whether it existed.
+/// user's, and wait (at most [`TERMINATION_BOUND`]) until the server has really removed it, so
+/// the next `offload --remote` can create it again. Returns whether it existed.
 pub async fn delete_namespace(
     client: Client,
     context: &str,
     name: &str,
     user: &str,
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<bool, OffloadError> {
     let api_err = |source| OffloadError::Api {
         context: context.to_string(),
         source,
     };
     let api: Api<Namespace> = Api::all(client);
-    let Some(ns) = api.get_opt(name).await.map_err(api_err)? else {
+    let Some(ns) = users_namespace(&api, context, name, user).await? else {
         return Ok(false);
     };
-    if !is_users_namespace(&ns, user) {
-        return Err(OffloadError::Foreign {
-            kind: "Namespace",
-            name: name.to_string(),
-            namespace: name.to_string(),
-            context: context.to_string(),
-        });
+    if !is_terminating(&ns) {
+        api.delete(name, &kube::api::DeleteParams::default())
+            .await
+            .map_err(api_err)?;
     }
-    api.delete(name, &kube::api::DeleteParams::default())
-        .await
-        .map_err(api_err)?;
+    wait_gone(&api, context, name, TERMINATION_BOUND, progress).await?;
     Ok(true)
 }
 

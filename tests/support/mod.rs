@@ -4,6 +4,8 @@
 //! - `bin/minikube` stands in for minikube v1.38.1 (see its header for what it copies).
 //! - `docker.rs`: the machine's real Docker Engine stands in for the daemon inside the VM.
 //! - `tls.rs`: `openssl s_server` stands in for the VM daemon's TLS endpoint (client certificates).
+//! - `controlplane.rs`: a real kube-apiserver, controller manager and scheduler (v1.20.2) with etcd;
+//!   `kubelet.rs` stands in for the node agent in front of it.
 //! - `vm.rs`: a real guest kernel under qemu (image from `vm/build-image`) and nfs-ganesha, for
 //!   what happens inside the VM: the NFS mount and `/proc/mounts` as the kernel writes it.
 //!
@@ -310,17 +312,49 @@ pub fn cluster_env_with(helm: &str) -> Option<(Env, apiserver::ApiServer)> {
 pub fn cluster_env_for(env: Env, helm: &str) -> Option<(Env, apiserver::ApiServer)> {
     let helm = real_tool(helm)?;
     let api = apiserver::ApiServer::start_as("devenv-shop").auto_ready();
-    let kubeconfig = env.home.path().join("kubeconfig");
-    let bin = env.home.path().join("helm-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(&helm, bin.join("helm")).unwrap();
     let env = env
-        .kvm_host()
-        .prepend_path(&bin)
-        .with_env("FAKE_MINIKUBE_APISERVER", api.url())
-        .with_env("KUBECONFIG", kubeconfig);
+        .with_helm(&helm)
+        .with_env("FAKE_MINIKUBE_APISERVER", api.url());
     env.example();
     Some((env, api))
+}
+
+/// The example project on a KVM host whose cluster is the real control plane of this test
+/// binary (`controlplane.rs`) with the kubelet stand-in as its node, and the real `helm` (`helm3`,
+/// `helm4`). Tests that use it take [`controlplane::ControlPlane::exclusive`] first: the example's
+/// names are fixed. The example's namespaces are gone when it returns.
+pub fn real_cluster_env(
+    helm: &str,
+) -> Option<(
+    Env,
+    &'static controlplane::ControlPlane,
+    &'static kubelet::Kubelet,
+)> {
+    let helm = real_tool(helm)?;
+    let plane = controlplane::ControlPlane::shared()?;
+    static KUBELET: std::sync::OnceLock<kubelet::Kubelet> = std::sync::OnceLock::new();
+    let node = KUBELET.get_or_init(|| kubelet::Kubelet::start(plane, "devenv-shop"));
+    plane.forget_namespace("shop");
+    let env = Env::new()
+        .with_helm(&helm)
+        .with_env("FAKE_MINIKUBE_APISERVER", plane.url.clone())
+        .with_env("FAKE_MINIKUBE_APISERVER_CA", plane.ca.clone())
+        .with_env("FAKE_MINIKUBE_APISERVER_TOKEN", controlplane::TOKEN);
+    env.example();
+    Some((env, plane, node))
+}
+
+impl Env {
+    /// A KVM host with `helm` (a real binary) first on PATH and a kubeconfig of its own.
+    fn with_helm(self, helm: &Path) -> Env {
+        let kubeconfig = self.home.path().join("kubeconfig");
+        let bin = self.home.path().join("helm-bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(helm, bin.join("helm")).unwrap();
+        self.kvm_host()
+            .prepend_path(&bin)
+            .with_env("KUBECONFIG", kubeconfig)
+    }
 }
 
 /// Whether the tests run as root (CI does): some real tools need it.
@@ -338,7 +372,9 @@ pub fn built_bin_dir() -> PathBuf {
 }
 
 pub mod apiserver;
+pub mod controlplane;
 pub mod docker;
+pub mod kubelet;
 pub mod postgres;
 pub mod tls;
 pub mod vm;

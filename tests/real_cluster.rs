@@ -1,0 +1,211 @@
+//! devenv against a real Kubernetes control plane (`support::controlplane`: kube-apiserver,
+//! kube-controller-manager and kube-scheduler v1.20.2 with etcd) and the kubelet stand-in
+//! (`support::kubelet`): the release installed by the real helm 3 and helm 4, the rollout watched
+//! while the real controllers create ReplicaSets and pods and the scheduler binds them, requests
+//! counted from the server's own audit log, and a namespace's real termination.
+//!
+//! Version skew: devenv targets the Kubernetes minikube starts (1.31+). What 1.20 cannot show stays
+//! on the API double (`support::apiserver`): EndpointSlice `discovery.k8s.io/v1` (the offload
+//! bridge), port-forward, exec and logs (a kubelet serves them), and the 1.21+ refusal of loopback
+//! addresses in Endpoints and EndpointSlices.
+
+mod support;
+
+use std::time::Instant;
+
+use support::controlplane::ControlPlane;
+
+/// What devenv and helm send, by their User-Agents.
+const OURS: &[&str] = &["devenv/", "Helm/"];
+
+fn up_succeeds(env: &support::Env, round: &str) -> String {
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{round}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn cold_up_rolls_out_and_a_no_op_up_sends_no_mutating_request(helm: &str) {
+    let _one = ControlPlane::exclusive();
+    let Some((env, plane, _node)) = support::real_cluster_env(helm) else {
+        return;
+    };
+    let mark = plane.audit_mark();
+    let started = Instant::now();
+    let stdout = up_succeeds(&env, "cold up");
+    assert!(stdout.contains("rollout: "), "{stdout}");
+    eprintln!(
+        "{helm}: cold up on the real control plane in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // The release is there, rolled out by the real controllers.
+    assert_eq!(plane.namespace_phase("shop").as_deref(), Some("Active"));
+    let agents = plane.agents_since(mark);
+    assert!(
+        agents.iter().any(|a| a.starts_with("devenv/")),
+        "devenv names itself in the audit log: {agents:?}"
+    );
+    assert!(
+        !plane.mutations_since(mark, OURS).is_empty(),
+        "the cold up's writes are counted: {agents:?}"
+    );
+
+    let mark = plane.audit_mark();
+    let stdout = up_succeeds(&env, "no-op up");
+    let writes = plane.mutations_since(mark, OURS);
+    eprintln!(
+        "{helm}: no-op up sent {} mutating requests (audit log)",
+        writes.len()
+    );
+    assert!(writes.is_empty(), "{writes:#?}\n{stdout}");
+
+    // down --purge uninstalls the release (and deletes the VM, which holds the namespace).
+    let (code, text) = run(&env, &["down", "--purge", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    let helm_release = support::docker::block_on(async {
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(plane.client().await, "shop");
+        api.list(&kube::api::ListParams::default().labels("owner=helm,name=shop"))
+            .await
+            .unwrap()
+            .items
+            .len()
+    });
+    assert_eq!(helm_release, 0, "the release was uninstalled");
+}
+
+#[test]
+fn cold_up_rolls_out_on_a_real_api_server_with_helm_3_and_a_no_op_up_writes_nothing() {
+    cold_up_rolls_out_and_a_no_op_up_sends_no_mutating_request("helm3");
+}
+
+#[test]
+fn cold_up_rolls_out_on_a_real_api_server_with_helm_4_and_a_no_op_up_writes_nothing() {
+    cold_up_rolls_out_and_a_no_op_up_sends_no_mutating_request("helm4");
+}
+
+#[test]
+fn a_crash_looping_pod_on_the_real_server_stops_the_rollout_with_its_events() {
+    let _one = ControlPlane::exclusive();
+    let Some((env, _plane, node)) = support::real_cluster_env("helm3") else {
+        return;
+    };
+    let _healed = node.crash("worker-");
+    let out = env.devenv().arg("up").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("error at 'rollout'"), "{stderr}");
+    assert!(
+        stderr.contains("cannot start: CrashLoopBackOff"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("Back-off restarting failed container"),
+        "the pod's events: {stdout}"
+    );
+}
+
+/// The example with the API double as the local cluster (1.20 serves no EndpointSlice v1 for
+/// the bridge) and the real control plane as the shared dev cluster `dev-cluster`, with
+/// `connect = "direct"`.
+fn remote_on_real_server() -> Option<(
+    support::Env,
+    support::apiserver::ApiServer,
+    &'static ControlPlane,
+    std::sync::MutexGuard<'static, ()>,
+)> {
+    let one = ControlPlane::exclusive();
+    let (env, local) = support::cluster_env_with("helm3")?;
+    let (_, plane, _node) = support::real_cluster_env("helm3")?;
+    plane.forget_namespace("devenv-ann-shop");
+    let kube = env.home.path().join("kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    let files = [
+        local.kubeconfig(&kube),
+        plane.kubeconfig(&kube, "dev-cluster"),
+    ];
+    let env = env.with_env("KUBECONFIG", std::env::join_paths(files).unwrap());
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write(
+        "devenv.toml",
+        &toml.replace("connect = \"tunnel\"", "connect = \"direct\""),
+    );
+    Some((env, local, plane, one))
+}
+
+fn run(env: &support::Env, args: &[&str]) -> (Option<i32>, String) {
+    let out = env.devenv().args(args).output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn down_purge_returns_once_the_remote_namespace_is_really_gone_and_offload_waits_for_a_terminating_one()
+ {
+    let Some((env, _local, plane, _one)) = remote_on_real_server() else {
+        return;
+    };
+    // The remote side (namespace, the subchart's release) is made on the real server; the
+    // bridge then stops (the subchart's Service is a ClusterIP, not routable from a laptop).
+    let (_, text) = run(&env, &["offload", "postgres", "--remote"]);
+    assert_eq!(
+        plane.namespace_phase("devenv-ann-shop").as_deref(),
+        Some("Active"),
+        "{text}"
+    );
+
+    let started = Instant::now();
+    let (code, text) = run(&env, &["down", "--purge", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        plane.namespace_phase("devenv-ann-shop"),
+        None,
+        "down --purge returned while the namespace was still there: {text}"
+    );
+    eprintln!(
+        "down --purge with the remote namespace's real termination: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // A namespace deleted by someone a moment ago: offload waits for it, then makes it again.
+    let (_, text) = run(&env, &["offload", "postgres", "--remote"]);
+    assert_eq!(
+        plane.namespace_phase("devenv-ann-shop").as_deref(),
+        Some("Active"),
+        "{text}"
+    );
+    support::docker::block_on(async {
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(plane.client().await);
+        api.delete("devenv-ann-shop", &Default::default())
+            .await
+            .unwrap();
+    });
+    assert_eq!(
+        plane.namespace_phase("devenv-ann-shop").as_deref(),
+        Some("Terminating")
+    );
+    let (_, text) = run(&env, &["offload", "postgres", "--remote"]);
+    assert!(
+        !text.contains("because it is being terminated"),
+        "offload ran into the terminating namespace: {text}"
+    );
+    assert!(text.contains("is still terminating: waiting"), "{text}");
+    assert_eq!(
+        plane.namespace_phase("devenv-ann-shop").as_deref(),
+        Some("Active"),
+        "{text}"
+    );
+    plane.forget_namespace("devenv-ann-shop");
+}
