@@ -45,6 +45,39 @@ fn tunnel_route(
     })
 }
 
+/// Where the bridge of `service` sends its traffic, checked to answer: the tunnel's listening
+/// ports when `via_tunnel` names the state directory, else the remote Service's routable
+/// address.
+async fn reachable_route(
+    remote_context: &str,
+    remote_namespace: &str,
+    service: &str,
+    host: &str,
+    ports: &[u16],
+    via_tunnel: Option<&std::path::Path>,
+    progress: &Progress,
+) -> Result<bridge::Route, OffloadError> {
+    let route = match via_tunnel {
+        Some(dir) => tunnel_route(&tunnel::Files::new(dir), service, ports)?,
+        None => {
+            let remote = offload::connect_remote(remote_context, service).await?;
+            let route = bridge::remote_route(
+                remote,
+                remote_context,
+                remote_namespace,
+                host,
+                ports,
+                service,
+            )
+            .await?;
+            progress.line(&format!("remote {service} is at {}", route.ip));
+            route
+        }
+    };
+    bridge::check_reachable(&route, service, Duration::from_secs(3)).await?;
+    Ok(route)
+}
+
 /// What executing actions needs besides the plan.
 pub struct Executor {
     pub runner: Arc<dyn Runner>,
@@ -278,24 +311,16 @@ impl Executor {
                 let local = local_client(local_context).await?;
                 // A foreign object of the same name stops the stage before anything else.
                 spec.check_owned(local.clone()).await?;
-                let route = match via_tunnel {
-                    Some(dir) => tunnel_route(&tunnel::Files::new(dir), service, ports)?,
-                    None => {
-                        let remote = offload::connect_remote(remote_context, service).await?;
-                        let route = bridge::remote_route(
-                            remote,
-                            remote_context,
-                            remote_namespace,
-                            host,
-                            ports,
-                            service,
-                        )
-                        .await?;
-                        progress.line(&format!("remote {service} is at {}", route.ip));
-                        bridge::check_reachable(&route, service, Duration::from_secs(3)).await?;
-                        route
-                    }
-                };
+                let route = reachable_route(
+                    remote_context,
+                    remote_namespace,
+                    service,
+                    host,
+                    ports,
+                    via_tunnel.as_deref(),
+                    progress,
+                )
+                .await?;
                 let changed = spec.apply(local, &route).await?;
                 Ok(changed.then(|| {
                     format!(
@@ -309,6 +334,27 @@ impl Executor {
                             .join(",")
                     )
                 }))
+            }
+            Step::Reach {
+                remote_context,
+                remote_namespace,
+                service,
+                host,
+                ports,
+                tunnel: via_tunnel,
+            } => {
+                let route = reachable_route(
+                    remote_context,
+                    remote_namespace,
+                    service,
+                    host,
+                    ports,
+                    via_tunnel.as_deref(),
+                    progress,
+                )
+                .await?;
+                progress.line(&format!("the remote {service} answers at {}", route.ip));
+                Ok(None)
             }
             Step::Unbridge {
                 local_context,

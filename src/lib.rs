@@ -41,10 +41,13 @@ pub async fn run() -> Result<i32, Error> {
     commands::dispatch(cli.command, &ctx).await
 }
 
-/// `-v` shows each command devenv runs, `-vv` everything; logs go to stderr.
+/// `-v` shows each command devenv runs and what its libraries log, `-vv` everything; logs go to
+/// stderr. Without `-v` nothing is logged: devenv says what matters in its own words, and a
+/// library's log line (kube's `ERROR failed with status 500`) would only repeat an error devenv
+/// reports itself, in the middle of a stage's output.
 fn init_tracing(global: &cli::Global) {
     let level = match global.verbose {
-        0 => tracing::Level::WARN,
+        0 => return,
         1 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };

@@ -485,6 +485,30 @@ impl Plan {
                 stages.push(stage(&format!("remote:{name}"), &["preflight"], actions));
                 let bridge = format!("bridge:{name}");
                 let remote_stage = format!("remote:{name}");
+                if !facts.bridged.iter().any(|b| b == name) {
+                    // A toggle to remote: the release turns the laptop's copy off (and removes
+                    // its Service) only once the remote copy is ready and answers where the
+                    // bridge will point, so the name is without a server only while the
+                    // Service is switched.
+                    let reach = format!("reach:{name}");
+                    let mut after = vec![remote_stage.as_str()];
+                    if tunnel {
+                        after.push("tunnel");
+                    }
+                    stages.push(stage(
+                        &reach,
+                        &after,
+                        vec![Action::Offload(crate::offload::Step::Reach {
+                            remote_context: r.context.clone(),
+                            remote_namespace: namespace.clone(),
+                            service: name.to_string(),
+                            host: svc.host.clone().unwrap_or_default(),
+                            ports: svc.all_ports(),
+                            tunnel: tunnel.then(|| facts.state_dir.clone()),
+                        })],
+                    ));
+                    release_after.push(reach);
+                }
                 // After the release: it removes the local subchart's own Service of the same
                 // name, which the bridge replaces.
                 let mut after = vec!["vm", remote_stage.as_str(), "release"];

@@ -58,6 +58,30 @@ fn output(env: &Env, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// The remote copy of postgres installed and exposed as a NodePort `node_port` on a node at
+/// 127.0.0.1, as a platform team would expose it (the first toggle stops where it finds only
+/// a ClusterIP).
+fn expose_remote_postgres(env: &Env, remote: &ApiServer, node_port: u16) {
+    remote.create(json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "dev-node-1"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}
+    }));
+    let (code, stdout, stderr) = output(env, &["offload", "postgres", "--remote"]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("error at 'reach:postgres'"), "{stderr}");
+    let patch = json!({"spec": {"type": "NodePort", "ports": [{
+        "name": "postgres", "port": 5432, "targetPort": "postgres", "protocol": "TCP",
+        "nodePort": node_port
+    }]}});
+    let answer = remote.http(
+        "PATCH",
+        "/api/v1/namespaces/devenv-ann-shop/services/postgres",
+        Some("application/merge-patch+json"),
+        &patch.to_string(),
+    );
+    assert_eq!(answer.status, 200);
+}
+
 fn labels(obj: &Value) -> &Value {
     &obj["metadata"]["labels"]
 }
@@ -84,15 +108,23 @@ fn postgres_moves_to_the_remote_cluster_behind_a_bridge_and_comes_back() {
     )
     .unwrap();
 
-    // The subchart's Service is a ClusterIP: nothing routable, said clearly, nothing bridged.
+    // The subchart's Service is a ClusterIP: nothing routable, said clearly, nothing bridged,
+    // and the local release (which would turn the laptop's copy off) is not run.
     let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("error at 'bridge:postgres'"), "{stderr}");
+    assert!(stderr.contains("error at 'reach:postgres'"), "{stderr}");
+    assert!(
+        stdout.contains("release: skipped: reach:postgres did not finish"),
+        "{stdout}"
+    );
     assert!(
         format!("{stdout}{stderr}").contains("type ClusterIP"),
         "{stdout}\n{stderr}"
     );
-    assert!(local.get("services", "shop", "postgres").is_none());
+    assert!(
+        local.get("services", "shop", "postgres").is_none(),
+        "the local release waits for a remote copy that answers"
+    );
 
     let ns = remote
         .get("namespaces", "", "devenv-ann-shop")
@@ -223,11 +255,11 @@ fn a_toggle_stopped_before_its_bridge_is_undone_by_going_back_to_local() {
     let Some((env, local, remote)) = offload_env() else {
         return;
     };
-    // The remote copy is installed, the local subchart disabled, then the bridge fails (a
-    // ClusterIP Service has no routable address): the toggle stops halfway.
+    // The remote copy is installed, then found unreachable (a ClusterIP Service has no
+    // routable address): the toggle stops halfway, with the laptop's copy still on.
     let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("error at 'bridge:postgres'"), "{stderr}");
+    assert!(stderr.contains("error at 'reach:postgres'"), "{stderr}");
     assert!(
         stderr.contains("run `devenv up` again to continue"),
         "{stderr}"
@@ -342,7 +374,7 @@ fn an_unknown_service_is_refused_with_the_valid_ones() {
 
 #[test]
 fn a_service_devenv_did_not_make_is_never_touched() {
-    let Some((env, local, _remote)) = offload_env() else {
+    let Some((env, local, remote)) = offload_env() else {
         return;
     };
     local.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
@@ -351,8 +383,13 @@ fn a_service_devenv_did_not_make_is_never_touched() {
         "metadata": {"name": "postgres", "namespace": "shop"},
         "spec": {"ports": [{"port": 5432}]}
     }));
+    // The remote copy is routable (a NodePort on a node at 127.0.0.1 that this test listens on),
+    // so the toggle goes as far as the bridge.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    expose_remote_postgres(&env, &remote, listener.local_addr().unwrap().port());
     let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("error at 'bridge:postgres'"), "{stderr}");
     assert!(
         stderr.contains(
             "Service postgres in namespace shop (context devenv-shop) exists but was not made by devenv"
@@ -700,4 +737,90 @@ fn tunnel_file(env: &Env, name: &str) -> std::path::PathBuf {
         .unwrap()
         .path();
     dir.join(name)
+}
+
+/// The longest time, while `during` runs, that Service `postgres` of namespace `shop` was
+/// missing from `local` (polled every 10 ms), and how often it was seen missing.
+fn longest_gap(local: &ApiServer, during: impl FnOnce()) -> std::time::Duration {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let poller = scope.spawn(|| {
+            let mut longest = Duration::ZERO;
+            let mut missing_since: Option<Instant> = None;
+            while !done.load(Ordering::SeqCst) {
+                let present = local.get("services", "shop", "postgres").is_some();
+                match (present, missing_since) {
+                    (false, None) => missing_since = Some(Instant::now()),
+                    (true, Some(since)) => {
+                        longest = longest.max(since.elapsed());
+                        missing_since = None;
+                    }
+                    _ => {}
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if let Some(since) = missing_since {
+                longest = longest.max(since.elapsed());
+            }
+            longest
+        });
+        during();
+        done.store(true, Ordering::SeqCst);
+        poller.join().unwrap()
+    })
+}
+
+#[test]
+fn a_toggle_to_remote_turns_the_laptops_copy_off_only_once_the_remote_copy_answers() {
+    let Some((env, local, remote)) = offload_env() else {
+        return;
+    };
+    let (code, stdout, stderr) = output(&env, &["up"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    expose_remote_postgres(&env, &remote, listener.local_addr().unwrap().port());
+    // A remote copy found unreachable left the laptop's copy running.
+    assert!(
+        local
+            .names("statefulsets", "shop")
+            .contains(&"postgres".to_string())
+    );
+
+    // The remote copy takes 4 s to become ready; the laptop's Service stays until then, and the
+    // name is without a Service only while devenv swaps it for the bridge.
+    remote.set_auto_ready(false);
+    let gap = longest_gap(&local, || {
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_secs(4));
+                remote.mark_all_ready("devenv-ann-shop");
+                remote.set_auto_ready(true);
+            });
+            let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
+            assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+        });
+    });
+    eprintln!(
+        "offload --remote: Service postgres missing for at most {} ms",
+        gap.as_millis()
+    );
+    let svc = local.get("services", "shop", "postgres").expect("bridge");
+    assert_eq!(labels(&svc)["app.kubernetes.io/managed-by"], "devenv");
+    assert!(
+        gap < std::time::Duration::from_millis(2500),
+        "the laptop's copy went before the remote copy was ready: {} ms without postgres",
+        gap.as_millis()
+    );
+
+    let gap = longest_gap(&local, || {
+        let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--local"]);
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    });
+    eprintln!(
+        "offload --local: Service postgres missing for at most {} ms",
+        gap.as_millis()
+    );
+    drop(listener);
 }

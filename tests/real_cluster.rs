@@ -108,6 +108,16 @@ fn a_crash_looping_pod_on_the_real_server_stops_the_rollout_with_its_events() {
         stdout.contains("Back-off restarting failed container"),
         "the pod's events: {stdout}"
     );
+    // A real server proxies logs to the node's kubelet, which is not there: the report says
+    // why its log lines are missing, and no library log line reaches the output.
+    assert!(
+        stdout.contains("its last log lines:\n  (could not read them: the Kubernetes API "),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("ERROR") && !stderr.contains("ERROR"),
+        "{stdout}\n{stderr}"
+    );
 }
 
 /// The example with the API double as the local cluster (1.20 serves no EndpointSlice v1 for

@@ -19,7 +19,7 @@ use conditions::{PodProblem, deployment_ready, pod_problem, statefulset_ready};
 pub enum ClusterError {
     #[error("cannot reach the cluster of kubeconfig context {context}: {message}")]
     Connect { context: String, message: String },
-    #[error("the Kubernetes API answered with an error: {0}")]
+    #[error("the Kubernetes API {}", describe(.0))]
     Api(#[from] kube::Error),
     #[error("{} in namespace {namespace} cannot start: {} ({})", .problem.pod, .problem.reason, .problem.message)]
     Stuck {
@@ -101,6 +101,38 @@ pub async fn client(context: &str) -> Result<Client, ClusterError> {
     Client::try_from(config).map_err(|e| connect(e.to_string()))
 }
 
+/// A client error in words, for a sentence that starts "the Kubernetes API …": whether the
+/// server answered (its code, reason and message, never the Rust form of its Status) or could
+/// not be reached at all. A 404 without an object kind means the server does not serve that
+/// resource type (an API group or version it lacks), not that an object is missing.
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            let unserved = status.code == 404
+                && status
+                    .details
+                    .as_ref()
+                    .is_none_or(|d| d.kind.is_empty() && d.name.is_empty());
+            if unserved {
+                format!(
+                    "does not serve this resource type (404: {})",
+                    status.message
+                )
+            } else if status.reason.is_empty() {
+                format!("answered {}: {}", status.code, status.message)
+            } else {
+                format!(
+                    "answered {} {}: {}",
+                    status.code, status.reason, status.message
+                )
+            }
+        }
+        kube::Error::HyperError(e) => format!("could not be reached: {e}"),
+        kube::Error::Service(e) => format!("could not be reached: {e}"),
+        other => format!("failed: {other}"),
+    }
+}
+
 /// devenv's User-Agent on every API request, so a cluster's audit log names it.
 pub const USER_AGENT: &str = concat!("devenv/", env!("CARGO_PKG_VERSION"));
 
@@ -156,7 +188,12 @@ pub async fn service_pods(
     let svc = services
         .get_opt(name)
         .await
-        .map_err(|e| format!("cannot read Service {name}: {e}"))?
+        .map_err(|e| {
+            format!(
+                "cannot read Service {name}: the Kubernetes API {}",
+                describe(&e)
+            )
+        })?
         .ok_or_else(|| format!("Service {name} is missing from namespace {namespace}"))?;
     let selector = svc
         .spec
@@ -173,7 +210,12 @@ pub async fn service_pods(
     let mut list = pods
         .list(&ListParams::default().labels(&labels))
         .await
-        .map_err(|e| format!("cannot list the pods of Service {name}: {e}"))?
+        .map_err(|e| {
+            format!(
+                "cannot list the pods of Service {name}: the Kubernetes API {}",
+                describe(&e)
+            )
+        })?
         .items;
     list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     Ok((svc, list))
@@ -247,8 +289,8 @@ pub async fn wait_rollout(
     }
 }
 
-/// The pod's last events and its container's last log lines; whatever cannot be read is left
-/// out rather than hiding the problem itself.
+/// The pod's last events and its container's last log lines; what cannot be read says why in
+/// its place, and never hides the problem itself.
 async fn pod_details(
     client: &Client,
     namespace: &str,
@@ -276,14 +318,20 @@ async fn pod_details(
                 })
                 .collect()
         }
-        Err(_) => Vec::new(),
+        Err(e) => vec![format!(
+            "(could not read them: the Kubernetes API {})",
+            describe(&e)
+        )],
     };
     let params = LogParams {
         container: Some(problem.container.clone()),
         tail_lines: Some(20),
         ..LogParams::default()
     };
-    let logs = pods.logs(&problem.pod, &params).await.unwrap_or_default();
+    let logs = match pods.logs(&problem.pod, &params).await {
+        Ok(logs) => logs,
+        Err(e) => format!("(could not read them: the Kubernetes API {})", describe(&e)),
+    };
     (events, logs)
 }
 
@@ -292,6 +340,55 @@ mod tests {
     use super::*;
 
     const REMOTE: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster:\n    server: https://dev.example:6443\ncontexts:\n- name: dev\n  context:\n    cluster: dev\n    user: dev\nusers:\n- name: dev\n  user: {}\n";
+
+    fn status(code: u16, reason: &str, message: &str, kind: Option<&str>) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: kind.map(|k| {
+                serde_json::from_value(serde_json::json!({"kind": k, "name": "shop"})).unwrap()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn api_errors_are_described_in_words_without_the_rust_form_of_the_status() {
+        let e = status(
+            409,
+            "AlreadyExists",
+            "namespaces \"shop\" already exists",
+            Some("namespaces"),
+        );
+        assert_eq!(
+            describe(&e),
+            "answered 409 AlreadyExists: namespaces \"shop\" already exists"
+        );
+        let e = status(
+            404,
+            "NotFound",
+            "namespaces \"shop\" not found",
+            Some("namespaces"),
+        );
+        assert_eq!(
+            describe(&e),
+            "answered 404 NotFound: namespaces \"shop\" not found"
+        );
+        // What a 1.20 server answers for discovery.k8s.io/v1, which it does not serve.
+        let e = status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            None,
+        );
+        assert_eq!(
+            describe(&e),
+            "does not serve this resource type (404: the server could not find the requested resource)"
+        );
+        let text = ClusterError::Api(e).to_string();
+        assert!(!text.contains("Status {"), "{text}");
+    }
 
     #[test]
     fn a_listed_kubeconfig_that_does_not_exist_yet_is_skipped_as_kubectl_skips_it() {

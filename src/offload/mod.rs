@@ -69,6 +69,17 @@ pub enum Step {
         ports: Vec<u16>,
         tunnel: Option<PathBuf>,
     },
+    /// The remote copy of `service` answers where the bridge will send its traffic (the tunnel's
+    /// port on the host, or the remote Service's routable address): checked before the
+    /// laptop's copy is turned off, so a toggle never leaves the name without a server.
+    Reach {
+        remote_context: String,
+        remote_namespace: String,
+        service: String,
+        host: String,
+        ports: Vec<u16>,
+        tunnel: Option<PathBuf>,
+    },
     /// A service back on the laptop: its bridge is deleted (before the release re-creates the
     /// subchart's Service of the same name) and its remote release uninstalled, data kept.
     Unbridge {
@@ -139,6 +150,24 @@ impl Step {
                     ),
                     None => format!(
                         "the routable address of Service {host} in {remote_namespace} on context {remote_context} (direct connection; reachability checked first)"
+                    ),
+                }
+            ),
+            Step::Reach {
+                remote_context,
+                remote_namespace,
+                service,
+                host,
+                tunnel,
+                ..
+            } => format!(
+                "the remote {service} answers at {} before the laptop's copy is turned off",
+                match tunnel {
+                    Some(_) => format!(
+                        "the tunnel's ports on the host (Service {host} in {remote_namespace} on context {remote_context})"
+                    ),
+                    None => format!(
+                        "the routable address of Service {host} in {remote_namespace} on context {remote_context}"
                     ),
                 }
             ),
@@ -215,7 +244,7 @@ pub enum OffloadError {
         /// What the namespace controller still waits for.
         finalizers: Vec<String>,
     },
-    #[error("the Kubernetes API of context {context} answered with an error: {source}")]
+    #[error("the Kubernetes API of context {context} {}", crate::cluster::describe(.source))]
     Api {
         context: String,
         #[source]

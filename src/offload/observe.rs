@@ -60,7 +60,15 @@ pub async fn observe(
     .await;
     let bridged = match bridged {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return unknown(targets, &format!("cannot ask the local cluster: {e}")),
+        Ok(Err(e)) => {
+            return unknown(
+                targets,
+                &format!(
+                    "cannot ask the local cluster: the Kubernetes API {}",
+                    crate::cluster::describe(&e)
+                ),
+            );
+        }
         Err(_) => return unknown(targets, "the local cluster does not answer"),
     };
     let mut out = Vec::new();

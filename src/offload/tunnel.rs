@@ -615,7 +615,12 @@ async fn probe(ctx: &Ctx) -> Result<String, String> {
     let mut pf = tokio::time::timeout(Duration::from_secs(15), pods.portforward(&pod, &[port]))
         .await
         .map_err(|_| format!("no answer from the API server for pod {pod}"))?
-        .map_err(|e| format!("cannot port-forward to pod {pod}: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "cannot port-forward to pod {pod}: the Kubernetes API {}",
+                crate::cluster::describe(&e)
+            )
+        })?;
     let error = pf.take_error(port);
     let stream = pf.take_stream(port);
     let result = match error {
