@@ -619,7 +619,7 @@ fn finalizers_hold_a_deleted_object_until_they_are_removed() {
 }
 
 #[test]
-fn deleting_a_namespace_deletes_its_contents() {
+fn a_deleted_namespace_is_terminating_refuses_new_content_then_goes_with_its_contents() {
     let api = ApiServer::start();
     post(
         &api,
@@ -640,6 +640,30 @@ fn deleting_a_namespace_deletes_its_contents() {
             .status,
         200
     );
+    // As on the real server: Terminating while the namespace controller empties it, and the
+    // NamespaceLifecycle plugin refuses anything new in it.
+    let ns = api.get("namespaces", "", "shop").expect("still there");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+    let refused = api.http(
+        "POST",
+        "/api/v1/namespaces/shop/configmaps",
+        Some("application/json"),
+        &configmap("b", json!({})).to_string(),
+    );
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.json()["message"].as_str().unwrap().ends_with(
+            "unable to create new content in namespace shop because it is being terminated"
+        ),
+        "{:?}",
+        refused.json()
+    );
+    let started = std::time::Instant::now();
+    while api.get("namespaces", "", "shop").is_some() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(api.list("configmaps", Some("shop")).is_empty());
 }
 

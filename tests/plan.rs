@@ -216,12 +216,18 @@ fn a_service_offloaded_by_the_team_gets_remote_and_bridge_stages() {
     // The remote copy must answer through the tunnel before the release turns the laptop's
     // copy off (and removes the subchart's own Service, whose name the bridge then takes); the
     // rollout is watched once the bridge exists.
-    assert!(p.contains("reach:search  (after remote:search, tunnel)"), "{p}");
+    assert!(
+        p.contains("reach:search  (after remote:search, tunnel)"),
+        "{p}"
+    );
     assert!(
         p.contains("the remote search answers at the tunnel's ports on the host"),
         "{p}"
     );
-    assert!(p.contains("release  (after mount, reach:search, images)"), "{p}");
+    assert!(
+        p.contains("release  (after mount, reach:search, images)"),
+        "{p}"
+    );
     assert!(
         p.contains("bridge:search  (after vm, remote:search, release, tunnel)"),
         "{p}"

@@ -219,3 +219,127 @@ fn down_purge_returns_once_the_remote_namespace_is_really_gone_and_offload_waits
     );
     plane.forget_namespace("devenv-ann-shop");
 }
+
+/// One raw request through a kube client: the status code and the JSON body (`null` when the
+/// body is not JSON).
+async fn exchange(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", "application/json")
+        .body(kube::client::Body::from(
+            body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        ))
+        .unwrap();
+    let response = client.send(request).await.expect("an answer");
+    let code = response.status().as_u16();
+    let bytes = response.into_body().collect_bytes().await.unwrap();
+    (
+        code,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// What both servers answered to one request, reduced to what devenv reads.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    code: u16,
+    reason: String,
+    phase: String,
+    details_kind: String,
+}
+
+impl Answer {
+    fn of((code, body): (u16, serde_json::Value)) -> Answer {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+        Answer {
+            code,
+            reason: text(&body["reason"]),
+            phase: text(&body["status"]["phase"]),
+            details_kind: text(&body["details"]["kind"]),
+        }
+    }
+}
+
+/// The requests whose answers devenv depends on, in order, to one server.
+async fn conformance_answers(client: &kube::Client, ns: &str) -> Vec<(String, Answer)> {
+    use serde_json::json;
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+    let config_map = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "b"}});
+    let bad_service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad"},
+        "spec": {"ports": [{"port": 0, "protocol": "TCP"}]}});
+    let ns_path = format!("/api/v1/namespaces/{ns}");
+    let cm_path = format!("/api/v1/namespaces/{ns}/configmaps");
+    let mut answers = Vec::new();
+    let steps: Vec<(&str, String, Option<serde_json::Value>)> = vec![
+        ("POST", "/api/v1/namespaces".into(), Some(namespace.clone())),
+        ("POST", "/api/v1/namespaces".into(), Some(namespace)),
+        (
+            "GET",
+            format!("/apis/devenv.example/v1/namespaces/{ns}/widgets"),
+            None,
+        ),
+        ("GET", format!("/api/v1/namespaces/{ns}/widgets"), None),
+        (
+            "POST",
+            format!("/api/v1/namespaces/{ns}/services"),
+            Some(bad_service),
+        ),
+        ("POST", cm_path.clone(), Some(config_map("one"))),
+        ("GET", format!("{cm_path}/missing"), None),
+        ("DELETE", ns_path.clone(), None),
+        ("GET", ns_path.clone(), None),
+        ("POST", cm_path.clone(), Some(config_map("two"))),
+    ];
+    for (method, path, body) in steps {
+        let answer = Answer::of(exchange(client, method, &path, body).await);
+        answers.push((format!("{method} {path}"), answer));
+    }
+    // The namespace goes once the namespace controller has emptied it.
+    let started = Instant::now();
+    loop {
+        let (code, _) = exchange(client, "GET", &ns_path, None).await;
+        if code == 404 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "namespace {ns} never went"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    answers
+}
+
+#[test]
+fn the_api_double_answers_what_devenv_reads_as_the_real_server_does() {
+    let _one = ControlPlane::exclusive();
+    let Some(plane) = ControlPlane::shared() else {
+        return;
+    };
+    let double = support::apiserver::ApiServer::start_as("double");
+    let dir = tempfile::tempdir().unwrap();
+    let double_config = double.kubeconfig(dir.path());
+    support::docker::block_on(async {
+        let real = plane.client().await;
+        let kc = kube::config::Kubeconfig::read_from(&double_config).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let fake = kube::Client::try_from(config).unwrap();
+        let from_real = conformance_answers(&real, "devenv-conformance").await;
+        let from_double = conformance_answers(&fake, "devenv-conformance").await;
+        for ((request, real), (_, double)) in from_real.iter().zip(&from_double) {
+            eprintln!("{request}: real {real:?}");
+            assert_eq!(
+                double, real,
+                "{request}: the double differs from the real server"
+            );
+        }
+    });
+}

@@ -54,8 +54,11 @@
 //! - No admission, no authentication or authorisation (every request is allowed), no schema
 //!   validation or pruning of unknown fields, no defaults inside pod templates.
 //! - The garbage collector is reduced to: deleting an object deletes its dependents (by
-//!   ownerReferences uid) at once, unless `propagationPolicy=Orphan`; deleting a Namespace
-//!   deletes its contents at once (no Terminating phase); Pods go without a grace period.
+//!   ownerReferences uid) at once, unless `propagationPolicy=Orphan`; a deleted Namespace is
+//!   Terminating for a moment (`store::NAMESPACE_TERMINATION`), refusing new objects with the
+//!   NamespaceLifecycle plugin's 403 as the real server does, then goes with its contents
+//!   (checked against the real server by `tests/real_cluster.rs`); Pods go without a grace
+//!   period.
 //! - Server-side apply keeps no real managedFields and never reports a conflict; it merges the
 //!   applied configuration into the live object and removes what the same field manager applied
 //!   before and dropped (`apiserver/patch.rs`).
@@ -238,7 +241,9 @@ impl ApiServer {
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
-        self.shared.store.lock().unwrap_or_else(|e| e.into_inner())
+        let mut store = self.shared.store.lock().unwrap_or_else(|e| e.into_inner());
+        store.reap();
+        store
     }
 
     /// An object by resource name (`deployments`, `secrets`…); `ns` is `""` for cluster-scoped.

@@ -44,6 +44,17 @@ impl Reply {
         Reply::Json(e.code, e.to_status())
     }
 
+    /// A path outside every served API group and version: the real server's catch-all
+    /// handler answers plain text, not a Status (seen from kube-apiserver 1.20 in
+    /// `tests/real_cluster.rs`), so clients cannot read a reason from it.
+    fn not_served() -> Reply {
+        Reply::Raw(
+            404,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"404 page not found\n"),
+        )
+    }
+
     fn status(&self) -> u16 {
         match self {
             Reply::Json(code, _) | Reply::Raw(code, _, _) => *code,
@@ -229,11 +240,11 @@ fn route(
         ),
         ("GET", ["apis", group]) => match resources::api_group(group) {
             Some(doc) => Reply::Json(200, doc),
-            None => Reply::error(ApiError::no_route()),
+            None => Reply::not_served(),
         },
         ("GET", ["apis", group, version]) => match resources::api_resource_list(group, version) {
             Some(doc) => Reply::Json(200, doc),
-            None => Reply::error(ApiError::no_route()),
+            None => Reply::not_served(),
         },
         // An empty protobuf message is a valid, empty openapi_v2.Document: kubectl's validator
         // then knows no schema for any kind and accepts every object (see the module header).
@@ -254,10 +265,12 @@ fn route(
         (_, ["api", "v1", rest @ ..]) if !rest.is_empty() => {
             resource(shared, "", "v1", rest, method, q, content_type, body)
         }
-        (_, ["apis", group, version, rest @ ..]) if !rest.is_empty() => {
+        (_, ["apis", group, version, rest @ ..])
+            if !rest.is_empty() && resources::api_resource_list(group, version).is_some() =>
+        {
             resource(shared, group, version, rest, method, q, content_type, body)
         }
-        _ => Reply::error(ApiError::no_route()),
+        _ => Reply::not_served(),
     }
 }
 
@@ -370,6 +383,7 @@ fn serve_resource(
     };
 
     let mut store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+    store.reap();
     let reply = match (method, name, sub) {
         ("GET", None, None) if watch => {
             let start = if q.get("sendInitialEvents").is_some_and(|v| v == "true") {

@@ -79,12 +79,16 @@ impl ApiError {
         }
     }
 
+    /// A validation failure: its details name the kind (`Service`), not the resource, as the
+    /// real server's do.
     pub fn invalid(res: &Resource, name: &str, message: impl Into<String>) -> ApiError {
+        let mut details = details(res, name);
+        details["kind"] = json!(res.kind);
         ApiError {
             code: 422,
             reason: "Invalid",
             message: format!("{} \"{name}\" is invalid: {}", res.kind, message.into()),
-            details: details(res, name),
+            details,
         }
     }
 
@@ -229,7 +233,15 @@ pub struct Store {
     pub auto_ready: bool,
     seed: u64,
     serial: u64,
+    /// Namespaces being deleted, and when the namespace controller is done with each: a real
+    /// server keeps a deleted namespace in phase Terminating while it empties it (seconds on
+    /// an idle 1.20 control plane, seen with `tests/real_cluster.rs`), refusing new objects in
+    /// it meanwhile. [`Store::reap`] finishes the ones that are due.
+    terminating: BTreeMap<String, std::time::Instant>,
 }
+
+/// How long a deleted namespace stays Terminating in the double.
+pub const NAMESPACE_TERMINATION: std::time::Duration = std::time::Duration::from_millis(700);
 
 /// Random bits for uids and generated names (no extra dependency: std's hasher seeds).
 pub fn random_u64() -> u64 {
@@ -366,6 +378,7 @@ impl Store {
             auto_ready: false,
             seed: random_u64(),
             serial: 0,
+            terminating: BTreeMap::new(),
         }
     }
 
@@ -515,6 +528,39 @@ impl Store {
     }
 
     // ----- writes -----
+
+    /// The part of the real server's validation that devenv's objects could break: a Service's
+    /// ports (pkg/apis/core/validation: `validateServicePort`). Everything else is accepted.
+    fn validate(res: &Resource, name: &str, obj: &Value) -> Result<(), ApiError> {
+        if res.plural != "services" {
+            return Ok(());
+        }
+        let ports = obj["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        for (i, p) in ports.iter().enumerate() {
+            let port = p["port"].as_i64().unwrap_or(0);
+            if !(1..=65535).contains(&port) {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!(
+                        "spec.ports[{i}].port: Invalid value: {port}: must be between 1 and 65535, inclusive"
+                    ),
+                ));
+            }
+            if let Some(proto) = p["protocol"].as_str()
+                && !["TCP", "UDP", "SCTP"].contains(&proto)
+            {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!(
+                        "spec.ports[{i}].protocol: Unsupported value: \"{proto}\": supported values: \"SCTP\", \"TCP\", \"UDP\""
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 
     fn check_type(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
         let Some(map) = obj.as_object_mut() else {
@@ -692,6 +738,19 @@ impl Store {
         if res.namespaced && !self.namespace_exists(ns) {
             return Err(ApiError::not_found(resources::by_name("namespaces"), ns));
         }
+        if res.namespaced && self.terminating.contains_key(ns) {
+            // The NamespaceLifecycle admission plugin's answer.
+            return Err(ApiError {
+                code: 403,
+                reason: "Forbidden",
+                message: format!(
+                    "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    res.plural,
+                    obj["metadata"]["name"].as_str().unwrap_or("")
+                ),
+                details: details(res, obj["metadata"]["name"].as_str().unwrap_or("")),
+            });
+        }
         if res.status {
             obj["status"] = Self::initial_status(res);
         }
@@ -735,6 +794,7 @@ impl Store {
         if self.objects.contains_key(&k) {
             return Err(ApiError::already_exists(res, &name));
         }
+        Self::validate(res, &name, &obj)?;
         self.apply_defaults(res, &mut obj, None);
         let uid = self.new_uid();
         let meta = metadata_mut(&mut obj);
@@ -955,6 +1015,24 @@ impl Store {
         if opts.dry_run {
             return Ok(old);
         }
+        if res.plural == "namespaces" {
+            // Terminating first; the namespace controller removes it and its contents later.
+            if self.terminating.contains_key(name) {
+                return Ok(old);
+            }
+            let mut new = old.clone();
+            new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            new["status"]["phase"] = json!("Terminating");
+            self.rv += 1;
+            new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+            self.objects.insert(key(res, ns, name), new.clone());
+            self.record(EventType::Modified, res, &new, Some(old));
+            self.terminating.insert(
+                name.to_string(),
+                std::time::Instant::now() + NAMESPACE_TERMINATION,
+            );
+            return Ok(new);
+        }
         let has_finalizers = old["metadata"]["finalizers"]
             .as_array()
             .is_some_and(|f| !f.is_empty());
@@ -974,8 +1052,28 @@ impl Store {
         Ok(self.remove(res, ns, name, policy))
     }
 
+    /// Finish the namespaces whose termination is due: each is removed with its contents.
+    pub fn reap(&mut self) {
+        let now = std::time::Instant::now();
+        let due: Vec<String> = self
+            .terminating
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            self.terminating.remove(&name);
+            self.remove(
+                resources::by_name("namespaces"),
+                "",
+                &name,
+                Propagation::Background,
+            );
+        }
+    }
+
     /// Remove an object now; a Namespace takes its contents with it (the namespace
-    /// controller's job, done at once, with no Terminating phase).
+    /// controller's job; [`Store::reap`] calls it once the Terminating phase is over).
     fn remove(
         &mut self,
         res: &'static Resource,
