@@ -895,7 +895,7 @@ fn mark_ready_writes_what_the_deployment_controller_and_kubelet_would() {
 }
 
 #[test]
-fn auto_ready_rolls_workloads_out_as_soon_as_they_are_written() {
+fn auto_ready_rolls_workloads_out_a_moment_after_they_are_written() {
     let api = ApiServer::start().auto_ready();
     let sts = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -904,6 +904,14 @@ fn auto_ready_rolls_workloads_out_as_soon_as_they_are_written() {
                  "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "pg"}]}}},
     });
     post(&api, "/apis/apps/v1/namespaces/default/statefulsets", sts);
+    // Not at once, as no real rollout is ready at once.
+    let sts = api.get("statefulsets", "default", "db").unwrap();
+    assert!(sts["status"]["readyReplicas"].is_null(), "{sts}");
+    let written = std::time::Instant::now();
+    while api.get("statefulsets", "default", "db").unwrap()["status"]["readyReplicas"] != 2 {
+        assert!(written.elapsed() < std::time::Duration::from_secs(5));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let sts = api.get("statefulsets", "default", "db").unwrap();
     let status = &sts["status"];
     assert_eq!(status["readyReplicas"], 2);

@@ -48,8 +48,9 @@
 //!   would after a successful rollout (see `apiserver/controllers.rs`: the Deployment's
 //!   ReplicaSet with the matching `pod-template-hash`, ready pods, `.status` with
 //!   observedGeneration, replica counts and the Available/Progressing conditions), which is what
-//!   Helm 3's `--wait` and Helm 4's kstatus watcher read; [`ApiServer::auto_ready`] does it as
-//!   soon as a Deployment or StatefulSet is created or changed. Pods of failing workloads are
+//!   Helm 3's `--wait` and Helm 4's kstatus watcher read; [`ApiServer::auto_ready`] does it
+//!   300 ms after a Deployment or StatefulSet is created or changed (never at once, as no real
+//!   rollout is; [`ApiServer::set_ready_after`]). Pods of failing workloads are
 //!   written by tests with [`ApiServer::set_status`].
 //! - No admission, no authentication or authorisation (every request is allowed), no schema
 //!   validation or pruning of unknown fields, no defaults inside pod templates.
@@ -203,6 +204,11 @@ impl ApiServer {
         self.store().auto_ready = on;
     }
 
+    /// How long an auto-ready rollout takes (300 ms unless set; zero: at once).
+    pub fn set_ready_after(&self, delay: std::time::Duration) {
+        self.store().ready_after = delay;
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -292,11 +298,7 @@ impl ApiServer {
         });
         let mut store = self.store();
         let created = store.insert(res, obj, false).expect("create");
-        if store.auto_ready && matches!(res.plural, "deployments" | "statefulsets") {
-            let ns = created["metadata"]["namespace"].as_str().unwrap_or("");
-            let name = created["metadata"]["name"].as_str().unwrap_or("");
-            controllers::mark_ready(&mut store, res, ns, name).expect("roll out");
-        }
+        store.after_write(res, &created);
         created
     }
 
@@ -430,9 +432,15 @@ async fn serve(
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("register the listener");
+    // The controllers' clock: what is due (a rollout, a namespace's end) happens on time and
+    // reaches open watches, whether or not a request comes.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                shared.store.lock().unwrap_or_else(|e| e.into_inner()).reap();
+            }
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let shared = Arc::clone(&shared);

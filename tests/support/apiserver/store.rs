@@ -238,6 +238,12 @@ pub struct Store {
     /// an idle 1.20 control plane, seen with `tests/real_cluster.rs`), refusing new objects in
     /// it meanwhile. [`Store::reap`] finishes the ones that are due.
     terminating: BTreeMap<String, std::time::Instant>,
+    /// In auto-ready mode, how long a written Deployment or StatefulSet takes to roll out: a
+    /// real one is never ready at once (a fresh pod takes seconds even with its image cached;
+    /// 1.5 s behind the kubelet stand-in of `tests/real_cluster.rs`).
+    pub ready_after: std::time::Duration,
+    /// Rollouts due: (plural, namespace, name) and when.
+    pending_ready: BTreeMap<(&'static str, String, String), std::time::Instant>,
 }
 
 /// How long a deleted namespace stays Terminating in the double.
@@ -379,6 +385,8 @@ impl Store {
             seed: random_u64(),
             serial: 0,
             terminating: BTreeMap::new(),
+            ready_after: std::time::Duration::from_millis(300),
+            pending_ready: BTreeMap::new(),
         }
     }
 
@@ -1052,9 +1060,22 @@ impl Store {
         Ok(self.remove(res, ns, name, policy))
     }
 
-    /// Finish the namespaces whose termination is due: each is removed with its contents.
+    /// Finish what is due: rollouts of auto-ready mode, and namespaces whose termination is
+    /// over (each removed with its contents).
     pub fn reap(&mut self) {
         let now = std::time::Instant::now();
+        let ready: Vec<(&'static str, String, String)> = self
+            .pending_ready
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (plural, ns, name) in ready {
+            self.pending_ready
+                .remove(&(plural, ns.clone(), name.clone()));
+            // Gone in the meantime (deleted, or its namespace): nothing to roll out.
+            let _ = controllers::mark_ready(self, resources::by_name(plural), &ns, &name);
+        }
         let due: Vec<String> = self
             .terminating
             .iter()
@@ -1164,16 +1185,24 @@ impl Store {
         }))
     }
 
-    /// In auto-ready mode a Deployment or StatefulSet that was written is rolled out at once.
-    fn after_write(&mut self, res: &'static Resource, obj: &Value) {
+    /// In auto-ready mode a Deployment or StatefulSet that was written is rolled out
+    /// [`Store::ready_after`] later (by [`Store::reap`]).
+    pub fn after_write(&mut self, res: &'static Resource, obj: &Value) {
         if self.auto_ready && matches!(res.plural, "deployments" | "statefulsets") {
             let ns = obj["metadata"]["namespace"]
                 .as_str()
                 .unwrap_or("")
                 .to_string();
             let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-            // The object was just written, so it exists and the rollout cannot fail.
-            let _ = controllers::mark_ready(self, res, &ns, &name);
+            if self.ready_after.is_zero() {
+                // The object was just written, so it exists and the rollout cannot fail.
+                let _ = controllers::mark_ready(self, res, &ns, &name);
+            } else {
+                let due = std::time::Instant::now() + self.ready_after;
+                self.pending_ready
+                    .entry((res.plural, ns, name))
+                    .or_insert(due);
+            }
         }
     }
 
