@@ -54,6 +54,16 @@ fn cold_up_rolls_out_and_a_no_op_up_sends_no_mutating_request(helm: &str) {
         "the cold up's writes are counted: {agents:?}"
     );
 
+    // status reads the release and the workloads the real controllers rolled out.
+    let out = env.devenv().args(["--json", "status"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["release"]["status"], "deployed", "{v}");
+    let workloads = v["workloads"].as_array().unwrap();
+    assert_eq!(workloads.len(), 4, "{v}");
+    for w in workloads {
+        assert_eq!(w["ready"], w["desired"], "{w}");
+    }
+
     let mark = plane.audit_mark();
     let stdout = up_succeeds(&env, "no-op up");
     let writes = plane.mutations_since(mark, OURS);
@@ -62,6 +72,32 @@ fn cold_up_rolls_out_and_a_no_op_up_sends_no_mutating_request(helm: &str) {
         writes.len()
     );
     assert!(writes.is_empty(), "{writes:#?}\n{stdout}");
+
+    // A changed value: the release is upgraded and the new ReplicaSet rolled out for real.
+    let values = env.project.join("deploy/values-dev.yaml");
+    let text = std::fs::read_to_string(&values).unwrap();
+    std::fs::write(
+        &values,
+        text.replace("api:\n  replicas: 1", "api:\n  replicas: 2"),
+    )
+    .unwrap();
+    let stdout = up_succeeds(&env, "up with api.replicas=2");
+    assert!(stdout.contains("rollout: "), "{stdout}");
+    let out = env.devenv().args(["--json", "status"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["release"]["revision"], 2, "{v}");
+    let api = v["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"].as_str().is_some_and(|n| n.ends_with("api")))
+        .unwrap_or_else(|| panic!("api in {v}"))
+        .clone();
+    assert_eq!(
+        (api["ready"].clone(), api["desired"].clone()),
+        (2.into(), 2.into()),
+        "{v}"
+    );
 
     // down --purge uninstalls the release (and deletes the VM, which holds the namespace).
     let (code, text) = run(&env, &["down", "--purge", "--yes"]);
@@ -118,6 +154,28 @@ fn a_crash_looping_pod_on_the_real_server_stops_the_rollout_with_its_events() {
         !stdout.contains("ERROR") && !stderr.contains("ERROR"),
         "{stdout}\n{stderr}"
     );
+
+    // top counts the restarts the node reports, read through the real API server.
+    let out = env
+        .devenv()
+        .args(["--json", "top", "--once"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let sample: serde_json::Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let restarts = |service: &str| {
+        sample["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == service)
+            .unwrap_or_else(|| panic!("{service} in {sample}"))["restarts"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("restarts of {service} in {sample}"))
+    };
+    assert!(restarts("worker") >= 1, "{sample}");
+    assert_eq!(restarts("api"), 0, "{sample}");
 }
 
 /// The example with the API double as the local cluster (1.20 serves no EndpointSlice v1 for
