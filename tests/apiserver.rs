@@ -1354,3 +1354,31 @@ fn helm_wait_times_out_on_a_workload_that_never_becomes_ready() {
         );
     });
 }
+
+#[test]
+fn a_loopback_endpoint_is_refused_as_every_server_since_1_21_refuses_it() {
+    let api = ApiServer::start();
+    let slice = |ip: &str| {
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("db-{}", ip.replace('.', "-")), "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip]}],
+            "ports": [{"name": "tcp-5432", "port": 5432, "protocol": "TCP"}],
+        })
+        .to_string()
+    };
+    let path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+    let refused = api.http("POST", path, Some("application/json"), &slice("127.0.0.1"));
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not be in the loopback range"),
+        "{:?}",
+        refused.json()
+    );
+    let accepted = api.http("POST", path, Some("application/json"), &slice("172.17.0.1"));
+    assert_eq!(accepted.status, 201);
+}

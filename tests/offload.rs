@@ -9,7 +9,7 @@ mod support;
 use serde_json::{Value, json};
 use support::Env;
 use support::apiserver::ApiServer;
-use support::postgres::{Postgres, psql};
+use support::postgres::Postgres;
 
 /// The example project with `connect = "direct"`, the local and the remote cluster doubles
 /// (workloads ready as soon as they are written) and one kubeconfig list holding both contexts.
@@ -58,13 +58,22 @@ fn output(env: &Env, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// The remote copy of postgres installed and exposed as a NodePort `node_port` on a node at
-/// 127.0.0.1, as a platform team would expose it (the first toggle stops where it finds only
-/// a ClusterIP).
-fn expose_remote_postgres(env: &Env, remote: &ApiServer, node_port: u16) {
+/// A port this test listens on at an address of this machine that a real cluster accepts in
+/// an EndpointSlice (never loopback): where "the remote node" of the direct tests answers.
+fn node_listener() -> Option<std::net::TcpListener> {
+    let ip = support::bridge_host_address()?;
+    Some(std::net::TcpListener::bind((ip, 0)).unwrap())
+}
+
+/// The remote copy of postgres installed and exposed as a NodePort on a node at the address
+/// `node` listens on, as a platform team would expose it (the first toggle stops where it
+/// finds only a ClusterIP).
+fn expose_remote_postgres(env: &Env, remote: &ApiServer, node: &std::net::TcpListener) {
+    let addr = node.local_addr().unwrap();
+    let node_port = addr.port();
     remote.create(json!({
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": "dev-node-1"},
-        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}
+        "status": {"addresses": [{"type": "InternalIP", "address": addr.ip().to_string()}]}
     }));
     let (code, stdout, stderr) = output(env, &["offload", "postgres", "--remote"]);
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
@@ -91,12 +100,16 @@ fn postgres_moves_to_the_remote_cluster_behind_a_bridge_and_comes_back() {
     let Some((env, local, remote)) = offload_env() else {
         return;
     };
-    // The remote copy's routable address: a node at 127.0.0.1 and a NodePort this test listens on.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The remote copy's routable address: a node at an address of this machine and a NodePort
+    // this test listens on.
+    let Some(listener) = node_listener() else {
+        return;
+    };
+    let node_ip = listener.local_addr().unwrap().ip().to_string();
     let node_port = listener.local_addr().unwrap().port();
     remote.create(json!({
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": "dev-node-1"},
-        "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}
+        "status": {"addresses": [{"type": "InternalIP", "address": node_ip}]}
     }));
 
     // The team's values for the subchart reach the remote release too.
@@ -184,7 +197,7 @@ fn postgres_moves_to_the_remote_cluster_behind_a_bridge_and_comes_back() {
     assert_eq!(labels(&slice)["kubernetes.io/service-name"], "postgres");
     assert_eq!(labels(&slice)["app.kubernetes.io/managed-by"], "devenv");
     assert_eq!(slice["addressType"], "IPv4");
-    assert_eq!(slice["endpoints"][0]["addresses"][0], "127.0.0.1");
+    assert_eq!(slice["endpoints"][0]["addresses"][0], node_ip.as_str());
     assert_eq!(slice["ports"][0]["port"], node_port);
     assert_eq!(slice["ports"][0]["name"], svc["spec"]["ports"][0]["name"]);
 
@@ -383,10 +396,12 @@ fn a_service_devenv_did_not_make_is_never_touched() {
         "metadata": {"name": "postgres", "namespace": "shop"},
         "spec": {"ports": [{"port": 5432}]}
     }));
-    // The remote copy is routable (a NodePort on a node at 127.0.0.1 that this test listens on),
-    // so the toggle goes as far as the bridge.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    expose_remote_postgres(&env, &remote, listener.local_addr().unwrap().port());
+    // The remote copy is routable (a NodePort on a node this test listens for), so the toggle
+    // goes as far as the bridge.
+    let Some(listener) = node_listener() else {
+        return;
+    };
+    expose_remote_postgres(&env, &remote, &listener);
     let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("error at 'bridge:postgres'"), "{stderr}");
@@ -511,10 +526,10 @@ fn wait_forward(env: &Env, service: &str, what: &str, check: impl Fn(&Value) -> 
     }
 }
 
-fn retry_psql(port: u16, sql: &str) -> String {
+fn retry_psql(host: std::net::Ipv4Addr, port: u16, sql: &str) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     loop {
-        match psql(port, sql) {
+        match support::postgres::psql_at(&host.to_string(), port, sql) {
             Ok(out) => return out,
             Err(e) => {
                 assert!(
@@ -536,11 +551,18 @@ fn postgres_through_the_tunnel_carries_real_queries_and_survives_a_restart() {
         return;
     };
     set_connect(&env, "tunnel");
-    // The VM's network is 127.0.0.0/24 here, so the host address it sees is 127.0.0.1: the
-    // tunnel listens there, and psql on this machine plays the pods of the local cluster.
+    // The VM's network is the /24 of an address of this machine that is its .1 (Docker's
+    // bridge): the host address the VM sees is that one, the tunnel listens there, the bridge
+    // points there (an address real clusters accept), and psql on this machine plays the pods
+    // of the local cluster.
+    let Some(host) = support::bridge_host_address() else {
+        return;
+    };
+    let [a, b, c, _] = host.octets();
     let env = env
-        .with_env("FAKE_MINIKUBE_SUBNET", "127.0.0")
+        .with_env("FAKE_MINIKUBE_SUBNET", format!("{a}.{b}.{c}"))
         .with_env("FAKE_MINIKUBE_EXPORTS_UNCHECKED", "1");
+    let psql = |port: u16, sql: &str| support::postgres::psql_at(&host.to_string(), port, sql);
     // Exports go to a private network, never loopback: name it, as a team on such a setup would.
     let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
     env.write(
@@ -571,9 +593,13 @@ fn postgres_through_the_tunnel_carries_real_queries_and_survives_a_restart() {
     assert_eq!(f["healthy"], true, "{o}");
     assert_eq!(f["pod"], "postgres-0");
     let listen: std::net::SocketAddrV4 = f["listen"].as_str().unwrap().parse().unwrap();
-    assert_eq!(*listen.ip(), std::net::Ipv4Addr::LOCALHOST, "never 0.0.0.0");
+    assert_eq!(
+        *listen.ip(),
+        host,
+        "only the host address the VM sees, never 0.0.0.0"
+    );
     let slice = local.get("endpointslices", "shop", "postgres").unwrap();
-    assert_eq!(slice["endpoints"][0]["addresses"][0], "127.0.0.1");
+    assert_eq!(slice["endpoints"][0]["addresses"][0], host.to_string());
     assert_eq!(slice["ports"][0]["port"], listen.port());
     let svc = local.get("services", "shop", "postgres").unwrap();
     assert_eq!(
@@ -625,7 +651,7 @@ fn postgres_through_the_tunnel_carries_real_queries_and_survives_a_restart() {
     let session = std::process::Command::new("psql")
         .args([
             "-h",
-            "127.0.0.1",
+            &host.to_string(),
             "-p",
             &port.to_string(),
             "-U",
@@ -658,7 +684,7 @@ fn postgres_through_the_tunnel_carries_real_queries_and_survives_a_restart() {
     );
     pg.restart();
     assert_eq!(
-        retry_psql(port, "select count(*) from orders"),
+        retry_psql(host, port, "select count(*) from orders"),
         "2",
         "the same port works again, with the same data"
     );
@@ -779,8 +805,10 @@ fn a_toggle_to_remote_turns_the_laptops_copy_off_only_once_the_remote_copy_answe
     };
     let (code, stdout, stderr) = output(&env, &["up"]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    expose_remote_postgres(&env, &remote, listener.local_addr().unwrap().port());
+    let Some(listener) = node_listener() else {
+        return;
+    };
+    expose_remote_postgres(&env, &remote, &listener);
     // A remote copy found unreachable left the laptop's copy running.
     assert!(
         local

@@ -357,6 +357,30 @@ impl Env {
     }
 }
 
+/// An address of this machine that a real cluster would accept in an Endpoints or
+/// EndpointSlice (they refuse 127.0.0.0/8 since Kubernetes 1.21) and that is the `.1` of its
+/// /24, as the host is on minikube's network: Docker's bridge (172.17.0.1) where dockerd runs,
+/// as CI starts it. `None` (the test says so and returns) when there is none outside CI.
+pub fn bridge_host_address() -> Option<std::net::Ipv4Addr> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .ok()?;
+    let found = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let cidr = l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+            cidr.split('/').next()?.parse::<std::net::Ipv4Addr>().ok()
+        })
+        .find(|ip| ip.octets()[3] == 1);
+    if found.is_none() {
+        let why = "no address of this machine is the .1 of a network (dockerd's docker0 gives one: bash .ci/start-services)";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("skipped: {why}");
+    }
+    found
+}
+
 /// Whether the tests run as root (CI does): some real tools need it.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -148,8 +148,13 @@ impl Drop for Postgres {
 /// Run one SQL statement with the real `psql` against `port` on 127.0.0.1; the output of `-At`
 /// (values only) or the error.
 pub fn psql(port: u16, sql: &str) -> Result<String, String> {
+    psql_at("127.0.0.1", port, sql)
+}
+
+/// [`psql`] against `host`.
+pub fn psql_at(host: &str, port: u16, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-h", host, "-p", &port.to_string()])
         .args(["-U", "postgres", "-d", "postgres", "-X", "-At", "-c", sql])
         .env("PGCONNECT_TIMEOUT", "20")
         .current_dir(Path::new("/"))

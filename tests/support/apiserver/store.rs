@@ -538,10 +538,54 @@ impl Store {
     // ----- writes -----
 
     /// The part of the real server's validation that devenv's objects could break: a Service's
-    /// ports (pkg/apis/core/validation: `validateServicePort`). Everything else is accepted.
+    /// ports (pkg/apis/core/validation: `validateServicePort`) and, as from 1.21, no loopback
+    /// address in Endpoints or an EndpointSlice. Everything else is accepted.
     fn validate(res: &Resource, name: &str, obj: &Value) -> Result<(), ApiError> {
-        if res.plural != "services" {
-            return Ok(());
+        // Since 1.21 (validateNonSpecialIP): no loopback address as an endpoint.
+        let loopback = |field: String, ip: &str| -> Result<(), ApiError> {
+            if ip
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback())
+            {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!(
+                        "{field}: Invalid value: \"{ip}\": may not be in the loopback range (127.0.0.0/8, ::1/128)"
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        match res.plural {
+            "endpointslices" => {
+                let endpoints = obj["endpoints"].as_array().cloned().unwrap_or_default();
+                for (i, e) in endpoints.iter().enumerate() {
+                    let addresses = e["addresses"].as_array().cloned().unwrap_or_default();
+                    for (j, a) in addresses.iter().enumerate() {
+                        loopback(
+                            format!("endpoints[{i}].addresses[{j}]"),
+                            a.as_str().unwrap_or(""),
+                        )?;
+                    }
+                }
+                return Ok(());
+            }
+            "endpoints" => {
+                let subsets = obj["subsets"].as_array().cloned().unwrap_or_default();
+                for (i, s) in subsets.iter().enumerate() {
+                    let addresses = s["addresses"].as_array().cloned().unwrap_or_default();
+                    for (j, a) in addresses.iter().enumerate() {
+                        loopback(
+                            format!("subsets[{i}].addresses[{j}].ip"),
+                            a["ip"].as_str().unwrap_or(""),
+                        )?;
+                    }
+                }
+                return Ok(());
+            }
+            "services" => {}
+            _ => return Ok(()),
         }
         let ports = obj["spec"]["ports"].as_array().cloned().unwrap_or_default();
         for (i, p) in ports.iter().enumerate() {
@@ -869,6 +913,9 @@ impl Store {
             self.apply_defaults(res, &mut obj, Some(&old));
             obj
         };
+        if !status_only {
+            Self::validate(res, name, &new)?;
+        }
         let updated = self.commit_update(res, old, new, opts.dry_run);
         if !status_only && !opts.dry_run {
             self.after_write(res, &updated);
