@@ -19,6 +19,7 @@ pub mod machine;
 pub mod minikube;
 pub mod nfs;
 pub mod offload;
+pub mod output;
 pub mod plan;
 pub mod probe;
 pub mod process;

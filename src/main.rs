@@ -9,21 +9,21 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            devenv::errln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(devenv::run()) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
-            eprintln!("error: {err}");
+            devenv::errln!("error: {err}");
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
+                devenv::errln!("  caused by: {cause}");
                 source = cause.source();
             }
             if let Some(help) = err.help() {
-                eprintln!("help: {help}");
+                devenv::errln!("help: {help}");
             }
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
         }

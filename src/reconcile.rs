@@ -306,12 +306,12 @@ pub struct PlainReporter;
 impl Reporter for PlainReporter {
     fn event(&self, stage: &str, event: &Event) {
         match event {
-            Event::Started => println!("{stage}: started"),
-            Event::Line(l) => println!("{stage}: {l}"),
+            Event::Started => crate::outln!("{stage}: started"),
+            Event::Line(l) => crate::outln!("{stage}: {l}"),
             Event::Finished { outcome, elapsed } => {
                 let secs = elapsed.as_secs_f64();
                 match outcome {
-                    Outcome::Done(r) => println!(
+                    Outcome::Done(r) => crate::outln!(
                         "{stage}: {} ({secs:.1}s)",
                         if r.summary.is_empty() {
                             "done"
@@ -319,9 +319,9 @@ impl Reporter for PlainReporter {
                             &r.summary
                         }
                     ),
-                    Outcome::Failed(e) => println!("{stage}: failed ({secs:.1}s): {e}"),
-                    Outcome::Skipped { because } => println!("{stage}: skipped: {because}"),
-                    Outcome::Cancelled => println!("{stage}: cancelled"),
+                    Outcome::Failed(e) => crate::outln!("{stage}: failed ({secs:.1}s): {e}"),
+                    Outcome::Skipped { because } => crate::outln!("{stage}: skipped: {because}"),
+                    Outcome::Cancelled => crate::outln!("{stage}: cancelled"),
                 }
             }
         }
@@ -352,7 +352,7 @@ impl Reporter for JsonReporter {
                 }
             }
         };
-        println!("{v}");
+        crate::outln!("{v}");
     }
 }
 

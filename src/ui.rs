@@ -76,7 +76,7 @@ impl Ui {
     /// A line of normal output, suppressed by `--quiet`.
     pub fn say(&self, text: impl AsRef<str>) {
         if !self.quiet {
-            println!("{}", text.as_ref());
+            crate::outln!("{}", text.as_ref());
         }
     }
 }

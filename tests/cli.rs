@@ -251,3 +251,62 @@ fn dash_c_runs_in_another_directory_and_config_names_a_file() {
         .assert()
         .success();
 }
+
+/// Runs `devenv ARGS` with stdout going to a full disk (`/dev/full`) and to a pipe whose
+/// reader is gone, as in `devenv status --json | true`.
+fn output_lost(env: &Env, args: &[&str]) -> Vec<(String, Option<i32>, String)> {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let to_full = env
+        .background()
+        .args(args)
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let mut child = env
+        .background()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let to_closed = child.wait_with_output().unwrap();
+    vec![
+        (
+            "> /dev/full".to_string(),
+            to_full.status.code(),
+            String::from_utf8_lossy(&to_full.stderr).into_owned(),
+        ),
+        (
+            "| true".to_string(),
+            to_closed.status.code(),
+            String::from_utf8_lossy(&to_closed.stderr).into_owned(),
+        ),
+    ]
+}
+
+#[test]
+fn no_command_panics_when_its_output_goes_to_a_closed_pipe_or_a_full_disk() {
+    let env = Env::new();
+    env.example();
+    for args in [
+        &["status", "--json"][..],
+        &["status"],
+        &["up", "--dry-run"],
+        &["offload"],
+        &["completions", "bash"],
+        &["exports"],
+    ] {
+        for (how, code, stderr) in output_lost(&env, args) {
+            assert_ne!(code, Some(101), "devenv {args:?} {how} panicked: {stderr}");
+            assert!(
+                !stderr.contains("panicked"),
+                "devenv {args:?} {how}: {stderr}"
+            );
+        }
+    }
+}

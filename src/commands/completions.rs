@@ -24,7 +24,7 @@ pub fn exec(args: Args) -> Result<i32, Error> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "devenv", &mut script);
     let script = String::from_utf8_lossy(&script);
-    print!("{}", with_service_names(args.shell, &script));
+    crate::out!("{}", with_service_names(args.shell, &script));
     Ok(0)
 }
 

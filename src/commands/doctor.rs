@@ -102,7 +102,7 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
             ui.say(ui.ok(&format!("Ready: run `devenv up`.{note}")));
         } else {
             let problems = failures.max(1);
-            println!(
+            crate::outln!(
                 "{}",
                 ui.fail(&format!(
                     "{problems} problem{} to fix before `devenv up` can work well.",
@@ -156,7 +156,7 @@ fn print_json(
             v
         })
         .collect();
-    println!(
+    crate::outln!(
         "{}",
         json!({
             "ok": ok,

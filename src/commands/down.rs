@@ -42,7 +42,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     } else {
         let name = c.project.name.clone();
         Some(project.lock(Duration::from_secs(120), |pid| {
-            eprintln!(
+            crate::errln!(
                 "waiting for another devenv command on project {name}{}…",
                 pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             );
@@ -148,7 +148,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                 r.namespace, r.context
             )),
             Ok(false) => {}
-            Err(why) => eprintln!(
+            Err(why) => crate::errln!(
                 "{}: your namespace {} on {} is not checked ({why}); `kubectl --context {} delete namespace {}` removes it later",
                 ctx.ui.warn("warning"),
                 r.namespace,
@@ -195,9 +195,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         && r.found == Ok(true)
     {
         if args.dry_run {
-            println!(
+            crate::outln!(
                 "would delete namespace {} on context {}",
-                r.namespace, r.context
+                r.namespace,
+                r.context
             );
         } else {
             let failed = |e: crate::offload::OffloadError| Error::Failed {
@@ -227,8 +228,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                 export.owner.uid,
                 &apply::Change::Remove,
             )?;
-            println!("would change {}:", export.host.exports.display());
-            print!("{}", nfs::diff(&exports_text, &after));
+            crate::outln!("would change {}:", export.host.exports.display());
+            crate::out!("{}", nfs::diff(&exports_text, &after));
         } else {
             apply::apply(
                 ctx.runner.as_ref(),
@@ -245,7 +246,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         for f in &state_files {
             if args.dry_run {
                 if f.exists() {
-                    println!("would remove {}", f.display());
+                    crate::outln!("would remove {}", f.display());
                 }
             } else if let Err(e) = std::fs::remove_file(f)
                 && e.kind() != std::io::ErrorKind::NotFound
@@ -314,11 +315,11 @@ fn confirm(ctx: &Context, steps: &[String]) -> Result<(), Error> {
             help: "nothing was changed; pass --yes to confirm without a terminal".into(),
         });
     }
-    eprintln!("devenv down --purge will:");
+    crate::errln!("devenv down --purge will:");
     for s in steps {
-        eprintln!("  - {s}");
+        crate::errln!("  - {s}");
     }
-    eprint!("Continue? [y/N] ");
+    crate::err!("Continue? [y/N] ");
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)

@@ -170,7 +170,7 @@ fn show(ctx: &Context, export: &Export) -> Result<i32, Error> {
         .map(|c| c.to_string())
         .collect();
     if ctx.ui.json {
-        println!(
+        crate::outln!(
             "{}",
             json!({
                 "file": export.host.exports,
@@ -231,7 +231,7 @@ async fn change_block(
     let diff = nfs::diff(&current, &after);
     if dry_run || after == current {
         if ctx.ui.json {
-            println!(
+            crate::outln!(
                 "{}",
                 json!({ "file": export.host.exports, "changed": after != current, "dry_run": dry_run, "diff": diff })
             );
@@ -243,7 +243,7 @@ async fn change_block(
         } else {
             ctx.ui
                 .say(format!("would change {}:", export.host.exports.display()));
-            print!("{diff}");
+            crate::out!("{diff}");
         }
         return Ok(0);
     }
@@ -264,7 +264,7 @@ async fn change_block(
         Outcome::Unchanged => None,
     };
     if ctx.ui.json {
-        println!(
+        crate::outln!(
             "{}",
             json!({ "file": export.host.exports, "changed": outcome != Outcome::Unchanged, "dry_run": false, "diff": diff, "backup": backup })
         );
@@ -276,7 +276,7 @@ async fn change_block(
     } else {
         ctx.ui
             .say(format!("changed {}:", export.host.exports.display()));
-        print!("{diff}");
+        crate::out!("{diff}");
         if let Some(b) = backup {
             ctx.ui
                 .say(format!("previous version kept in {}", b.display()));
@@ -322,7 +322,7 @@ pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> 
                     }),
                 });
             }
-            eprintln!(
+            crate::errln!(
                 "the exports helper {} is installed, but sudo asks for a password to run it: the \
                  sudoers rule from `devenv onboard --exports-helper` is missing, or your membership \
                  of its group applies from your next login",
@@ -334,7 +334,7 @@ pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> 
             if ctx.runner.output(&quiet).await.is_ok_and(|o| o.success()) {
                 return Ok(());
             }
-            eprintln!(
+            crate::errln!(
                 "no exports helper at {}: sudo asks for your password for each change of {} \
                  (`devenv onboard --exports-helper` installs the helper and its sudoers rule)",
                 helper::installed_path(
@@ -354,7 +354,7 @@ pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> 
                 .into(),
         });
     }
-    eprintln!(
+    crate::errln!(
         "devenv needs sudo to change {} (the exact commands are in docs/nfs.md)",
         export.host.exports.display()
     );

@@ -89,7 +89,7 @@ pub fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
     }
     if ctx.ui.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::json!({ "dry_run": args.dry_run, "directory": dir, "files": paths })
         );

@@ -52,7 +52,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let loaded = ctx.load_config()?;
     if args.complete_names {
         for name in offloadable(&loaded) {
-            println!("{name}");
+            crate::outln!("{name}");
         }
         return Ok(0);
     }
@@ -95,7 +95,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     {
         let lock = project.lock(Duration::from_secs(args.lock_timeout), |pid| {
             if !ctx.ui.quiet {
-                eprintln!(
+                crate::errln!(
                     "waiting for another devenv command on project {}{}…",
                     c.project.name,
                     pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
@@ -255,12 +255,16 @@ async fn list(
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(v));
+        crate::outln!("{}", serde_json::Value::Array(v));
         return Ok(0);
     }
-    println!(
+    crate::outln!(
         "{:<12} {:<8} {:<8} {:<8} {:<10} LAPTOP SAVES WHEN REMOTE",
-        "SERVICE", "WANTED", "DEFAULT", "RUNS", "ANSWERS"
+        "SERVICE",
+        "WANTED",
+        "DEFAULT",
+        "RUNS",
+        "ANSWERS"
     );
     for (name, svc, now, _can, saves, seen) in &rows {
         let saves = match saves {
@@ -279,7 +283,7 @@ async fn list(
             Some(false) => "no",
             None => "-",
         };
-        println!(
+        crate::outln!(
             "{name:<12} {:<8} {:<8} {runs:<8} {answers:<10} {saves}{mark}",
             word(*now),
             word(svc.offload)
@@ -303,13 +307,13 @@ async fn list(
         })
         .collect();
     if !problems.is_empty() {
-        println!();
+        crate::outln!();
         for p in problems {
-            println!("{p}");
+            crate::outln!("{p}");
         }
     }
     if let Some(r) = &c.remote {
-        println!(
+        crate::outln!(
             "\nremote: context {}, namespace {}; change with `devenv offload <service> --remote|--local`",
             r.context,
             crate::offload::remote_namespace(&ctx.user, &c.project.name)

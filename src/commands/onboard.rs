@@ -275,15 +275,15 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     }
 
     if ctx.ui.json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&plan).expect("the plan serialises")
         );
         return Ok(0);
     }
-    print!("{}", render(&plan, &ctx.ui));
+    crate::out!("{}", render(&plan, &ctx.ui));
     if as_root {
-        eprintln!(
+        crate::errln!(
             "{}: this plan is for root (you are running as root); run `devenv onboard` as \
              your own user for yours",
             ctx.ui.warn("warning")
@@ -490,7 +490,7 @@ async fn run_action(action: &Action, runner: &dyn Runner, ui: &Ui) -> Result<(),
             let line = join(argv.iter().map(String::as_str));
             if *sudo {
                 // Said even under --quiet: nothing runs as root unannounced.
-                println!("  as root (sudo): {line}");
+                crate::outln!("  as root (sudo): {line}");
             } else {
                 ui.say(format!("  $ {line}"));
             }
@@ -518,22 +518,22 @@ async fn run_action(action: &Action, runner: &dyn Runner, ui: &Ui) -> Result<(),
 fn report_stop(steps: &[&Step], failed_step: usize, failed_action: usize) {
     let total = steps.len();
     let step = steps[failed_step];
-    eprintln!();
-    eprintln!(
+    crate::errln!();
+    crate::errln!(
         "onboarding stopped at step {} of {total} ({}).",
         failed_step + 1,
         step.title
     );
     let done_here = &step.actions[..failed_action];
     if failed_step == 0 && done_here.is_empty() {
-        eprintln!("nothing was done before it.");
+        crate::errln!("nothing was done before it.");
     } else {
-        eprintln!("already done:");
+        crate::errln!("already done:");
         for (i, s) in steps[..failed_step].iter().enumerate() {
-            eprintln!("  {}. {}", i + 1, s.title);
+            crate::errln!("  {}. {}", i + 1, s.title);
         }
         for a in done_here {
-            eprintln!("  {}. (part of it) {}", failed_step + 1, a.display());
+            crate::errln!("  {}. (part of it) {}", failed_step + 1, a.display());
         }
     }
     let mut not_run = Vec::new();
@@ -545,9 +545,9 @@ fn report_stop(steps: &[&Step], failed_step: usize, failed_action: usize) {
         not_run.push(format!("step{} {}", plural(rest.len()), rest.join(", ")));
     }
     if !not_run.is_empty() {
-        eprintln!("not run: {}", not_run.join(", "));
+        crate::errln!("not run: {}", not_run.join(", "));
     }
-    eprintln!(
+    crate::errln!(
         "Fix the cause, then run `devenv onboard` again: it plans only what is still missing."
     );
 }

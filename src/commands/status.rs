@@ -118,7 +118,7 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
         VmState::Unknown(why) => format!("unknown: {why}"),
     };
     if ctx.ui.json {
-        println!(
+        crate::outln!(
             "{}",
             json!({
                 "project": c.project.name,

@@ -73,7 +73,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         };
         sample.alerts = rules.check(&sample, &local, started.elapsed());
         if ctx.ui.json {
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string(&sample).expect("a sample serialises")
             );
@@ -132,9 +132,9 @@ impl Screen {
         let text = self.render(s);
         if self.in_place {
             // Home the cursor and clear the screen, then draw: the table stays in one place.
-            print!("\x1b[H\x1b[2J{text}");
+            crate::out!("\x1b[H\x1b[2J{text}");
         } else {
-            println!("{text}");
+            crate::outln!("{text}");
         }
     }
 

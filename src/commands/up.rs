@@ -59,7 +59,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         let quiet = ctx.ui.quiet;
         Some(project.lock(Duration::from_secs(args.lock_timeout), |pid| {
             if !quiet {
-                eprintln!(
+                crate::errln!(
                     "waiting for another devenv command on project {name}{}…",
                     pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
                 );
@@ -239,20 +239,20 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
 
     if args.dry_run {
         if ctx.ui.json {
-            println!("{}", plan.to_json());
+            crate::outln!("{}", plan.to_json());
         } else {
-            print!("{}", plan.render());
+            crate::out!("{}", plan.render());
         }
         if let Some((reason, fix)) = &driver_failure {
-            eprintln!(
+            crate::errln!(
                 "{}: preflight would stop: driver {} is not usable here: {reason}",
                 ctx.ui.warn("warning"),
                 driver.name(),
             );
             if let Some(fix) = fix {
-                eprintln!("  fix: {fix}");
+                crate::errln!("  fix: {fix}");
             }
-            eprintln!("  (all checks: devenv doctor)");
+            crate::errln!("  (all checks: devenv doctor)");
         }
         return Ok(0);
     }

@@ -460,10 +460,10 @@ impl Output {
     fn emit(&self, record: Record<'_>, plain: impl FnOnce() -> String) {
         if self.json {
             if let Ok(line) = serde_json::to_string(&record) {
-                println!("{line}");
+                crate::outln!("{line}");
             }
         } else if !self.quiet {
-            println!("{}", plain());
+            crate::outln!("{}", plain());
         }
     }
 
@@ -553,7 +553,7 @@ impl Output {
         };
         if result.is_err() && !self.json {
             // Failures are shown even with --quiet, on stderr where errors go.
-            eprintln!("{plain}");
+            crate::errln!("{plain}");
             return;
         }
         r.paths = Some(paths);
@@ -569,7 +569,7 @@ impl Output {
         if self.json {
             self.emit(r, String::new);
         } else {
-            eprintln!("{}: {}", self.ui.warn("alert"), alert.message);
+            crate::errln!("{}: {}", self.ui.warn("alert"), alert.message);
         }
     }
 
@@ -588,9 +588,9 @@ impl Output {
         if self.json {
             self.emit(r, String::new);
         } else {
-            eprintln!("{}: {err}", self.ui.fail("error"));
+            crate::errln!("{}: {err}", self.ui.fail("error"));
             if !help.is_empty() {
-                eprintln!("help: {help}");
+                crate::errln!("help: {help}");
             }
         }
     }

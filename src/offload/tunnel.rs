@@ -364,7 +364,7 @@ fn now() -> u64 {
 
 /// A line in the supervisor's log.
 fn log(line: &str) {
-    eprintln!("{} {line}", now());
+    crate::errln!("{} {line}", now());
 }
 
 /// The supervisor itself (`devenv tunnel-supervisor`): runs until SIGTERM or SIGINT.

@@ -460,7 +460,7 @@ impl Runner for DryRunRunner {
         }
         let line = cmd.display();
         if self.print {
-            println!("would run: {line}");
+            crate::outln!("would run: {line}");
         }
         self.skipped.lock().expect("lock poisoned").push(line);
         Box::pin(async {
