@@ -196,7 +196,7 @@ fn a_writer_killed_at_random_points_never_leaves_a_partial_file() {
 }
 
 #[test]
-fn eight_concurrent_writers_each_leave_their_block_exactly_once() {
+fn eight_concurrent_writers_with_their_own_temp_dirs_each_leave_their_block_exactly_once() {
     let env = Env::new();
     std::fs::write(&env.exports, FOREIGN).unwrap();
     let bin = assert_cmd::cargo::cargo_bin("devenv");
@@ -215,8 +215,13 @@ fn eight_concurrent_writers_each_leave_their_block_exactly_once() {
     let children: Vec<_> = projects
         .iter()
         .map(|(dir, _)| {
+            // Each its own temp directory, as per-user TMPDIRs on macOS, `nix develop` or sudo
+            // give them: the lock must not live there.
+            let tmp = dir.join("tmp");
+            std::fs::create_dir_all(&tmp).unwrap();
             Command::new(&bin)
                 .current_dir(dir)
+                .env("TMPDIR", &tmp)
                 .env("PATH", std::env::var_os("PATH").unwrap())
                 .env("HOME", env.home.path())
                 .env("DEVENV_HOME", &env.state)

@@ -53,10 +53,17 @@ pub struct NfsHost {
     /// in a private mount namespace on Linux (root only: it needs `unshare -m`), `nfsd -F
     /// <candidate> checkexports` on macOS.
     pub validate: bool,
-    /// Where the exports lock lives: a root-owned directory for root (the helper), the temp
-    /// directory otherwise.
+    /// Where the exports lock lives: [`LOCK_DIR`] for every devenv of every user.
     pub lock_dir: PathBuf,
 }
+
+/// The one directory every devenv process shares for the exports lock, whoever runs it (root,
+/// the helper, a user going through sudo) and whatever its `$TMPDIR`: a lock in the temp
+/// directory of each process (per user on macOS, per shell under `nix develop` or sudo) was a
+/// different lock for each, and concurrent applies lost each other's blocks. `/tmp` is the
+/// fixed place every user may create a file in; the lock is opened without following a link,
+/// and one planted by someone else can at worst keep devenv waiting, naming the file.
+pub const LOCK_DIR: &str = "/tmp";
 
 impl NfsHost {
     /// The defaults for this machine: `/etc/exports` (or `exports` when given), the dialect of
@@ -99,7 +106,7 @@ impl NfsHost {
                 reload: vec![super::helper::invocation(helper)],
                 server: None,
                 validate: false,
-                lock_dir: std::env::temp_dir(),
+                lock_dir: PathBuf::from(LOCK_DIR),
                 exports,
                 dialect,
                 privilege,
@@ -111,15 +118,7 @@ impl NfsHost {
             validate: dialect == ExportsDialect::Linux
                 && as_root
                 && exports == Path::new(super::EXPORTS_FILE),
-            lock_dir: if as_root {
-                PathBuf::from(if dialect == ExportsDialect::MacOs {
-                    "/var/run"
-                } else {
-                    "/run"
-                })
-            } else {
-                std::env::temp_dir()
-            },
+            lock_dir: PathBuf::from(LOCK_DIR),
             exports,
             dialect,
             privilege,
@@ -716,10 +715,9 @@ pub fn exportfs_validation(candidate: &Path, state_dir: &Path) -> Cmd {
         .timeout(Duration::from_secs(30))
 }
 
-/// The exports lock: one per exports file, shared by every user and project, in `dir`: the
-/// temp dir (which every user may write) for a user, because /etc is not writable without
-/// root; a root-owned directory for root, where no one can plant a link in its place (it is
-/// opened without following one anyway).
+/// The exports lock: one per exports file, shared by every user and project, in `dir`
+/// ([`LOCK_DIR`]; /etc is not writable without root). It is opened without following a link,
+/// read-only when someone else created it (a lock needs no write access).
 async fn lock(dir: &Path, exports: &Path, timeout: Duration) -> Result<std::fs::File, ApplyError> {
     use std::os::unix::fs::OpenOptionsExt;
     let name = format!(
@@ -765,6 +763,22 @@ async fn lock(dir: &Path, exports: &Path, timeout: Duration) -> Result<std::fs::
                     source,
                 });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_and_every_user_take_the_same_exports_lock_whatever_their_temp_dir() {
+        let exports = PathBuf::from(super::super::EXPORTS_FILE);
+        for dialect in [ExportsDialect::Linux, ExportsDialect::MacOs] {
+            let root = NfsHost::for_machine(exports.clone(), dialect, true);
+            let user = NfsHost::for_machine(exports.clone(), dialect, false);
+            assert_eq!(root.lock_dir, user.lock_dir);
+            assert_eq!(user.lock_dir, Path::new(LOCK_DIR));
         }
     }
 }

@@ -456,7 +456,7 @@ impl System {
                 reload,
                 server,
                 validate: true,
-                lock_dir: PathBuf::from(if macos { "/var/run" } else { "/run" }),
+                lock_dir: PathBuf::from(super::apply::LOCK_DIR),
             },
             firmlinks: if macos {
                 std::fs::read_to_string("/usr/share/firmlinks").unwrap_or_default()
