@@ -263,3 +263,22 @@ impl SpawnPiped for Command {
             .unwrap()
     }
 }
+
+#[test]
+fn temp_files_a_killed_writer_left_beside_the_exports_file_are_cleared_by_the_next_one() {
+    let env = env();
+    let dir = env.exports.parent().unwrap();
+    let stale = dir.join(".exports.devenv-Xk3p9q");
+    std::fs::write(&stale, "half a file\n").unwrap();
+    let check = dir.join(".exports.devenv-check-7bT2aa");
+    std::fs::write(&check, "half a check\n").unwrap();
+    let unrelated = dir.join(".exports.swp");
+    std::fs::write(&unrelated, "an editor's\n").unwrap();
+    exports_cmd(&env).arg("apply").assert().success();
+    assert!(!stale.exists() && !check.exists());
+    assert_eq!(
+        std::fs::read_to_string(&unrelated).unwrap(),
+        "an editor's\n"
+    );
+    assert!(read(&env).starts_with(FOREIGN));
+}

@@ -379,6 +379,9 @@ pub async fn apply(
         return through_helper(runner, host, helper, project, uid, change).await;
     }
     let _lock = lock(&host.lock_dir, &host.exports, lock_timeout).await?;
+    if host.privilege == Privilege::Direct {
+        remove_stale_temp_files(&host.exports);
+    }
     let Some(Pending {
         current,
         before,
@@ -525,7 +528,7 @@ fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".exports.devenv-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(io("create a temp file beside"))?;
     tmp.write_all(bytes)
@@ -597,7 +600,7 @@ async fn nfsd_check(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".exports.devenv-check-")
+        .prefix(&format!("{TEMP_PREFIX}check-"))
         .tempfile_in(dir)
         .map_err(|source| ApplyError::Io {
             action: "create a temp file beside",
@@ -713,6 +716,33 @@ pub fn exportfs_validation(candidate: &Path, state_dir: &Path) -> Cmd {
         .arg(state_dir)
         .read_only()
         .timeout(Duration::from_secs(30))
+}
+
+/// The prefix of the temp files devenv writes beside the exports file before renaming one over
+/// it (or handing one to `nfsd checkexports`).
+const TEMP_PREFIX: &str = ".exports.devenv-";
+
+/// Delete the temp files a devenv killed mid-write left beside the exports file. Called with the
+/// exports lock held, so no live devenv is writing one; only regular files with devenv's
+/// prefix are touched, never a link.
+fn remove_stale_temp_files(exports: &Path) {
+    let dir = exports
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(TEMP_PREFIX.as_bytes())
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The exports lock: one per exports file, shared by every user and project, in `dir`
