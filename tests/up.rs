@@ -932,3 +932,49 @@ fn after_down_the_context_is_gone_as_minikube_leaves_it_and_the_next_up_brings_t
 
     up_succeeds(&env);
 }
+
+/// Processes of this machine whose command line is exactly `words`.
+fn processes_running(words: &[&str]) -> Vec<u32> {
+    let want = words.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_stops_up_like_ctrl_c_and_takes_what_minikube_started_with_it() {
+    let env = kvm_env();
+    // The double's start runs `sleep 41`: a child of minikube, as the driver and ssh are.
+    let child = spawn_up(&env, &[("FAKE_MINIKUBE_START_SLEEP", "41")]);
+    let started = Instant::now();
+    while processes_running(&["sleep", "41"]).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "minikube start never began"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stdout.contains("vm: cancelled"), "{stdout}");
+    let gone = Instant::now();
+    while !processes_running(&["sleep", "41"]).is_empty() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(2),
+            "minikube's child outlived the cancelled up: {:?}",
+            processes_running(&["sleep", "41"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

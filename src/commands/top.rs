@@ -62,8 +62,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let mut sampler = Sampler::new(ctx.runner.clone(), &loaded);
     let mut rules = AlertRules::new(&c.watch.alerts);
     let mut screen = Screen::new(&loaded, placements, interval, ctx);
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(Error::io("listen for", "Ctrl-C"))?;
+    let mut interrupt =
+        crate::process::Interrupt::listen().map_err(Error::io("listen for", "Ctrl-C"))?;
     let started = Instant::now();
     loop {
         let begun = Instant::now();

@@ -71,7 +71,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let mut interrupt = if args.dry_run {
         None
     } else {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok()
+        crate::process::Interrupt::listen().ok()
     };
     let mut state = project.load()?;
     let placements: Vec<(String, Placement)> = c

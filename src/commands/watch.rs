@@ -71,8 +71,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     };
     // Listen for Ctrl-C before saying "ready": a SIGINT that arrives between the two would
     // otherwise kill the process instead of stopping it cleanly.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(Error::io("listen for", "Ctrl-C"))?;
+    let mut interrupt =
+        crate::process::Interrupt::listen().map_err(Error::io("listen for", "Ctrl-C"))?;
     out.ready(&source_dir, started.elapsed());
 
     let mut actions = Actions {

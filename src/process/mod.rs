@@ -288,6 +288,52 @@ pub struct SystemRunner {
     platform: Platform,
 }
 
+/// The process group of a running child (its pid, as it leads the group). Dropped before the
+/// child ended by itself — a cancelled stage, a timeout — it kills the whole group.
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill has no memory effects; a negative pid names the child's own group,
+            // which it leads (process_group(0)), never devenv's.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// SIGINT (Ctrl-C), SIGTERM (`kill`, a system shutdown) and SIGHUP (the terminal closed): each
+/// the same request to stop cleanly, so a long command ends its stages and children the same way
+/// whichever it gets.
+pub struct Interrupt {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    /// Start catching the three signals (from now on they no longer kill the process).
+    pub fn listen() -> std::io::Result<Interrupt> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Wait for the next of them.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+    }
+}
+
 impl SystemRunner {
     pub fn new(platform: Platform) -> Self {
         SystemRunner { platform }
@@ -335,6 +381,11 @@ impl Runner for SystemRunner {
                     ..Output::default()
                 });
             }
+            // Its own process group, so a cancel or a timeout stops what it started too
+            // (`minikube start` runs the driver and ssh; helm its plugins), not only itself.
+            // Interactive commands (above) keep the terminal's group: they may ask for a
+            // password on it.
+            command.process_group(0);
             command
                 .stdin(if cmd.stdin.is_some() {
                     Stdio::piped()
@@ -355,6 +406,7 @@ impl Runner for SystemRunner {
                 command: cmd.display(),
                 source,
             })?;
+            let mut group = ProcessGroup(child.id());
             if let (Some(data), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
                 tokio::spawn(async move {
                     // A child that exits without reading its input is not an error here; its
@@ -374,6 +426,8 @@ impl Runner for SystemRunner {
             };
             match tokio::time::timeout(cmd.timeout, work).await {
                 Ok((stdout, stderr, status)) => {
+                    // It ended by itself: what it left running in its group was meant to stay.
+                    group.0 = None;
                     let status = status.map_err(|source| ProcessError::Spawn {
                         command: cmd.display(),
                         source,
@@ -388,8 +442,9 @@ impl Runner for SystemRunner {
                     Ok(out)
                 }
                 Err(_) => {
-                    // kill_on_drop would do it too; kill now so the error is only reported once
-                    // the process is gone.
+                    // Kill the whole group now, so the error is only reported once all of it
+                    // is gone.
+                    drop(group);
                     let _ = child.kill().await;
                     Err(ProcessError::TimedOut {
                         command: cmd.display(),
