@@ -303,6 +303,13 @@ impl Reporter for Recorder {
 /// One plain line per event, for logs and pipes.
 pub struct PlainReporter;
 
+/// `-q`: stage events are not shown; a failure still ends the command with its error.
+pub struct QuietReporter;
+
+impl Reporter for QuietReporter {
+    fn event(&self, _stage: &str, _event: &Event) {}
+}
+
 impl Reporter for PlainReporter {
     fn event(&self, stage: &str, event: &Event) {
         match event {

@@ -282,3 +282,20 @@ fn temp_files_a_killed_writer_left_beside_the_exports_file_are_cleared_by_the_ne
     );
     assert!(read(&env).starts_with(FOREIGN));
 }
+
+#[test]
+fn quiet_apply_prints_nothing_and_still_writes_the_block() {
+    let env = env();
+    let out = exports_cmd(&env)
+        .args(["apply"])
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert!(read(&env).contains("# BEGIN devenv shop uid="));
+}

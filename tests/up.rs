@@ -978,3 +978,29 @@ fn sigterm_stops_up_like_ctrl_c_and_takes_what_minikube_started_with_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn quiet_up_says_nothing_when_it_succeeds_and_only_the_error_when_it_fails() {
+    let Some((env, _api)) = cluster_env() else {
+        return;
+    };
+    let out = env.devenv().args(["-q", "up"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "stage lines under -q"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+
+    let failing = kvm_env().with_env("FAKE_MINIKUBE_START_EXIT", "80");
+    let out = failing.devenv().args(["-q", "up"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error at 'vm'"), "{stderr}");
+}

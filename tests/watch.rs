@@ -582,3 +582,20 @@ fn a_process_out_of_file_descriptors_is_told_to_raise_ulimit_not_a_sysctl() {
         "no limit stopped the watcher before it ran"
     );
 }
+
+#[test]
+fn watch_once_exits_1_when_an_action_failed() {
+    // `restart` with no cluster to restart in: the action fails.
+    let env = Env::new().with_env("KUBECONFIG", "/nonexistent/kubeconfig");
+    project(
+        &env,
+        "[services.api]\nwatch = [\"src/**\"]\non_change = \"restart\"\n",
+    );
+    std::fs::create_dir_all(env.project.join("src")).unwrap();
+    let w = Watch::start(&env, 50, &["--once"]);
+    env.write("src/main.rs", "fn main() {}\n");
+    let (actions, status) = w.actions_and_exit();
+    assert_eq!(actions.len(), 1);
+    assert_ne!(actions[0]["result"], "ok", "{}", actions[0]);
+    assert_eq!(status.code(), Some(1), "{actions:?}");
+}

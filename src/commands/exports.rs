@@ -276,7 +276,9 @@ async fn change_block(
     } else {
         ctx.ui
             .say(format!("changed {}:", export.host.exports.display()));
-        crate::out!("{diff}");
+        if !ctx.ui.quiet {
+            crate::out!("{diff}");
+        }
         if let Some(b) = backup {
             ctx.ui
                 .say(format!("previous version kept in {}", b.display()));

@@ -289,6 +289,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     };
     let reporter: Arc<dyn Reporter> = if ctx.ui.json {
         Arc::new(JsonReporter)
+    } else if ctx.ui.quiet {
+        Arc::new(reconcile::QuietReporter)
     } else if ctx.ui.progress_bars() {
         Arc::new(crate::progress::TerminalReporter::new())
     } else {

@@ -34,7 +34,8 @@ pub struct Args {
     /// How long the tree must be quiet before a batch of changes is acted on.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub debounce: u64,
-    /// Exit after the first batch's actions complete (for scripts).
+    /// Exit after the first batch's actions complete (for scripts): 0 when every action
+    /// succeeded, 1 when one failed.
     #[arg(long, conflicts_with = "max_batches")]
     pub once: bool,
     /// Exit after this many batches.
@@ -83,6 +84,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     };
     let mut echoes = forward::Echoes::default();
     let mut done = 0u64;
+    let mut failed = 0u64;
     loop {
         let mut batch = tokio::select! {
             b = rx.recv() => match b { Some(b) => b, None => break },
@@ -115,13 +117,15 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         for job in with_image_builds(&loaded, routes.route(&rel), &rel) {
             let begun = Instant::now();
             let result = actions.run(&job).await;
+            failed += u64::from(result.is_err());
             if job.action == OnChange::Forward {
                 echoes.record(job.paths.iter().map(|p| root.join(p)), Instant::now());
             }
             out.action(done, &job, &result, begun.elapsed());
         }
         if max_batches.is_some_and(|n| done >= n) {
-            break;
+            // A bounded run is a script's: it learns from the exit code that an action failed.
+            return Ok(if failed > 0 { 1 } else { 0 });
         }
     }
     Ok(0)

@@ -64,17 +64,22 @@ impl Watch {
         }
     }
 
-    /// Every action record until the process exits.
-    pub fn actions_until_exit(mut self) -> Vec<Value> {
+    /// Every action record until the process exits, which must be a success.
+    pub fn actions_until_exit(self) -> Vec<Value> {
+        let (actions, status) = self.actions_and_exit();
+        assert!(status.success(), "devenv watch exited with {status}");
+        actions
+    }
+
+    /// Every action record until the process exits, and how it exited.
+    pub fn actions_and_exit(mut self) -> (Vec<Value>, std::process::ExitStatus) {
         let mut actions = Vec::new();
         while let Ok(v) = self.lines.recv_timeout(Duration::from_secs(120)) {
             if v["event"] == "action" {
                 actions.push(v);
             }
         }
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "devenv watch exited with {status}");
-        actions
+        (actions, self.child.wait().unwrap())
     }
 }
 
