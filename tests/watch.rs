@@ -295,8 +295,10 @@ fn watch_a_failing_action_does_not_stop_the_watcher() {
     let second = w.next("action");
     assert_eq!(second["result"], "error");
     assert_eq!(paths_of(&second), ["web/b.js"]);
-    let actions = w.actions_until_exit();
+    // The batches it was asked for ran; that their actions failed is the exit code's to say.
+    let (actions, status) = w.actions_and_exit();
     assert!(actions.is_empty());
+    assert_eq!(status.code(), Some(1));
 }
 
 #[test]
@@ -516,10 +518,13 @@ fn a_change_in_an_image_context_rebuilds_the_image_through_up() {
     );
     let w = Watch::start(&env, 100, &["--once", "--no-alerts"]);
     env.write("services/api/main.txt", "v2");
-    let actions = w.actions_until_exit();
+    let (actions, status) = w.actions_and_exit();
     assert_eq!(actions.len(), 1, "{actions:?}");
-    // The up it runs builds the image, then stops at the release: there is no cluster here.
+    // The up it runs builds the image, then stops at the release: there is no cluster here,
+    // so the action failed and --once says so.
     assert_eq!(actions[0]["action"], "helm", "{}", actions[0]);
+    assert_eq!(actions[0]["result"], "error", "{}", actions[0]);
+    assert_eq!(status.code(), Some(1));
     assert_eq!(actions[0]["services"], serde_json::json!(["api"]));
     assert_eq!(paths_of(&actions[0]), ["services/api/main.txt"]);
     let out = std::process::Command::new("docker")
