@@ -62,7 +62,9 @@ impl Context {
                 cwd.join(f)
             }
         });
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        // NO_COLOR (no-color.org), or a terminal that says it understands no escape sequences.
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+            || crate::ui::dumb_terminal();
         let platform = Platform::detect();
         Ok(Context {
             cwd,

@@ -7,6 +7,12 @@ use anstyle::{AnsiColor, Style};
 
 use crate::cli::ColorChoice;
 
+/// `TERM=dumb`: a terminal (an editor's shell buffer, some CI consoles) that takes no escape
+/// sequences, neither colours nor cursor moves.
+pub fn dumb_terminal() -> bool {
+    std::env::var_os("TERM").is_some_and(|t| t == "dumb")
+}
+
 #[derive(Debug, Clone)]
 pub struct Ui {
     color: bool,
@@ -36,9 +42,11 @@ impl Ui {
         }
     }
 
-    /// Live progress lines only on a terminal; pipes and logs get one line per event.
+    /// Live progress lines only on a terminal that can redraw them; pipes, logs and a
+    /// `TERM=dumb` terminal (where the progress library draws nothing at all) get one line
+    /// per event.
     pub fn progress_bars(&self) -> bool {
-        !self.json && !self.quiet && std::io::stderr().is_terminal()
+        !self.json && !self.quiet && std::io::stderr().is_terminal() && !dumb_terminal()
     }
 
     pub fn color(&self) -> bool {

@@ -1004,3 +1004,37 @@ fn quiet_up_says_nothing_when_it_succeeds_and_only_the_error_when_it_fails() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error at 'vm'"), "{stderr}");
 }
+
+#[test]
+fn on_a_dumb_terminal_up_prints_plain_stage_lines_without_escape_sequences() {
+    let Some((env, _api)) = cluster_env() else {
+        return;
+    };
+    if support::real_tool("script").is_none() {
+        return;
+    }
+    // `script` gives devenv a real terminal (a pty) whose TERM says it takes no escapes.
+    let template = env.background();
+    let mut cmd = std::process::Command::new("script");
+    cmd.env_clear();
+    for (k, v) in template.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let line = format!(
+        "{} up",
+        devenv::process::quote(&template.get_program().to_string_lossy())
+    );
+    let out = cmd
+        .env("TERM", "dumb")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .current_dir(&env.project)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("release: started"), "stage lines: {text}");
+    assert!(!text.contains('\u{1b}'), "escape sequences: {text:?}");
+}
