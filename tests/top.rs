@@ -78,4 +78,12 @@ fn without_any_source_top_once_exits_1_and_says_what_it_could_not_read() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("not read: vm:"), "{stdout}");
     assert!(stdout.contains("SERVICE"), "{stdout}");
+    // The containers were not read: their figures are unknown, never shown as zero.
+    let api = stdout
+        .lines()
+        .find(|l| l.starts_with("api "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let words: Vec<&str> = api.split_whitespace().collect();
+    assert_eq!(&words[..5], ["api", "local", "-", "-", "-"], "{stdout}");
+    assert!(!stdout.contains(" 0.0 "), "{stdout}");
 }

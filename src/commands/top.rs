@@ -192,8 +192,16 @@ impl Screen {
                 .services
                 .entry(name.clone())
                 .or_insert_with(|| History::new(HISTORY));
+            let restarts_of = |u: Option<&crate::watch::resources::ServiceUsage>| {
+                u.and_then(|u| u.restarts)
+                    .map_or("-".to_string(), |r| r.to_string())
+            };
             let (cpu, memory, restarts) = match (placement, usage) {
                 (Placement::Remote, _) => ("-".to_string(), "-".to_string(), "-".to_string()),
+                // Figures that could not be read are unknown, not zero (the reason is below).
+                (Placement::Local, u) if !s.containers_read => {
+                    ("-".to_string(), "-".to_string(), restarts_of(u))
+                }
                 (Placement::Local, Some(u)) => {
                     history.push(u.cpu_percent);
                     (

@@ -62,6 +62,9 @@ pub struct Sample {
     pub hypervisor: Option<HostProcess>,
     pub vm: Option<VmUsage>,
     pub services: Vec<ServiceUsage>,
+    /// Whether the containers' CPU and memory were read: when not, the services' figures are
+    /// unknown (shown as `-`), not zero.
+    pub containers_read: bool,
     pub alerts: Vec<Alert>,
     pub errors: Vec<String>,
 }

@@ -96,6 +96,7 @@ impl Sampler {
         let (containers, daemon, docker_env) = containers;
         self.daemon = daemon;
         self.docker_env = Some(docker_env);
+        let containers_read = containers.is_ok();
         let containers = containers
             .map_err(|e| errors.push(format!("containers: {e}")))
             .unwrap_or_default();
@@ -112,6 +113,7 @@ impl Sampler {
             hypervisor,
             vm,
             services: per_service(containers, restarts.as_ref()),
+            containers_read,
             alerts: Vec::new(),
             errors,
         }
