@@ -284,12 +284,13 @@ async fn exchange(
     client: &kube::Client,
     method: &str,
     path: &str,
+    content_type: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
     let request = http::Request::builder()
         .method(method)
         .uri(path)
-        .header("Content-Type", "application/json")
+        .header("Content-Type", content_type)
         .body(kube::client::Body::from(
             body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
         ))
@@ -310,6 +311,8 @@ struct Answer {
     reason: String,
     phase: String,
     details_kind: String,
+    /// A Service's ports as `name:port->targetPort`, and its selector.
+    ports: String,
 }
 
 impl Answer {
@@ -320,6 +323,18 @@ impl Answer {
             reason: text(&body["reason"]),
             phase: text(&body["status"]["phase"]),
             details_kind: text(&body["details"]["kind"]),
+            ports: match body["spec"]["ports"].as_array() {
+                Some(ports) => format!(
+                    "{} selector {}",
+                    ports
+                        .iter()
+                        .map(|p| format!("{}:{}->{}", text(&p["name"]), p["port"], p["targetPort"]))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    body["spec"]["selector"]
+                ),
+                None => String::new(),
+            },
         }
     }
 }
@@ -333,35 +348,100 @@ async fn conformance_answers(client: &kube::Client, ns: &str) -> Vec<(String, An
         "spec": {"ports": [{"port": 0, "protocol": "TCP"}]}});
     let ns_path = format!("/api/v1/namespaces/{ns}");
     let cm_path = format!("/api/v1/namespaces/{ns}/configmaps");
-    let mut answers = Vec::new();
-    let steps: Vec<(&str, String, Option<serde_json::Value>)> = vec![
-        ("POST", "/api/v1/namespaces".into(), Some(namespace.clone())),
-        ("POST", "/api/v1/namespaces".into(), Some(namespace)),
+    // A bridge Service as devenv applies it, handed to Helm: Helm's apply of other values
+    // conflicts while devenv owns them; Helm (forced) takes over the same values, devenv stops
+    // sending them, and they stay; Helm's next apply then changes them without a conflict.
+    let svc_path = format!("/api/v1/namespaces/{ns}/services/postgres");
+    let service = |labels: serde_json::Value, spec: serde_json::Value| {
+        let mut s = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "postgres", "labels": labels}});
+        if !spec.is_null() {
+            s["spec"] = spec;
+        }
+        Some(s)
+    };
+    let bridge_ports = json!({"ports": [{"name": "tcp-5432", "port": 5432, "targetPort": 31000, "protocol": "TCP"}]});
+    let chart_spec = json!({"selector": {"app": "postgres"},
+        "ports": [{"name": "tcp-postgresql", "port": 5432, "targetPort": "tcp-postgresql", "protocol": "TCP"}]});
+    let devenv =
+        json!({"app.kubernetes.io/managed-by": "devenv", "devenv.dev/offload": "postgres"});
+    let helm = json!({"app.kubernetes.io/managed-by": "Helm"});
+    const JSON: &str = "application/json";
+    const APPLY: &str = "application/apply-patch+yaml";
+    let steps: Vec<(&str, String, &str, Option<serde_json::Value>)> = vec![
+        (
+            "POST",
+            "/api/v1/namespaces".into(),
+            JSON,
+            Some(namespace.clone()),
+        ),
+        ("POST", "/api/v1/namespaces".into(), JSON, Some(namespace)),
         (
             "GET",
             format!("/apis/devenv.example/v1/namespaces/{ns}/widgets"),
+            JSON,
             None,
         ),
-        ("GET", format!("/api/v1/namespaces/{ns}/widgets"), None),
+        (
+            "GET",
+            format!("/api/v1/namespaces/{ns}/widgets"),
+            JSON,
+            None,
+        ),
         (
             "POST",
             format!("/api/v1/namespaces/{ns}/services"),
+            JSON,
             Some(bad_service),
         ),
-        ("POST", cm_path.clone(), Some(config_map("one"))),
-        ("GET", format!("{cm_path}/missing"), None),
-        ("DELETE", ns_path.clone(), None),
-        ("GET", ns_path.clone(), None),
-        ("POST", cm_path.clone(), Some(config_map("two"))),
+        (
+            "PATCH",
+            format!("{svc_path}?fieldManager=devenv&force=true"),
+            APPLY,
+            service(devenv.clone(), bridge_ports.clone()),
+        ),
+        (
+            "PATCH",
+            format!("{svc_path}?fieldManager=helm&force=false"),
+            APPLY,
+            service(helm.clone(), chart_spec.clone()),
+        ),
+        (
+            "PATCH",
+            format!("{svc_path}?fieldManager=helm&force=true"),
+            APPLY,
+            service(helm.clone(), bridge_ports),
+        ),
+        (
+            "PATCH",
+            format!("{svc_path}?fieldManager=devenv&force=true"),
+            APPLY,
+            service(
+                json!({"devenv.dev/offload": "postgres"}),
+                serde_json::Value::Null,
+            ),
+        ),
+        (
+            "PATCH",
+            format!("{svc_path}?fieldManager=helm&force=false"),
+            APPLY,
+            service(helm, chart_spec),
+        ),
+        ("POST", cm_path.clone(), JSON, Some(config_map("one"))),
+        ("GET", format!("{cm_path}/missing"), JSON, None),
+        ("DELETE", ns_path.clone(), JSON, None),
+        ("GET", ns_path.clone(), JSON, None),
+        ("POST", cm_path.clone(), JSON, Some(config_map("two"))),
     ];
-    for (method, path, body) in steps {
-        let answer = Answer::of(exchange(client, method, &path, body).await);
+    let mut answers = Vec::new();
+    for (method, path, content_type, body) in steps {
+        let answer = Answer::of(exchange(client, method, &path, content_type, body).await);
         answers.push((format!("{method} {path}"), answer));
     }
     // The namespace goes once the namespace controller has emptied it.
     let started = Instant::now();
     loop {
-        let (code, _) = exchange(client, "GET", &ns_path, None).await;
+        let (code, _) = exchange(client, "GET", &ns_path, "application/json", None).await;
         if code == 404 {
             break;
         }

@@ -368,6 +368,7 @@ fn serve_resource(
     let opts = WriteOpts {
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         manager: q.get("fieldManager").cloned().unwrap_or_default(),
+        force: q.get("force").is_some_and(|v| v == "true"),
     };
     let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
         .map_err(ApiError::bad_request)?;

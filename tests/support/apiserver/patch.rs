@@ -303,22 +303,155 @@ fn pointer_remove(doc: &mut Value, path: &str) -> Result<Value, String> {
     gone.ok_or_else(|| format!("remove: {path} does not exist"))
 }
 
-/// Server-side apply, for one field manager at a time.
+/// Server-side apply.
 ///
-/// The real server records which manager owns each field (managedFields) and, on the next apply
-/// by the same manager, removes the fields that manager owned and no longer sends; fields other
-/// managers set are left alone, and a value another manager owns is a 409 conflict unless
-/// `force=true`. The double keeps the last configuration each manager applied instead, and
-/// computes: live object − (fields in the last applied configuration that the new one drops)
-/// merged with the new configuration (lists by the merge keys above). That gives the same
-/// result for a single manager such as Helm. It never reports conflicts.
-pub fn apply(live: &Value, last_applied: Option<&Value>, applied: &Value) -> Value {
-    let mut out = live.clone();
-    if let Some(previous) = last_applied {
-        prune(&mut out, previous, applied, &mut Vec::new());
+/// The real server records which manager owns each field (managedFields). On an apply it
+/// refuses, with a 409 naming each field and its owner, to change a value another manager owns,
+/// unless `force=true`, which takes those fields over; and it removes the fields the applying
+/// manager owned and no longer sends, unless another manager still owns them (that is how
+/// ownership is handed from one manager to another: the new one applies the same values, the
+/// old one stops sending them). The double keeps the last configuration each manager applied
+/// as that manager's fields (a field is owned by every manager whose configuration sets it) and
+/// computes the same. Fields written by plain PATCH or PUT (an "Update" manager on the real
+/// server, such as Helm 3's three-way patches) are not tracked, so they never conflict here.
+pub fn apply(
+    live: &Value,
+    mine: Option<&Value>,
+    others: &mut [(&str, &mut Value)],
+    applied: &Value,
+    force: bool,
+) -> Result<Value, String> {
+    let applied = strip_nulls(applied);
+    let mut conflicts = Vec::new();
+    for field in leaves(&applied) {
+        if get(live, &field) == get(&applied, &field) {
+            continue;
+        }
+        for (owner, config) in others.iter() {
+            if get(config, &field).is_some() {
+                conflicts.push((owner.to_string(), field.clone()));
+            }
+        }
     }
-    strategic_merge_patch(&mut out, &strip_nulls(applied));
+    if !conflicts.is_empty() && !force {
+        let n = conflicts.len();
+        let mut message = format!(
+            "Apply failed with {n} conflict{}: ",
+            if n == 1 { "" } else { "s" }
+        );
+        let lines: Vec<String> = conflicts
+            .iter()
+            .map(|(owner, field)| format!("conflict with \"{owner}\": {}", render(field)))
+            .collect();
+        message.push_str(&lines.join("\n"));
+        return Err(message);
+    }
+    for (owner, field) in &conflicts {
+        if let Some((_, config)) = others.iter_mut().find(|(o, _)| o == owner) {
+            remove(config, field);
+        }
+    }
+    let mut out = live.clone();
+    if let Some(previous) = mine {
+        let others: Vec<&Value> = others.iter().map(|(_, c)| &**c).collect();
+        prune(&mut out, previous, &applied, &mut Vec::new(), &others);
+    }
+    strategic_merge_patch(&mut out, &applied);
+    Ok(out)
+}
+
+/// One step of the path to a field: an object key, or the element of a keyed list whose merge
+/// key has this value.
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Item(&'static str, Value),
+}
+
+fn names(path: &[Seg]) -> Vec<String> {
+    path.iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.clone()),
+            Seg::Item(..) => None,
+        })
+        .collect()
+}
+
+/// The fields a configuration sets: scalars and unkeyed lists (which are owned whole), by path.
+/// The object's identity (`apiVersion`, `kind`, `metadata.name`, `metadata.namespace`) is not
+/// a field anyone owns.
+fn leaves(config: &Value) -> Vec<Vec<Seg>> {
+    fn walk(v: &Value, path: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    let identity = match path.as_slice() {
+                        [] => k == "apiVersion" || k == "kind",
+                        [Seg::Key(meta)] => meta == "metadata" && (k == "name" || k == "namespace"),
+                        _ => false,
+                    };
+                    if identity {
+                        continue;
+                    }
+                    path.push(Seg::Key(k.clone()));
+                    walk(child, path, out);
+                    path.pop();
+                }
+            }
+            Value::Array(items) => {
+                let field = names(path);
+                let (last, parents) = field.split_last().expect("a list is under a key");
+                match list_strategy(last, parents) {
+                    ListStrategy::Key(key) => {
+                        for item in items {
+                            path.push(Seg::Item(key, item[key].clone()));
+                            walk(item, path, out);
+                            path.pop();
+                        }
+                    }
+                    _ => out.push(path.clone()),
+                }
+            }
+            _ => out.push(path.clone()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(config, &mut Vec::new(), &mut out);
     out
+}
+
+fn get<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, seg| match seg {
+        Seg::Key(k) => v.get(k),
+        Seg::Item(key, value) => v.as_array()?.iter().find(|i| &i[*key] == value),
+    })
+}
+
+fn remove(v: &mut Value, path: &[Seg]) {
+    let Some((last, parent)) = path.split_last() else {
+        return;
+    };
+    let parent = parent.iter().try_fold(v, |v, seg| match seg {
+        Seg::Key(k) => v.get_mut(k),
+        Seg::Item(key, value) => v.as_array_mut()?.iter_mut().find(|i| &i[*key] == value),
+    });
+    match (parent, last) {
+        (Some(Value::Object(m)), Seg::Key(k)) => {
+            m.remove(k);
+        }
+        (Some(Value::Array(items)), Seg::Item(key, value)) => items.retain(|i| &i[*key] != value),
+        _ => {}
+    }
+}
+
+/// A field path as the real server prints it in a conflict: `.spec.ports[port=5432].targetPort`.
+fn render(path: &[Seg]) -> String {
+    path.iter()
+        .map(|s| match s {
+            Seg::Key(k) => format!(".{k}"),
+            Seg::Item(key, value) => format!("[{key}={value}]"),
+        })
+        .collect()
 }
 
 fn strip_nulls(value: &Value) -> Value {
@@ -334,44 +467,71 @@ fn strip_nulls(value: &Value) -> Value {
     }
 }
 
-/// Remove from `live` what `old` set and `new` no longer sets.
-fn prune(live: &mut Value, old: &Value, new: &Value, path: &mut Vec<String>) {
+/// Remove from `live` what `old` set and `new` no longer sets, except what another manager's
+/// configuration (`others`) still sets.
+fn prune(live: &mut Value, old: &Value, new: &Value, path: &mut Vec<Seg>, others: &[&Value]) {
     let (Some(live_map), Some(old_map)) = (live.as_object_mut(), old.as_object()) else {
         return;
     };
+    let nothing = Value::Object(Map::new());
     for (k, old_v) in old_map {
-        let Some(new_v) = new.get(k) else {
-            live_map.remove(k);
-            continue;
-        };
-        let Some(live_v) = live_map.get_mut(k) else {
-            continue;
-        };
-        match (old_v, new_v) {
-            (Value::Object(_), Value::Object(_)) => {
-                path.push(k.clone());
-                prune(live_v, old_v, new_v, path);
-                path.pop();
+        path.push(Seg::Key(k.clone()));
+        let owned_elsewhere = others.iter().any(|o| get(o, path).is_some());
+        match new.get(k) {
+            None if !owned_elsewhere => {
+                live_map.remove(k);
             }
-            (Value::Array(old_items), Value::Array(new_items)) => {
-                if let (ListStrategy::Key(key), Some(live_items)) =
-                    (list_strategy(k, path), live_v.as_array_mut())
-                {
-                    path.push(k.clone());
-                    for o in old_items {
-                        match new_items.iter().find(|n| n[key] == o[key]) {
-                            None => live_items.retain(|l| l[key] != o[key]),
-                            Some(n) => {
-                                if let Some(l) = live_items.iter_mut().find(|l| l[key] == o[key]) {
-                                    prune(l, o, n, path);
-                                }
-                            }
-                        }
-                    }
-                    path.pop();
+            None => {
+                // Only the parts nobody else sets go.
+                if let Some(live_v) = live_map.get_mut(k) {
+                    prune_list_or_map(live_v, old_v, &nothing, path, others);
                 }
             }
-            _ => {}
+            Some(new_v) => {
+                if let Some(live_v) = live_map.get_mut(k) {
+                    prune_list_or_map(live_v, old_v, new_v, path, others);
+                }
+            }
         }
+        path.pop();
+    }
+}
+
+fn prune_list_or_map(
+    live: &mut Value,
+    old: &Value,
+    new: &Value,
+    path: &mut Vec<Seg>,
+    others: &[&Value],
+) {
+    match old {
+        Value::Object(_) => prune(live, old, new, path, others),
+        Value::Array(old_items) => {
+            let field = names(path);
+            let (last, parents) = field.split_last().expect("a list is under a key");
+            let ListStrategy::Key(key) = list_strategy(last, parents) else {
+                return;
+            };
+            let Some(live_items) = live.as_array_mut() else {
+                return;
+            };
+            let new_items = new.as_array().map(Vec::as_slice).unwrap_or_default();
+            let nothing = Value::Object(Map::new());
+            for o in old_items {
+                path.push(Seg::Item(key, o[key].clone()));
+                let owned_elsewhere = others.iter().any(|c| get(c, path).is_some());
+                let n = new_items.iter().find(|n| n[key] == o[key]);
+                match n {
+                    None if !owned_elsewhere => live_items.retain(|l| l[key] != o[key]),
+                    _ => {
+                        if let Some(l) = live_items.iter_mut().find(|l| l[key] == o[key]) {
+                            prune(l, o, n.unwrap_or(&nothing), path, others);
+                        }
+                    }
+                }
+                path.pop();
+            }
+        }
+        _ => {}
     }
 }

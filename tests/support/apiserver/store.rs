@@ -57,6 +57,31 @@ impl ApiError {
         }
     }
 
+    /// A server-side apply that would change fields another manager owns: the real server's
+    /// details name no object, only a cause per field.
+    pub fn apply_conflict(message: String) -> ApiError {
+        let causes: Vec<Value> = message
+            .split([':', '\n'])
+            .skip(1)
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [owner, field] => Some(json!({
+                    "reason": "FieldManagerConflict",
+                    "message": owner.trim(),
+                    "field": field.trim(),
+                })),
+                _ => None,
+            })
+            .collect();
+        ApiError {
+            code: 409,
+            reason: "Conflict",
+            message,
+            details: json!({"causes": causes}),
+        }
+    }
+
     pub fn conflict(res: &Resource, name: &str) -> ApiError {
         ApiError {
             code: 409,
@@ -200,6 +225,8 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// `fieldManager=`; server-side apply keeps one applied configuration per manager.
     pub manager: String,
+    /// `force=true` on a server-side apply: take over the fields other managers own.
+    pub force: bool,
 }
 
 /// `propagationPolicy` of a delete.
@@ -1032,8 +1059,25 @@ impl Store {
                 Err(_) if status_only => return Err(ApiError::not_found(res, name)),
                 Err(_) => (201, self.create(res, ns, applied.clone(), opts)?),
                 Ok(old) => {
-                    let merged = patch::apply(&old, self.applied.get(&k), &applied);
-                    (200, self.update(res, ns, name, merged, status_only, opts)?)
+                    // The other managers' fields, as they stand after this apply.
+                    let mut others: Vec<(String, Value)> = self
+                        .applied
+                        .iter()
+                        .filter(|((o, m), _)| *o == k.0 && *m != k.1)
+                        .map(|((_, m), c)| (m.clone(), c.clone()))
+                        .collect();
+                    let mut views: Vec<(&str, &mut Value)> =
+                        others.iter_mut().map(|(m, c)| (m.as_str(), c)).collect();
+                    let merged =
+                        patch::apply(&old, self.applied.get(&k), &mut views, &applied, opts.force)
+                            .map_err(ApiError::apply_conflict)?;
+                    let result = (200, self.update(res, ns, name, merged, status_only, opts)?);
+                    if !opts.dry_run {
+                        for (m, c) in others {
+                            self.applied.insert((k.0.clone(), m), c);
+                        }
+                    }
+                    result
                 }
             };
             if !opts.dry_run {
