@@ -42,6 +42,7 @@ fn tunnel_route(
     Ok(bridge::Route {
         ip: status.spec.bind,
         ports,
+        names: Default::default(),
     })
 }
 
@@ -58,7 +59,15 @@ async fn reachable_route(
     progress: &Progress,
 ) -> Result<bridge::Route, OffloadError> {
     let route = match via_tunnel {
-        Some(dir) => tunnel_route(&tunnel::Files::new(dir), service, ports)?,
+        Some(dir) => {
+            let mut route = tunnel_route(&tunnel::Files::new(dir), service, ports)?;
+            let remote = offload::connect_remote(remote_context, service).await?;
+            let svc =
+                bridge::remote_service(remote, remote_context, remote_namespace, host, service)
+                    .await?;
+            route.names = bridge::port_names(&svc);
+            route
+        }
         None => {
             let remote = offload::connect_remote(remote_context, service).await?;
             let route = bridge::remote_route(
@@ -302,13 +311,8 @@ impl Executor {
                 ports,
                 tunnel: via_tunnel,
             } => {
-                let spec = BridgeSpec {
-                    context: local_context,
-                    namespace: local_namespace,
-                    service,
-                    host,
-                };
-                let local = local_client(local_context).await?;
+                let (spec, local) =
+                    local_bridge(local_context, local_namespace, service, host).await?;
                 // A foreign object of the same name stops the stage before anything else.
                 spec.check_owned(local.clone()).await?;
                 let route = reachable_route(
@@ -356,6 +360,18 @@ impl Executor {
                 progress.line(&format!("the remote {service} answers at {}", route.ip));
                 Ok(None)
             }
+            Step::Handover {
+                local_context,
+                local_namespace,
+                service,
+                host,
+                release,
+            } => {
+                let (spec, local) =
+                    local_bridge(local_context, local_namespace, service, host).await?;
+                let handed = spec.hand_to_helm(local, release).await?;
+                Ok(handed.then(|| format!("Service {host} handed to release {release}")))
+            }
             Step::Unbridge {
                 local_context,
                 local_namespace,
@@ -364,18 +380,9 @@ impl Executor {
                 remote_context,
                 remote_namespace,
             } => {
-                let spec = BridgeSpec {
-                    context: local_context,
-                    namespace: local_namespace,
-                    service,
-                    host,
-                };
-                let local = local_client(local_context).await?;
-                let removed = spec.remove(local).await?;
-                let mut said = Vec::new();
-                if removed {
-                    said.push(format!("deleted the bridge {host}"));
-                }
+                let (spec, local) =
+                    local_bridge(local_context, local_namespace, service, host).await?;
+                let mut said = spec.retire(local).await?;
                 // The laptop no longer needs the remote copy; failing to remove it must not keep
                 // the service from coming back, so it is reported rather than fatal.
                 let cmd = Cmd::new("helm")
@@ -545,6 +552,23 @@ impl Executor {
 }
 
 /// A client for the local cluster, with its failure in the offload error's terms.
+/// The bridge of `service` in the local cluster of `context`, and a client for that cluster.
+async fn local_bridge<'a>(
+    context: &'a str,
+    namespace: &'a str,
+    service: &'a str,
+    host: &'a str,
+) -> Result<(BridgeSpec<'a>, kube::Client), OffloadError> {
+    let client = local_client(context).await?;
+    let spec = BridgeSpec {
+        context,
+        namespace,
+        service,
+        host,
+    };
+    Ok((spec, client))
+}
+
 async fn local_client(context: &str) -> Result<kube::Client, OffloadError> {
     crate::cluster::client(context)
         .await

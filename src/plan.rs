@@ -398,6 +398,8 @@ impl Plan {
         // remote services and their bridges
         let mut release_after = vec!["mount".to_string()];
         let mut bridges: Vec<String> = Vec::new();
+        // Stage name and step of each bridge to retire once the local copy is rolled out.
+        let mut unbridges: Vec<(String, crate::offload::Step)> = Vec::new();
         let local_ns = c.project.namespace().to_string();
         if let Some(r) = &c.remote {
             let namespace = crate::offload::remote_namespace(&facts.user, &c.project.name);
@@ -531,7 +533,9 @@ impl Plan {
                 ));
                 bridges.push(bridge);
             }
-            // Services back on the laptop whose bridge is still in the local cluster.
+            // Services back on the laptop whose bridge is still in the local cluster: the
+            // release adopts the bridge's Service, and the remote address goes only once the
+            // local copy is rolled out (stages added after the rollout's, below).
             for name in &facts.bridged {
                 let Some(svc) = c.services.get(name) else {
                     continue;
@@ -539,20 +543,31 @@ impl Plan {
                 if remote.contains(&name.as_str()) {
                     continue;
                 }
-                let unbridge = format!("unbridge:{name}");
+                let handover = format!("handover:{name}");
+                let host = svc.host.clone().unwrap_or_default();
                 stages.push(stage(
-                    &unbridge,
+                    &handover,
                     &["vm"],
-                    vec![Action::Offload(crate::offload::Step::Unbridge {
+                    vec![Action::Offload(crate::offload::Step::Handover {
                         local_context: profile.clone(),
                         local_namespace: local_ns.clone(),
                         service: name.clone(),
-                        host: svc.host.clone().unwrap_or_default(),
-                        remote_context: r.context.clone(),
-                        remote_namespace: namespace.clone(),
+                        host: host.clone(),
+                        release: c.project.release().to_string(),
                     })],
                 ));
-                release_after.push(unbridge);
+                release_after.push(handover);
+                unbridges.push((
+                    format!("unbridge:{name}"),
+                    crate::offload::Step::Unbridge {
+                        local_context: profile.clone(),
+                        local_namespace: local_ns.clone(),
+                        service: name.clone(),
+                        host,
+                        remote_context: r.context.clone(),
+                        remote_namespace: namespace.clone(),
+                    },
+                ));
             }
         }
 
@@ -631,6 +646,12 @@ impl Plan {
                 })],
             ));
             summary_after = vec!["rollout".to_string()];
+        }
+        let unbridge_after = summary_after.clone();
+        for (name, step) in unbridges {
+            let after: Vec<&str> = unbridge_after.iter().map(String::as_str).collect();
+            stages.push(stage(&name, &after, vec![Action::Offload(step)]));
+            summary_after.push(name);
         }
 
         let local: Vec<&str> = facts

@@ -14,11 +14,14 @@ use support::postgres::Postgres;
 /// The example project with `connect = "direct"`, the local and the remote cluster doubles
 /// (workloads ready as soon as they are written) and one kubeconfig list holding both contexts.
 fn offload_env() -> Option<(Env, ApiServer, ApiServer)> {
-    offload_env_with(true)
+    offload_env_with(true, "helm")
 }
 
-fn offload_env_with(remote_context: bool) -> Option<(Env, ApiServer, ApiServer)> {
-    let helm = support::real_tool("helm")?;
+/// The example project with a local and a remote cluster (API doubles), `helm` (`helm`,
+/// `helm3`, `helm4`) as the helm it runs, and the remote context in its own kubeconfig file
+/// when `remote_context`.
+fn offload_env_with(remote_context: bool, helm: &str) -> Option<(Env, ApiServer, ApiServer)> {
+    let helm = support::real_tool(helm)?;
     let local = ApiServer::start_as("devenv-shop").auto_ready();
     let remote = ApiServer::start_as("dev-cluster").auto_ready();
     let env = Env::new();
@@ -71,10 +74,12 @@ fn node_listener() -> Option<std::net::TcpListener> {
 fn expose_remote_postgres(env: &Env, remote: &ApiServer, node: &std::net::TcpListener) {
     let addr = node.local_addr().unwrap();
     let node_port = addr.port();
-    remote.create(json!({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "dev-node-1"},
-        "status": {"addresses": [{"type": "InternalIP", "address": addr.ip().to_string()}]}
-    }));
+    if remote.get("nodes", "", "dev-node-1").is_none() {
+        remote.create(json!({
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": "dev-node-1"},
+            "status": {"addresses": [{"type": "InternalIP", "address": addr.ip().to_string()}]}
+        }));
+    }
     let (code, stdout, stderr) = output(env, &["offload", "postgres", "--remote"]);
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("error at 'reach:postgres'"), "{stderr}");
@@ -421,7 +426,7 @@ fn a_service_devenv_did_not_make_is_never_touched() {
 
 #[test]
 fn a_missing_remote_context_names_it_with_the_kubectl_command_and_the_way_back() {
-    let Some((env, _local, _remote)) = offload_env_with(false) else {
+    let Some((env, _local, _remote)) = offload_env_with(false, "helm") else {
         return;
     };
     let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
@@ -792,15 +797,23 @@ fn longest_gap(local: &ApiServer, during: impl FnOnce()) -> std::time::Duration 
             }
             longest
         });
+        // The poller stops even when `during` panics, so the panic is reported, not a hang.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let stop = Stop(&done);
         during();
-        done.store(true, Ordering::SeqCst);
+        drop(stop);
         poller.join().unwrap()
     })
 }
 
-#[test]
-fn a_toggle_to_remote_turns_the_laptops_copy_off_only_once_the_remote_copy_answers() {
-    let Some((env, local, remote)) = offload_env() else {
+/// remote → local → remote with `helm`, the name `postgres` watched throughout.
+fn a_round_trip_keeps_postgres_resolvable(helm: &str) {
+    let Some((env, local, remote)) = offload_env_with(true, helm) else {
         return;
     };
     let (code, stdout, stderr) = output(&env, &["up"]);
@@ -831,24 +844,80 @@ fn a_toggle_to_remote_turns_the_laptops_copy_off_only_once_the_remote_copy_answe
         });
     });
     eprintln!(
-        "offload --remote: Service postgres missing for at most {} ms",
+        "{helm}: offload --remote: Service postgres missing for at most {} ms",
         gap.as_millis()
     );
-    let svc = local.get("services", "shop", "postgres").expect("bridge");
-    assert_eq!(labels(&svc)["app.kubernetes.io/managed-by"], "devenv");
+    let bridge = local.get("services", "shop", "postgres").expect("bridge");
+    assert_eq!(labels(&bridge)["app.kubernetes.io/managed-by"], "devenv");
     assert!(
         gap < std::time::Duration::from_millis(2500),
         "the laptop's copy went before the remote copy was ready: {} ms without postgres",
         gap.as_millis()
     );
+    // The bridge's ports carry the chart's names (read from the remote copy's Service), so the
+    // Service the release adopts on the way back still pairs with the bridge's EndpointSlice.
+    assert_eq!(bridge["spec"]["ports"][0]["name"], "postgres", "{bridge}");
 
+    // Back to the laptop, whose copy takes 3 s to become ready: the Service is never deleted
+    // (the release adopts it, same address), and the remote address stays in it until then.
+    local.set_auto_ready(false);
     let gap = longest_gap(&local, || {
-        let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--local"]);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                let svc = local.get("services", "shop", "postgres").expect("Service");
+                assert_eq!(svc["metadata"]["uid"], bridge["metadata"]["uid"]);
+                assert_eq!(svc["spec"]["clusterIP"], bridge["spec"]["clusterIP"]);
+                assert!(!svc["spec"]["selector"].is_null(), "adopted: {svc}");
+                let slice = local
+                    .get("endpointslices", "shop", "postgres")
+                    .expect("the remote address stays until the local copy is ready");
+                assert_eq!(slice["ports"][0]["name"], svc["spec"]["ports"][0]["name"]);
+                local.mark_all_ready("shop");
+                local.set_auto_ready(true);
+            });
+            let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--local"]);
+            assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+        });
+    });
+    eprintln!(
+        "{helm}: offload --local: Service postgres missing for at most {} ms",
+        gap.as_millis()
+    );
+    assert_eq!(
+        gap,
+        std::time::Duration::ZERO,
+        "the Service was never deleted"
+    );
+    let svc = local.get("services", "shop", "postgres").expect("Service");
+    assert_eq!(svc["metadata"]["uid"], bridge["metadata"]["uid"]);
+    assert_eq!(labels(&svc)["app.kubernetes.io/managed-by"], "Helm");
+    assert!(labels(&svc).get("devenv.dev/offload").is_none(), "{svc}");
+    assert!(local.get("endpointslices", "shop", "postgres").is_none());
+
+    // And remote again (the remote copy, installed afresh, is exposed again first): the
+    // release now removes the Service it adopted.
+    expose_remote_postgres(&env, &remote, &listener);
+    let gap = longest_gap(&local, || {
+        let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
         assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     });
     eprintln!(
-        "offload --local: Service postgres missing for at most {} ms",
+        "{helm}: offload --remote again: Service postgres missing for at most {} ms",
         gap.as_millis()
     );
+    assert!(gap < std::time::Duration::from_millis(2500));
+    let svc = local.get("services", "shop", "postgres").expect("bridge");
+    assert_eq!(labels(&svc)["app.kubernetes.io/managed-by"], "devenv");
     drop(listener);
+}
+
+#[test]
+fn a_round_trip_keeps_postgres_resolvable_with_helm_3() {
+    a_round_trip_keeps_postgres_resolvable("helm3");
+}
+
+#[test]
+fn a_round_trip_keeps_postgres_resolvable_with_helm_4() {
+    a_round_trip_keeps_postgres_resolvable("helm4");
 }

@@ -7,7 +7,9 @@
 //! Version skew: devenv targets the Kubernetes minikube starts (1.31+). What 1.20 cannot show stays
 //! on the API double (`support::apiserver`): EndpointSlice `discovery.k8s.io/v1` (the offload
 //! bridge), port-forward, exec and logs (a kubelet serves them), and the 1.21+ refusal of loopback
-//! addresses in Endpoints and EndpointSlices.
+//! addresses in Endpoints and EndpointSlices. The offload round trip's hand-over of the bridge's
+//! Service to the release runs here on its own (the real helm 3 and 4 adopt it; the fields move
+//! between field managers as the conformance test checks) and whole on the double.
 
 mod support;
 
@@ -122,6 +124,111 @@ fn cold_up_rolls_out_on_a_real_api_server_with_helm_3_and_a_no_op_up_writes_noth
 #[test]
 fn cold_up_rolls_out_on_a_real_api_server_with_helm_4_and_a_no_op_up_writes_nothing() {
     cold_up_rolls_out_and_a_no_op_up_sends_no_mutating_request("helm4");
+}
+
+/// The bridge's Service, handed over as `offload --local` hands it (`hand_to_helm`), is adopted
+/// by the real `helm` on the real server: the same object (uid and address kept), now with the
+/// chart's selector and ports, and with Helm 4's server-side apply no conflict over the fields
+/// devenv wrote. (The bridge's EndpointSlice is `discovery.k8s.io/v1`, which 1.20 does not
+/// serve: the whole round trip runs on the double in `tests/offload.rs`.)
+fn the_release_adopts_the_handed_over_bridge_service(helm: &str) {
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use serde_json::json;
+    let _one = ControlPlane::exclusive();
+    let Some((env, plane, _node)) = support::real_cluster_env(helm) else {
+        return;
+    };
+    let spec = devenv::offload::bridge::BridgeSpec {
+        context: "devenv-shop",
+        namespace: "shop",
+        service: "postgres",
+        host: "postgres",
+    };
+    let bridge = support::docker::block_on(async {
+        let client = plane.client().await;
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        // The bridge as `BridgeSpec::apply` writes it: selector-less, devenv's field manager.
+        let services: Api<Service> = Api::namespaced(client.clone(), "shop");
+        let bridge = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "postgres", "namespace": "shop", "labels": {
+                "app.kubernetes.io/managed-by": "devenv", "devenv.dev/offload": "postgres"}},
+            "spec": {"ports": [{"name": "postgres", "port": 5432, "targetPort": 31000, "protocol": "TCP"}]}});
+        let bridge = services
+            .patch(
+                "postgres",
+                &PatchParams::apply("devenv").force(),
+                &Patch::Apply(&bridge),
+            )
+            .await
+            .unwrap();
+        assert!(spec.hand_to_helm(client.clone(), "shop").await.unwrap());
+        assert!(
+            !spec.hand_to_helm(client, "shop").await.unwrap(),
+            "a second hand-over changes nothing"
+        );
+        bridge
+    });
+    let kubeconfig = plane.kubeconfig(env.home.path(), "devenv-shop");
+    let out = std::process::Command::new(env.home.path().join("helm-bin/helm"))
+        .args(["upgrade", "--install", "shop"])
+        .arg(env.project.join("deploy/chart"))
+        .args([
+            "--namespace",
+            "shop",
+            "--kube-context",
+            "devenv-shop",
+            "--kubeconfig",
+        ])
+        .arg(&kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{helm} adopts the handed-over Service:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svc = support::docker::block_on(async {
+        Api::<Service>::namespaced(plane.client().await, "shop")
+            .get("postgres")
+            .await
+            .unwrap()
+    });
+    assert_eq!(svc.metadata.uid, bridge.metadata.uid, "the same object");
+    let (got, was) = (svc.spec.unwrap(), bridge.spec.unwrap());
+    assert_eq!(got.cluster_ip, was.cluster_ip, "the same address");
+    assert!(
+        got.selector.is_some_and(|s| !s.is_empty()),
+        "the chart's selector"
+    );
+    let port = &got.ports.unwrap()[0];
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("postgres".into())),
+        "the chart's target port"
+    );
+    let labels = svc.metadata.labels.unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(
+        labels["devenv.dev/offload"], "postgres",
+        "devenv's hand-over mark stays until the local copy is rolled out"
+    );
+    plane.forget_namespace("shop");
+}
+
+#[test]
+fn helm_3_on_a_real_api_server_adopts_the_handed_over_bridge_service() {
+    the_release_adopts_the_handed_over_bridge_service("helm3");
+}
+
+#[test]
+fn helm_4_on_a_real_api_server_adopts_the_handed_over_bridge_service() {
+    the_release_adopts_the_handed_over_bridge_service("helm4");
 }
 
 #[test]

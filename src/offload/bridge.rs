@@ -6,6 +6,7 @@
 //! InternalIP with the Service's NodePorts. It is checked with a TCP connect before the bridge
 //! points at it, so a missing route shows up here rather than as a hanging app.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -13,9 +14,9 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{OffloadError, SERVICE, is_devenv, labels};
+use super::{MANAGED_BY, OffloadError, SERVICE, is_devenv, labels};
 
 /// The remote copy's routable address and, for each port of the service, the port to dial there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,35 @@ pub struct Route {
     pub ip: Ipv4Addr,
     /// `(port the apps use, port at ip)`, in the order of devenv.toml.
     pub ports: Vec<(u16, u16)>,
+    /// The name of each port the apps use, as the remote Service names it. Both copies come
+    /// from the same chart, so the bridge takes the same names: when the release adopts the
+    /// bridge's Service on the way back to the laptop, its ports keep matching the bridge's
+    /// EndpointSlice (the proxy pairs them by name) while the local pods start.
+    pub names: BTreeMap<u16, String>,
+}
+
+impl Route {
+    /// The name of a bridge port: the remote Service's, else `tcp-<port>`.
+    fn port_name(&self, port: u16) -> String {
+        self.names
+            .get(&port)
+            .cloned()
+            .unwrap_or_else(|| format!("tcp-{port}"))
+    }
+}
+
+/// The names of `svc`'s ports, by port number (an unnamed port has the empty name).
+pub fn port_names(svc: &Service) -> BTreeMap<u16, String> {
+    svc.spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .filter_map(|p| {
+            Some((
+                u16::try_from(p.port).ok()?,
+                p.name.clone().unwrap_or_default(),
+            ))
+        })
+        .collect()
 }
 
 /// Where `svc` (the remote Service) can be reached for `ports`, from its LoadBalancer status or
@@ -50,7 +80,11 @@ pub fn route(svc: &Service, nodes: &[Node], ports: &[u16]) -> Result<Route, Stri
             .iter()
             .map(|p| find(*p).map(|_| (*p, *p)))
             .collect::<Result<_, _>>()?;
-        return Ok(Route { ip, ports });
+        return Ok(Route {
+            ip,
+            ports,
+            names: port_names(svc),
+        });
     }
     let kind = spec.type_.unwrap_or_else(|| "ClusterIP".into());
     if kind != "NodePort" && kind != "LoadBalancer" {
@@ -82,7 +116,35 @@ pub fn route(svc: &Service, nodes: &[Node], ports: &[u16]) -> Result<Route, Stri
                 .flatten()
         })
         .ok_or_else(|| "no node of the remote cluster has an InternalIP address".to_string())?;
-    Ok(Route { ip, ports })
+    Ok(Route {
+        ip,
+        ports,
+        names: port_names(svc),
+    })
+}
+
+/// The remote Service `host` in `namespace`.
+pub async fn remote_service(
+    client: Client,
+    context: &str,
+    namespace: &str,
+    host: &str,
+    service: &str,
+) -> Result<Service, OffloadError> {
+    let services: Api<Service> = Api::namespaced(client, namespace);
+    services
+        .get_opt(host)
+        .await
+        .map_err(|source| OffloadError::Api {
+            context: context.to_string(),
+            source,
+        })?
+        .ok_or_else(|| OffloadError::NoRemoteService {
+            name: host.to_string(),
+            namespace: namespace.to_string(),
+            context: context.to_string(),
+            service: service.to_string(),
+        })
 }
 
 /// Find the remote Service `host` in `namespace` and where it can be reached.
@@ -98,17 +160,7 @@ pub async fn remote_route(
         context: context.to_string(),
         source,
     };
-    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    let svc = services
-        .get_opt(host)
-        .await
-        .map_err(api_err)?
-        .ok_or_else(|| OffloadError::NoRemoteService {
-            name: host.to_string(),
-            namespace: namespace.to_string(),
-            context: context.to_string(),
-            service: service.to_string(),
-        })?;
+    let svc = remote_service(client.clone(), context, namespace, host, service).await?;
     let nodes: Api<Node> = Api::all(client);
     let nodes = nodes
         .list(&ListParams::default())
@@ -176,6 +228,14 @@ impl BridgeSpec<'_> {
         }
     }
 
+    /// Whether `svc` is this bridge's Service: devenv's, or being handed to the release (see
+    /// [`BridgeSpec::hand_to_helm`]), which it marks with the service's name.
+    fn is_ours(&self, svc: &Service) -> bool {
+        let labels = svc.metadata.labels.as_ref();
+        is_devenv(labels)
+            || labels.and_then(|l| l.get(SERVICE)).map(String::as_str) == Some(self.service)
+    }
+
     /// Refuse when a Service or EndpointSlice of the bridge's name exists without devenv's label
     /// (the local release's own Service, or one made by hand). Returns whether the bridge exists.
     pub async fn check_owned(&self, client: Client) -> Result<bool, OffloadError> {
@@ -183,7 +243,7 @@ impl BridgeSpec<'_> {
         let slices: Api<EndpointSlice> = Api::namespaced(client, self.namespace);
         let svc = services.get_opt(self.host).await.map_err(self.api_err())?;
         if let Some(s) = &svc
-            && !is_devenv(s.metadata.labels.as_ref())
+            && !self.is_ours(s)
         {
             return Err(self.foreign("Service"));
         }
@@ -234,7 +294,7 @@ impl BridgeSpec<'_> {
             "kind": "Service",
             "metadata": {"name": self.host, "namespace": self.namespace, "labels": labels},
             "spec": {"ports": route.ports.iter().map(|(port, target)| json!({
-                "name": port_name(*port), "port": port, "targetPort": target, "protocol": "TCP",
+                "name": route.port_name(*port), "port": port, "targetPort": target, "protocol": "TCP",
             })).collect::<Vec<_>>()},
         });
         let svc = services
@@ -260,7 +320,7 @@ impl BridgeSpec<'_> {
             "addressType": "IPv4",
             "endpoints": [{"addresses": [route.ip.to_string()], "conditions": {"ready": true}}],
             "ports": route.ports.iter().map(|(port, target)| json!({
-                "name": port_name(*port), "port": target, "protocol": "TCP",
+                "name": route.port_name(*port), "port": target, "protocol": "TCP",
             })).collect::<Vec<_>>(),
         });
         slices
@@ -280,28 +340,28 @@ impl BridgeSpec<'_> {
         ) else {
             return Ok(false);
         };
-        let svc_ports: Vec<(i32, Option<String>)> = svc
+        let svc_ports: Vec<(i32, String)> = svc
             .spec
             .and_then(|s| s.ports)
             .unwrap_or_default()
             .into_iter()
-            .map(|p| (p.port, p.name))
+            .map(|p| (p.port, p.name.unwrap_or_default()))
             .collect();
-        let want_svc: Vec<(i32, Option<String>)> = route
+        let want_svc: Vec<(i32, String)> = route
             .ports
             .iter()
-            .map(|(port, _)| (i32::from(*port), Some(port_name(*port))))
+            .map(|(port, _)| (i32::from(*port), route.port_name(*port)))
             .collect();
-        let slice_ports: Vec<(Option<i32>, Option<String>)> = slice
+        let slice_ports: Vec<(Option<i32>, String)> = slice
             .ports
             .unwrap_or_default()
             .into_iter()
-            .map(|p| (p.port, p.name))
+            .map(|p| (p.port, p.name.unwrap_or_default()))
             .collect();
-        let want_slice: Vec<(Option<i32>, Option<String>)> = route
+        let want_slice: Vec<(Option<i32>, String)> = route
             .ports
             .iter()
-            .map(|(port, target)| (Some(i32::from(*target)), Some(port_name(*port))))
+            .map(|(port, target)| (Some(i32::from(*target)), route.port_name(*port)))
             .collect();
         let addresses: Vec<String> = slice
             .endpoints
@@ -329,47 +389,145 @@ impl BridgeSpec<'_> {
         ))
     }
 
-    /// Delete the bridge's Service and EndpointSlice, each only when it carries devenv's label.
-    /// Returns whether anything was deleted.
-    pub async fn remove(&self, client: Client) -> Result<bool, OffloadError> {
-        let existed = self.check_owned(client.clone()).await?;
+    /// Hand the bridge's Service to the local release, for a service coming back to the laptop.
+    ///
+    /// Deleting the bridge before the release re-creates the chart's Service would leave the
+    /// name without a Service (and without an address) until then, and without a server until
+    /// the local pods are ready. Instead the Service stays: it gets Helm's ownership label and
+    /// annotations, so the release adopts it (Helm 3 and 4 both adopt an existing object marked
+    /// as the release's) and gives it the chart's selector and ports, while devenv's
+    /// EndpointSlice keeps sending traffic to the remote copy until [`BridgeSpec::retire`].
+    ///
+    /// Helm 4 writes with server-side apply and does not force: a field devenv owns with another
+    /// value (the ports' targets) would make the release fail with a conflict. So the fields
+    /// are handed over as server-side apply intends: the current values are applied under
+    /// Helm's field manager, then devenv applies only its [`SERVICE`] label, which marks the
+    /// hand-over until `retire`. Returns whether anything changed.
+    pub async fn hand_to_helm(&self, client: Client, release: &str) -> Result<bool, OffloadError> {
+        let services: Api<Service> = Api::namespaced(client, self.namespace);
+        let Some(svc) = services.get_opt(self.host).await.map_err(self.api_err())? else {
+            return Ok(false);
+        };
+        if !self.is_ours(&svc) {
+            // Not a bridge (a toggle that stopped before its bridge left the release's own
+            // Service): nothing to hand over.
+            return Ok(false);
+        }
+        let labels = svc.metadata.labels.clone().unwrap_or_default();
+        let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+        let marks = [(RELEASE_NAME, release), (RELEASE_NAMESPACE, self.namespace)];
+        if labels.get(MANAGED_BY).map(String::as_str) == Some(HELM)
+            && marks
+                .iter()
+                .all(|(k, v)| annotations.get(*k).map(String::as_str) == Some(*v))
+        {
+            return Ok(false);
+        }
+        let ports: Vec<_> = svc
+            .spec
+            .and_then(|s| s.ports)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                json!({"name": p.name, "port": p.port, "targetPort": p.target_port,
+                    "protocol": p.protocol.unwrap_or_else(|| "TCP".into())})
+            })
+            .collect();
+        let as_helm = json!({
+            "labels": {MANAGED_BY: HELM},
+            "annotations": BTreeMap::from(marks),
+        });
+        self.apply_service_as(
+            &services,
+            HELM_FIELD_MANAGER,
+            as_helm,
+            json!({"ports": ports}),
+        )
+        .await?;
+        let mine = json!({"labels": {SERVICE: self.service}});
+        self.apply_service_as(&services, super::DEVENV, mine, Value::Null)
+            .await?;
+        Ok(true)
+    }
+
+    /// A forced server-side apply of the bridge's Service as `manager`, setting exactly
+    /// `metadata` (beside the name) and `spec` (none when null): what that manager owns after.
+    async fn apply_service_as(
+        &self,
+        services: &Api<Service>,
+        manager: &str,
+        metadata: Value,
+        spec: Value,
+    ) -> Result<(), OffloadError> {
+        let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata});
+        svc["metadata"]["name"] = json!(self.host);
+        svc["metadata"]["namespace"] = json!(self.namespace);
+        if !spec.is_null() {
+            svc["spec"] = spec;
+        }
+        services
+            .patch(
+                self.host,
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(&svc),
+            )
+            .await
+            .map_err(self.api_err())?;
+        Ok(())
+    }
+
+    /// Once the laptop's copy is rolled out: delete devenv's EndpointSlice (the remote address)
+    /// and let go of the Service, which the release now owns. A Service the release did not
+    /// adopt (still devenv's, because the chart has no Service of that name) is deleted. Only
+    /// objects carrying devenv's labels are touched; anything else of the name is the release's
+    /// or someone else's and stays. Returns what was done, one phrase each.
+    pub async fn retire(&self, client: Client) -> Result<Vec<String>, OffloadError> {
         let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), self.namespace);
         let services: Api<Service> = Api::namespaced(client, self.namespace);
-        let mut deleted = false;
-        if slices
-            .get_opt(self.host)
-            .await
-            .map_err(self.api_err())?
-            .is_some()
-        {
+        let mut done = Vec::new();
+        let slice = slices.get_opt(self.host).await.map_err(self.api_err())?;
+        if slice.is_some_and(|s| is_devenv(s.metadata.labels.as_ref())) {
             slices
                 .delete(self.host, &DeleteParams::default())
                 .await
                 .map_err(self.api_err())?;
-            deleted = true;
+            done.push(format!("deleted the bridge's EndpointSlice {}", self.host));
         }
-        if existed {
-            services
-                .delete(self.host, &DeleteParams::default())
-                .await
-                .map_err(self.api_err())?;
-            deleted = true;
+        let svc = services.get_opt(self.host).await.map_err(self.api_err())?;
+        match svc.filter(|s| self.is_ours(s)) {
+            Some(svc) if is_devenv(svc.metadata.labels.as_ref()) => {
+                services
+                    .delete(self.host, &DeleteParams::default())
+                    .await
+                    .map_err(self.api_err())?;
+                done.push(format!("deleted the bridge Service {}", self.host));
+            }
+            Some(_) => {
+                // An apply that sets nothing gives up devenv's last field, the hand-over label.
+                self.apply_service_as(&services, super::DEVENV, json!({}), Value::Null)
+                    .await?;
+                done.push(format!("Service {} is the release's", self.host));
+            }
+            None => {}
         }
-        Ok(deleted)
+        Ok(done)
     }
 }
 
-/// The name of a bridge port: the Service's and the EndpointSlice's must match.
-fn port_name(port: u16) -> String {
-    format!("tcp-{port}")
-}
+/// Helm's ownership marks: an existing object carrying them is adopted by that release.
+const HELM: &str = "Helm";
+const RELEASE_NAME: &str = "meta.helm.sh/release-name";
+const RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
+/// The field manager Helm 4's server-side apply writes as (`kube.ManagedFieldsManager`).
+const HELM_FIELD_MANAGER: &str = "helm";
 
-/// The services (names in devenv.toml) that have a bridge in the local namespace.
+/// The services (names in devenv.toml) that have a bridge in the local namespace, including one
+/// being handed back to the release.
 pub async fn bridged_services(client: Client, namespace: &str) -> Result<Vec<String>, kube::Error> {
     let services: Api<Service> = Api::namespaced(client, namespace);
-    let selector = format!("{}={},{SERVICE}", super::MANAGED_BY, super::DEVENV);
+    // Any Service with the label: a bridge being handed to the release is still one.
     let list = services
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(SERVICE))
         .await?;
     Ok(list
         .items
@@ -396,13 +554,14 @@ mod tests {
     #[test]
     fn a_load_balancer_ingress_ip_is_used_with_the_service_ports() {
         let svc = service(
-            "metadata: {name: postgres}\nspec:\n  type: LoadBalancer\n  ports: [{port: 5432, nodePort: 31000}]\nstatus:\n  loadBalancer:\n    ingress: [{ip: 10.1.2.3}]\n",
+            "metadata: {name: postgres}\nspec:\n  type: LoadBalancer\n  ports: [{name: tcp-postgresql, port: 5432, nodePort: 31000}]\nstatus:\n  loadBalancer:\n    ingress: [{ip: 10.1.2.3}]\n",
         );
         assert_eq!(
             route(&svc, &[node("10.0.0.5")], &[5432]).unwrap(),
             Route {
                 ip: "10.1.2.3".parse().unwrap(),
-                ports: vec![(5432, 5432)]
+                ports: vec![(5432, 5432)],
+                names: [(5432, "tcp-postgresql".to_string())].into(),
             }
         );
     }
@@ -416,7 +575,8 @@ mod tests {
             route(&svc, &[node("10.0.0.5")], &[5432]).unwrap(),
             Route {
                 ip: "10.0.0.5".parse().unwrap(),
-                ports: vec![(5432, 31000)]
+                ports: vec![(5432, 31000)],
+                names: [(5432, String::new())].into(),
             }
         );
     }

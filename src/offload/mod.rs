@@ -80,8 +80,18 @@ pub enum Step {
         ports: Vec<u16>,
         tunnel: Option<PathBuf>,
     },
-    /// A service back on the laptop: its bridge is deleted (before the release re-creates the
-    /// subchart's Service of the same name) and its remote release uninstalled, data kept.
+    /// A service coming back to the laptop, before the release: the bridge's Service is handed
+    /// to `release`, which adopts it, so the name keeps its Service and address throughout.
+    Handover {
+        local_context: String,
+        local_namespace: String,
+        service: String,
+        host: String,
+        release: String,
+    },
+    /// A service back on the laptop, once its local copy is rolled out: the bridge's
+    /// EndpointSlice (the remote address) is deleted and the remote release uninstalled, data
+    /// kept.
     Unbridge {
         local_context: String,
         local_namespace: String,
@@ -179,7 +189,16 @@ impl Step {
                 remote_namespace,
                 ..
             } => format!(
-                "{service} is back on the laptop: devenv's Service and EndpointSlice {host} are deleted from namespace {local_namespace}, then `helm uninstall {service} --kube-context {remote_context} --namespace {remote_namespace}` (its volumes are kept)"
+                "{service} is back on the laptop and rolled out: devenv's EndpointSlice {host} (the remote address) is deleted from namespace {local_namespace} and the Service left to the release, then `helm uninstall {service} --kube-context {remote_context} --namespace {remote_namespace}` (its volumes are kept)"
+            ),
+            Step::Handover {
+                local_namespace,
+                service,
+                host,
+                release,
+                ..
+            } => format!(
+                "{service} comes back to the laptop: the bridge Service {host} in namespace {local_namespace} gets Helm's ownership marks for release {release}, which adopts it and adds the local pods; the remote copy keeps answering under the name until they are ready"
             ),
         }
     }
