@@ -342,6 +342,9 @@ impl Executor {
             Step::Reach {
                 remote_context,
                 remote_namespace,
+                local_context,
+                local_namespace,
+                release,
                 service,
                 host,
                 ports,
@@ -358,7 +361,12 @@ impl Executor {
                 )
                 .await?;
                 progress.line(&format!("the remote {service} answers at {}", route.ip));
-                Ok(None)
+                let (spec, local) =
+                    local_bridge(local_context, local_namespace, service, host).await?;
+                let kept = spec.keep_through_release(local, release, &route).await?;
+                Ok(kept.then(|| {
+                    format!("Service {host} is kept through the release, with the remote address")
+                }))
             }
             Step::Handover {
                 local_context,

@@ -220,6 +220,10 @@ pub struct Facts {
     pub user: String,
     /// Services that have a bridge in the local cluster (read from it when the VM runs).
     pub bridged: Vec<String>,
+    /// Services whose remote release devenv may have installed (from the user's state), with a
+    /// bridge or without one (a toggle stopped between the two): one back on the laptop has
+    /// that release uninstalled all the same.
+    pub remote_releases: Vec<String>,
     /// The project's state directory (the tunnel supervisor's files live there).
     pub state_dir: PathBuf,
     /// A tunnel supervisor runs for the project.
@@ -503,6 +507,9 @@ impl Plan {
                         vec![Action::Offload(crate::offload::Step::Reach {
                             remote_context: r.context.clone(),
                             remote_namespace: namespace.clone(),
+                            local_context: profile.clone(),
+                            local_namespace: local_ns.clone(),
+                            release: c.project.release().to_string(),
                             service: name.to_string(),
                             host: svc.host.clone().unwrap_or_default(),
                             ports: svc.all_ports(),
@@ -536,7 +543,14 @@ impl Plan {
             // Services back on the laptop whose bridge is still in the local cluster: the
             // release adopts the bridge's Service, and the remote address goes only once the
             // local copy is rolled out (stages added after the rollout's, below).
-            for name in &facts.bridged {
+            let mut coming_back: Vec<&String> = facts.bridged.iter().collect();
+            coming_back.extend(
+                facts
+                    .remote_releases
+                    .iter()
+                    .filter(|n| !facts.bridged.contains(n)),
+            );
+            for name in coming_back {
                 let Some(svc) = c.services.get(name) else {
                     continue;
                 };

@@ -170,18 +170,17 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                 .then_some(path)
             })
         });
-    let mut bridged = if vm.state == Some(VmState::Running) && c.remote.is_some() {
+    let bridged = if vm.state == Some(VmState::Running) && c.remote.is_some() {
         read_bridges(&profile, c.project.namespace()).await
     } else {
         Vec::new()
     };
-    // A remote release may exist without a bridge (a toggle stopped between the two): it is
-    // removed like a bridged one when its service is back on the laptop.
-    for name in &state.remote_releases {
-        if c.services.contains_key(name) && !bridged.contains(name) {
-            bridged.push(name.clone());
-        }
-    }
+    let remote_releases = state
+        .remote_releases
+        .iter()
+        .filter(|name| c.services.contains_key(*name))
+        .cloned()
+        .collect();
     let images = read_images(&loaded, &placements, &state, &vm.state, recreate);
     let overlay_file = project.path().join("values-overlay.json");
     let image_hashes: Vec<(&str, &str)> = images
@@ -229,6 +228,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         release_unchanged,
         user: ctx.user.clone(),
         bridged,
+        remote_releases,
         state_dir: project.path().to_path_buf(),
         tunnel_running: crate::offload::tunnel::Files::new(project.path())
             .running()

@@ -301,9 +301,37 @@ impl BridgeSpec<'_> {
             .patch(self.host, &params, &Patch::Apply(&svc))
             .await
             .map_err(self.api_err())?;
-        let mut slice_labels = labels.clone();
+        self.apply_slice(client.clone(), route, svc.metadata.uid.as_deref())
+            .await?;
+        // A Service kept through the release (`keep_through_release`) still has the chart's
+        // selector and Helm's marks, which other managers own: a merge patch drops them.
+        let selector = svc.spec.as_ref().and_then(|s| s.selector.as_ref());
+        let annotations = svc.metadata.annotations.unwrap_or_default();
+        if selector.is_some_and(|s| !s.is_empty())
+            || HELM_MARKS.iter().any(|k| annotations.contains_key(*k))
+        {
+            let mut unset = json!({"spec": {"selector": null}, "metadata": {"annotations": {}}});
+            for k in HELM_MARKS {
+                unset["metadata"]["annotations"][k] = Value::Null;
+            }
+            services
+                .patch(self.host, &PatchParams::default(), &Patch::Merge(&unset))
+                .await
+                .map_err(self.api_err())?;
+        }
+        Ok(self.versions(client).await? != before)
+    }
+
+    /// devenv's EndpointSlice for the Service (uid `owner`): the remote address and ports.
+    async fn apply_slice(
+        &self,
+        client: Client,
+        route: &Route,
+        owner: Option<&str>,
+    ) -> Result<(), OffloadError> {
+        let mut slice_labels = labels(&[(SERVICE, self.service)]);
         slice_labels.insert("kubernetes.io/service-name".into(), self.host.to_string());
-        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), self.namespace);
+        let slices: Api<EndpointSlice> = Api::namespaced(client, self.namespace);
         let slice = json!({
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
@@ -314,7 +342,7 @@ impl BridgeSpec<'_> {
                 // Deleting the Service takes its slice with it, as for the slices Kubernetes makes.
                 "ownerReferences": [{
                     "apiVersion": "v1", "kind": "Service", "name": self.host,
-                    "uid": svc.metadata.uid.unwrap_or_default(),
+                    "uid": owner.unwrap_or_default(),
                 }],
             },
             "addressType": "IPv4",
@@ -324,10 +352,57 @@ impl BridgeSpec<'_> {
             })).collect::<Vec<_>>(),
         });
         slices
-            .patch(self.host, &params, &Patch::Apply(&slice))
+            .patch(
+                self.host,
+                &PatchParams::apply(super::DEVENV).force(),
+                &Patch::Apply(&slice),
+            )
             .await
             .map_err(self.api_err())?;
-        Ok(self.versions(client).await? != before)
+        Ok(())
+    }
+
+    /// A toggle to remote, before the release turns the laptop's copy off: keep its Service
+    /// through the release and add the remote address to it now.
+    ///
+    /// The release would delete the subchart's Service, and the name would have no Service
+    /// until the bridge stage made its own. Helm skips deleting an object whose live
+    /// annotations say `helm.sh/resource-policy: keep`, so the release's Service gets that
+    /// annotation and devenv's [`SERVICE`] label (which makes it the bridge to be), and devenv's
+    /// EndpointSlice with the remote address joins the local pods' endpoints: the name keeps
+    /// its Service and address, and is answered by the remote copy once the local pods are
+    /// gone. The bridge stage then drops the chart's selector and Helm's marks. A Service that
+    /// is not the release's is left alone (the bridge stage refuses it). Returns whether
+    /// anything changed.
+    pub async fn keep_through_release(
+        &self,
+        client: Client,
+        release: &str,
+        route: &Route,
+    ) -> Result<bool, OffloadError> {
+        let services: Api<Service> = Api::namespaced(client.clone(), self.namespace);
+        let Some(svc) = services.get_opt(self.host).await.map_err(self.api_err())? else {
+            return Ok(false);
+        };
+        if self.is_ours(&svc) {
+            return Ok(false);
+        }
+        let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+        let releases = |k: &str, v: &str| annotations.get(k).is_some_and(|a| a == v);
+        if !releases(RELEASE_NAME, release) || !releases(RELEASE_NAMESPACE, self.namespace) {
+            return Ok(false);
+        }
+        let keep = json!({"metadata": {
+            "labels": {SERVICE: self.service},
+            "annotations": {RESOURCE_POLICY: "keep"},
+        }});
+        services
+            .patch(self.host, &PatchParams::default(), &Patch::Merge(&keep))
+            .await
+            .map_err(self.api_err())?;
+        self.apply_slice(client, route, svc.metadata.uid.as_deref())
+            .await?;
+        Ok(true)
     }
 
     /// Whether the bridge exists with exactly `route`'s ports and address.
@@ -340,6 +415,13 @@ impl BridgeSpec<'_> {
         ) else {
             return Ok(false);
         };
+        // Still the release's Service, kept through the release: not yet a bridge.
+        let plain = is_devenv(svc.metadata.labels.as_ref())
+            && svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .is_none_or(|s| s.is_empty());
         let svc_ports: Vec<(i32, String)> = svc
             .spec
             .and_then(|s| s.ports)
@@ -368,7 +450,8 @@ impl BridgeSpec<'_> {
             .into_iter()
             .flat_map(|e| e.addresses)
             .collect();
-        Ok(svc_ports == want_svc
+        Ok(plain
+            && svc_ports == want_svc
             && slice_ports == want_slice
             && addresses == [route.ip.to_string()])
     }
@@ -518,6 +601,10 @@ impl BridgeSpec<'_> {
 const HELM: &str = "Helm";
 const RELEASE_NAME: &str = "meta.helm.sh/release-name";
 const RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
+/// Helm skips deleting an object (on upgrade and uninstall) whose live annotations say `keep`.
+const RESOURCE_POLICY: &str = "helm.sh/resource-policy";
+/// What a Service kept through the release carries that a bridge does not.
+const HELM_MARKS: [&str; 3] = [RELEASE_NAME, RELEASE_NAMESPACE, RESOURCE_POLICY];
 /// The field manager Helm 4's server-side apply writes as (`kube.ManagedFieldsManager`).
 const HELM_FIELD_MANAGER: &str = "helm";
 

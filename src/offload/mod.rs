@@ -71,10 +71,14 @@ pub enum Step {
     },
     /// The remote copy of `service` answers where the bridge will send its traffic (the tunnel's
     /// port on the host, or the remote Service's routable address): checked before the
-    /// laptop's copy is turned off, so a toggle never leaves the name without a server.
+    /// laptop's copy is turned off, so a toggle never leaves the name without a server. The
+    /// laptop's Service is then kept through `release` and given the remote address.
     Reach {
         remote_context: String,
         remote_namespace: String,
+        local_context: String,
+        local_namespace: String,
+        release: String,
         service: String,
         host: String,
         ports: Vec<u16>,
@@ -169,9 +173,11 @@ impl Step {
                 service,
                 host,
                 tunnel,
+                local_namespace,
+                release,
                 ..
             } => format!(
-                "the remote {service} answers at {} before the laptop's copy is turned off",
+                "the remote {service} answers at {} before the laptop's copy is turned off; then Service {host} in namespace {local_namespace} is kept through the release of {release} (helm.sh/resource-policy=keep) and gets the remote address in devenv's EndpointSlice, so the name never loses its Service",
                 match tunnel {
                     Some(_) => format!(
                         "the tunnel's ports on the host (Service {host} in {remote_namespace} on context {remote_context})"
