@@ -95,18 +95,52 @@ impl StateDir {
     /// The directory of one project, keyed by its name and where it lives, so two checkouts of
     /// the same project keep separate state.
     pub fn project(&self, name: &str, project_root: &Path) -> ProjectDir {
-        let canonical = project_root
-            .canonicalize()
-            .unwrap_or_else(|_| project_root.to_path_buf());
-        let id = format!(
-            "{name}-{:08x}",
-            fnv1a(canonical.to_string_lossy().as_bytes()) as u32
-        );
+        let id = format!("{name}-{}", root_id(project_root));
         ProjectDir {
             name: name.to_string(),
             dir: self.root.join("projects").join(id),
         }
     }
+
+    /// The state directory of the project at `project_root` whatever its name, for when
+    /// devenv.toml cannot be read; the most recently used when the name changed over time.
+    pub fn project_at(&self, project_root: &Path) -> Option<ProjectDir> {
+        let suffix = format!("-{}", root_id(project_root));
+        let entries = std::fs::read_dir(self.root.join("projects")).ok()?;
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let file_name = e.file_name().into_string().ok()?;
+                let name = file_name.strip_suffix(&suffix)?.to_string();
+                let used = e
+                    .path()
+                    .join("state.json")
+                    .metadata()
+                    .ok()?
+                    .modified()
+                    .ok()?;
+                Some((
+                    used,
+                    ProjectDir {
+                        name,
+                        dir: e.path(),
+                    },
+                ))
+            })
+            .max_by_key(|(used, _)| *used)
+            .map(|(_, dir)| dir)
+    }
+}
+
+/// The part of a project's state directory name that comes from where the project is.
+fn root_id(project_root: &Path) -> String {
+    let canonical = project_root
+        .canonicalize()
+        .unwrap_or_else(|_| project_root.to_path_buf());
+    format!(
+        "{:08x}",
+        fnv1a(canonical.to_string_lossy().as_bytes()) as u32
+    )
 }
 
 /// 64-bit FNV-1a: a stable hash (std's `DefaultHasher` may change between releases).
@@ -163,6 +197,25 @@ pub struct ProjectState {
     pub remote_releases: BTreeSet<String>,
     /// Per service, the context hash of the image last built in the VM's Docker daemon.
     pub images: BTreeMap<String, String>,
+    /// What `up` makes, as devenv.toml said when it last ran: `down` removes it from this when
+    /// devenv.toml can no longer be read.
+    pub footprint: Option<Footprint>,
+}
+
+/// The names of what devenv makes for a project, recorded by `up` before it changes anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Footprint {
+    /// `[project] name`: the exports block's name.
+    pub project: String,
+    /// The minikube profile.
+    pub profile: String,
+    pub release: String,
+    pub namespace: String,
+    /// `[vm] driver` as written (`auto`, `kvm2`, …): which exports file dialect the block is in.
+    pub driver: String,
+    /// The remote cluster's context and the user's namespace there, with `[remote]`.
+    pub remote: Option<(String, String)>,
 }
 
 impl ProjectState {

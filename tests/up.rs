@@ -328,6 +328,102 @@ fn down_stops_the_vm_and_purge_removes_everything_devenv_made() {
 }
 
 #[test]
+fn purge_with_a_broken_config_works_from_what_the_last_up_recorded() {
+    let env = kvm_env();
+    env.devenv().arg("up").assert().code(1);
+    // The chart moved and the file no longer parses: down must still clean up.
+    env.write("devenv.toml", "[project\nname = \"shop\"\n");
+    env.devenv()
+        .args(["down", "--purge", "--yes"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "working from what the last `up` recorded for project shop (minikube profile devenv-shop)",
+        ))
+        .stdout(predicate::str::contains(
+            "done: delete the minikube VM devenv-shop",
+        ))
+        .stdout(predicate::str::contains("done: remove devenv's block for shop"));
+    assert!(!env.minikube_state.join("profiles/devenv-shop.env").exists());
+    assert_eq!(std::fs::read_to_string(&env.exports).unwrap(), EXPORTS);
+    // Nothing is recorded any more: now the broken file is the answer.
+    env.devenv()
+        .args(["down", "--purge", "--yes"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("devenv.toml"));
+}
+
+#[test]
+fn purge_without_minikube_removes_the_rest_lists_the_vm_and_a_later_purge_finishes() {
+    let env = kvm_env();
+    env.devenv().arg("up").assert().code(1);
+    let env = env.without_minikube();
+    env.devenv()
+        .args(["down", "--purge", "--yes"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "done: remove devenv's block for shop",
+        ))
+        .stderr(predicate::str::contains("one thing is left behind"))
+        .stderr(predicate::str::contains("the VM devenv-shop (not checked)"))
+        .stderr(predicate::str::contains(
+            "remove it with: minikube delete -p devenv-shop",
+        ))
+        .stderr(predicate::str::contains(
+            "is kept: it lets `devenv down --purge` finish later",
+        ));
+    assert_eq!(std::fs::read_to_string(&env.exports).unwrap(), EXPORTS);
+    assert!(env.minikube_state.join("profiles/devenv-shop.env").exists());
+
+    // minikube is back, devenv.toml broken meanwhile: the recorded state finishes the job.
+    let env = env.prepend_path(&support::support_bin());
+    env.write("devenv.toml", "not toml at all = = =\n");
+    env.devenv()
+        .args(["down", "--purge", "--yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "done: delete the minikube VM devenv-shop",
+        ));
+    assert!(!env.minikube_state.join("profiles/devenv-shop.env").exists());
+}
+
+#[test]
+fn purge_with_an_unreachable_cluster_still_deletes_the_vm_and_the_block() {
+    let Some((env, api)) = cluster_env() else {
+        return;
+    };
+    env.devenv().arg("up").assert().success();
+    drop(api);
+    env.devenv()
+        .args(["down", "--purge", "--yes"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("was not uninstalled"))
+        .stderr(predicate::str::contains("deleting the VM removes it"))
+        .stdout(predicate::str::contains(
+            "done: delete the minikube VM devenv-shop",
+        ));
+    assert!(!env.minikube_state.join("profiles/devenv-shop.env").exists());
+    assert_eq!(std::fs::read_to_string(&env.exports).unwrap(), EXPORTS);
+}
+
+#[test]
+fn down_without_minikube_says_what_is_left_and_how_to_stop_it() {
+    let env = kvm_env();
+    env.devenv().arg("up").assert().code(1);
+    let env = env.without_minikube();
+    env.devenv()
+        .arg("down")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("the VM devenv-shop (not checked)"))
+        .stderr(predicate::str::contains("minikube stop -p devenv-shop"));
+}
+
+#[test]
 fn down_dry_run_prints_and_changes_nothing() {
     let env = kvm_env();
     env.devenv().arg("up").assert().code(1);

@@ -65,6 +65,16 @@ pub struct Export {
     pub awaits_vm_address: bool,
 }
 
+/// The NFS server of this machine as VMs of `driver` use it, for `owner`.
+pub fn host_for(ctx: &Context, driver: &dyn devenv_drivers::Driver, owner: Owner) -> NfsHost {
+    NfsHost::for_machine(
+        ctx.exports_file.clone(),
+        driver.exports_dialect(),
+        owner.uid == 0,
+    )
+    .with_reload_override(ctx.exports_reload.as_deref())
+}
+
 impl Export {
     /// The export for a project: the VM's address when the VM runs (asked read-only from
     /// minikube), otherwise the driver's host-only network.
@@ -110,12 +120,7 @@ impl Export {
             access: nfs::Access::ReadWrite,
         };
         Ok(Export {
-            host: NfsHost::for_machine(
-                ctx.exports_file.clone(),
-                driver.exports_dialect(),
-                owner.uid == 0,
-            )
-            .with_reload_override(ctx.exports_reload.as_deref()),
+            host: host_for(ctx, driver, owner),
             project: c.project.name.clone(),
             owner,
             source,
@@ -248,7 +253,7 @@ async fn change_block(
         return Ok(0);
     }
     if export.host.privilege != Privilege::Direct {
-        ask_sudo_once(ctx, export).await?;
+        ask_sudo_once(ctx, &export.host).await?;
     }
     let outcome = apply::apply(
         ctx.runner.as_ref(),
@@ -291,8 +296,8 @@ async fn change_block(
 /// Make sure the change can run without a prompt halfway: with the exports helper, ask it
 /// whether it runs without a password (the sudoers rule); otherwise, or when the rule is not in
 /// effect yet, ask for the sudo password once, before anything changes.
-pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> {
-    match &export.host.privilege {
+pub async fn ask_sudo_once(ctx: &Context, host: &NfsHost) -> Result<(), Error> {
+    match &host.privilege {
         Privilege::Direct => return Ok(()),
         Privilege::Helper(path) => {
             let check = helper::command(path, &helper::Request::Check);
@@ -339,10 +344,8 @@ pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> 
             crate::errln!(
                 "no exports helper at {}: sudo asks for your password for each change of {} \
                  (`devenv onboard --exports-helper` installs the helper and its sudoers rule)",
-                helper::installed_path(
-                    export.host.dialect == devenv_drivers::ExportsDialect::MacOs
-                ),
-                export.host.exports.display()
+                helper::installed_path(host.dialect == devenv_drivers::ExportsDialect::MacOs),
+                host.exports.display()
             );
         }
     }
@@ -350,7 +353,7 @@ pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> 
         return Err(Error::Usage {
             message: format!(
                 "{} is not writable and sudo needs a password, but there is no terminal to ask on",
-                export.host.exports.display()
+                host.exports.display()
             ),
             help: "run once in a terminal, or install the exports helper: devenv onboard --exports-helper"
                 .into(),
@@ -358,7 +361,7 @@ pub async fn ask_sudo_once(ctx: &Context, export: &Export) -> Result<(), Error> 
     }
     crate::errln!(
         "devenv needs sudo to change {} (the exact commands are in docs/nfs.md)",
-        export.host.exports.display()
+        host.exports.display()
     );
     let status = ctx
         .runner

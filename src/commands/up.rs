@@ -261,7 +261,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let changes_exports = matches!(&facts.exports.diff, Ok(d) if !d.is_empty())
         || facts.exports.awaits_vm_address && facts.exports.diff.is_ok();
     if changes_exports && export.host.privilege != Privilege::Direct {
-        crate::commands::exports::ask_sudo_once(ctx, &export).await?;
+        crate::commands::exports::ask_sudo_once(ctx, &export.host).await?;
     }
     // Until the release succeeds again, nothing may be taken as already applied; and a remote
     // release this run may install is on record before it exists.
@@ -269,6 +269,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     if !release_unchanged {
         state.applied_fingerprint = None;
     }
+    // What this run may make, so that `down` can remove it even once devenv.toml is broken.
+    state.footprint = Some(crate::commands::down::footprint(&loaded, &ctx.user));
     state.remote_releases.extend(
         placements
             .iter()
