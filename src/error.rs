@@ -73,11 +73,13 @@ impl Error {
         }
     }
 
-    /// Exit code: 2 for a problem with what the user asked or wrote (usage, devenv.toml), 1 for
-    /// everything that failed while doing it.
+    /// Exit code: 2 for a problem with what the user asked or wrote (usage, devenv.toml missing
+    /// or invalid), 1 for everything that failed while doing it; 130 (interrupted) comes as a
+    /// `Failed` code. The README's table lists them.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage { .. } | Error::Config(ConfigError::Invalid { .. }) => 2,
+            Error::Usage { .. }
+            | Error::Config(ConfigError::Invalid { .. } | ConfigError::NotFound { .. }) => 2,
             Error::Failed { code, .. } => *code,
             _ => 1,
         }

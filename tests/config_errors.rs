@@ -198,7 +198,7 @@ fn no_config_at_all_says_how_to_make_one() {
     env.devenv()
         .args(["up", "--dry-run"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicates::str::contains("no devenv.toml"))
         .stderr(predicates::str::contains("devenv init"));
 }
