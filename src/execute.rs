@@ -14,7 +14,7 @@ use crate::nfs::apply::{self, Change, NfsHost};
 use crate::offload::bridge::{self, BridgeSpec};
 use crate::offload::{self, OffloadError, Step, tunnel};
 use crate::plan::{Action, MountSpec, Plan, Verify};
-use crate::process::{Cmd, Platform, Runner, Stream, check_success, install_hint, tail_lines};
+use crate::process::{Cmd, Platform, Runner, Stream, check_success, tail_lines};
 use crate::reconcile::{Progress, Report, Stage};
 use crate::state::write_atomic;
 
@@ -424,26 +424,16 @@ impl Executor {
 
     async fn verify(&self, v: &Verify, progress: &Progress) -> Result<(), String> {
         match v {
-            Verify::Driver { name, failure } => match failure {
-                None => Ok(()),
-                Some(f) => Err(with_help(
-                    &format!("driver {name} is not usable here: {f}"),
-                    Some("`devenv doctor` shows every check with its fix".into()),
-                )),
-            },
-            Verify::Tools(tools) => {
-                let missing: Vec<String> = tools
-                    .iter()
-                    .filter(|t| which::which(t).is_err())
-                    .map(|t| format!("{t}: {}", install_hint(t, self.platform)))
-                    .collect();
-                if missing.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("not installed:\n{}", missing.join("\n")))
+            Verify::Driver { .. } | Verify::Tools(_) | Verify::Unsupported(_) => {
+                match v.known_failure(self.platform) {
+                    None => Ok(()),
+                    Some(f) if matches!(v, Verify::Driver { .. }) => Err(with_help(
+                        &f,
+                        Some("`devenv doctor` shows every check with its fix".into()),
+                    )),
+                    Some(f) => Err(f),
                 }
             }
-            Verify::Unsupported(why) => Err(why.clone()),
             Verify::MountProbe {
                 profile,
                 host_dir,

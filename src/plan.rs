@@ -49,6 +49,28 @@ pub enum Verify {
 }
 
 impl Verify {
+    /// The failure this check will report, when it is known without running anything: an
+    /// unusable driver, a missing tool, something unsupported. `up --dry-run` reports these;
+    /// the executor fails the stage with the same text.
+    pub fn known_failure(&self, platform: process::Platform) -> Option<String> {
+        match self {
+            Verify::Driver {
+                name,
+                failure: Some(f),
+            } => Some(format!("driver {name} is not usable here: {f}")),
+            Verify::Tools(tools) => {
+                let missing: Vec<String> = tools
+                    .iter()
+                    .filter(|t| which::which(t).is_err())
+                    .map(|t| format!("{t}: {}", process::install_hint(t, platform)))
+                    .collect();
+                (!missing.is_empty()).then(|| format!("not installed:\n{}", missing.join("\n")))
+            }
+            Verify::Unsupported(why) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Verify::Driver { name, .. } => {
@@ -694,6 +716,20 @@ impl Plan {
             driver: driver.name(),
             stages,
         }
+    }
+
+    /// The checks known to fail before anything runs, as `(stage, message)`: the run would
+    /// stop there.
+    pub fn known_failures(&self, platform: process::Platform) -> Vec<(String, String)> {
+        self.stages
+            .iter()
+            .flat_map(|s| {
+                s.actions.iter().filter_map(move |a| match a {
+                    Action::Verify(v) => v.known_failure(platform).map(|m| (s.name.clone(), m)),
+                    _ => None,
+                })
+            })
+            .collect()
     }
 
     /// Whether running the plan would change anything (a no-op `up` changes nothing).

@@ -225,9 +225,37 @@ fn init_json_lists_the_files() {
 
 #[test]
 fn example_project_config_is_valid() {
-    let env = Env::new();
+    let env = Env::new().kvm_host();
     env.example();
     env.devenv().args(["up", "--dry-run"]).assert().success();
+}
+
+#[test]
+fn a_dry_run_that_would_stop_at_preflight_says_so_and_exits_1() {
+    // No vmx flag in this host's /proc/cpuinfo: KVM guests cannot run.
+    let env = Env::new().kvm_host();
+    env.example();
+    std::fs::write(
+        env.home.path().join("host-root/proc/cpuinfo"),
+        "processor\t: 0\nflags\t\t: fpu sse sse2\n",
+    )
+    .unwrap();
+    env.devenv()
+        .args(["up", "--dry-run"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("Plan for project shop"))
+        .stderr(predicate::str::contains(
+            "error: preflight would stop: driver kvm2 is not usable here",
+        ));
+    let out = env
+        .devenv()
+        .args(["--json", "up", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["would_stop"][0]["stage"], "preflight", "{plan}");
 }
 
 #[test]
@@ -236,6 +264,7 @@ fn dash_c_runs_in_another_directory_and_config_names_a_file() {
     env.example();
     let elsewhere = env.home.path();
     Env::new()
+        .kvm_host()
         .devenv()
         .current_dir(elsewhere)
         .args(["-C", env.project.to_str().unwrap(), "up", "--dry-run"])
@@ -245,6 +274,7 @@ fn dash_c_runs_in_another_directory_and_config_names_a_file() {
         .stdout(predicate::str::contains("Plan for project shop"));
     let cfg = env.project.join("devenv.toml");
     Env::new()
+        .kvm_host()
         .devenv()
         .current_dir(elsewhere)
         .args(["--config", cfg.to_str().unwrap(), "up", "--dry-run"])

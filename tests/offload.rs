@@ -469,7 +469,7 @@ fn a_remote_release_that_never_gets_ready_stops_with_the_rollout_error() {
 
 #[test]
 fn the_dry_run_shows_the_remote_and_bridge_stages_of_a_direct_offload() {
-    let env = Env::new();
+    let env = Env::new().kvm_host();
     env.example();
     set_connect(&env, "direct");
     let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();

@@ -6,10 +6,16 @@ mod support;
 use predicates::prelude::*;
 use support::Env;
 
+/// The dry run's plan, asserting it would not stop (KVM usable: `Env::kvm_host`).
 fn plan(env: &Env) -> String {
+    plan_with_code(env, 0)
+}
+
+fn plan_with_code(env: &Env, code: i32) -> String {
     let out = env.devenv().args(["up", "--dry-run"]).output().unwrap();
-    assert!(
-        out.status.success(),
+    assert_eq!(
+        out.status.code(),
+        Some(code),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -29,14 +35,14 @@ fn redact_owner(text: &str) -> String {
 
 #[test]
 fn cold_plan_for_the_example_project() {
-    let env = Env::new();
+    let env = Env::new().kvm_host().without_env("DEVENV_EXPORTS_RELOAD");
     env.example();
     insta::assert_snapshot!("cold_plan", redact_owner(&plan(&env)));
 }
 
 #[test]
 fn the_dry_run_only_asks_minikube_read_only_questions() {
-    let env = Env::new();
+    let env = Env::new().kvm_host();
     env.example();
     plan(&env);
     let calls = env.minikube_calls();
@@ -81,7 +87,7 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_running_vm_is_left_alone() {
-    let env = Env::new();
+    let env = Env::new().kvm_host();
     env.example();
     assert!(
         env.minikube(&[
@@ -102,7 +108,7 @@ fn a_running_vm_is_left_alone() {
 
 #[test]
 fn a_stopped_vm_is_started_again() {
-    let env = Env::new();
+    let env = Env::new().kvm_host();
     env.example();
     env.start_vm();
     env.minikube(&["stop", "-p", "devenv-shop"]);
@@ -113,9 +119,10 @@ fn a_stopped_vm_is_started_again() {
 
 #[test]
 fn without_minikube_the_plan_still_shows_the_start() {
-    let env = Env::new().without_minikube();
+    let env = Env::new().kvm_host().without_minikube();
     env.example();
-    let p = plan(&env);
+    // The run would stop at preflight (minikube is not installed), which exits 1.
+    let p = plan_with_code(&env, 1);
     assert!(
         p.contains("run    minikube start -p devenv-shop --driver=kvm2"),
         "{p}"
@@ -124,7 +131,7 @@ fn without_minikube_the_plan_still_shows_the_start() {
 
 #[test]
 fn an_existing_block_for_the_running_vm_needs_no_edit() {
-    let env = Env::new();
+    let env = Env::new().kvm_host();
     env.example();
     // With the VM running its address is known, so the plan shows the exact line.
     env.start_vm();
@@ -152,7 +159,7 @@ fn an_existing_block_for_the_running_vm_needs_no_edit() {
 
 #[test]
 fn json_plan_has_argv_for_every_command() {
-    let env = Env::new();
+    let env = Env::new().kvm_host();
     env.example();
     let out = env
         .devenv()
@@ -190,7 +197,7 @@ fn json_plan_has_argv_for_every_command() {
 
 #[test]
 fn a_service_offloaded_by_the_team_gets_remote_and_bridge_stages() {
-    let env = Env::new();
+    let env = Env::new().kvm_host();
     env.example();
     let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
     env.write(
@@ -239,20 +246,21 @@ fn a_service_offloaded_by_the_team_gets_remote_and_bridge_stages() {
 }
 
 #[test]
-fn an_unhealthy_driver_is_warned_about_on_stderr() {
+fn an_unhealthy_driver_stops_the_dry_run_with_its_fix() {
     let env = Env::new().without_minikube();
     env.example();
     env.devenv()
         .args(["up", "--dry-run"])
         .assert()
-        .success()
+        .code(1)
         .stderr(predicate::str::contains("preflight would stop"))
-        .stderr(predicate::str::contains("fix:"));
+        .stderr(predicate::str::contains("fix:"))
+        .stderr(predicate::str::contains("devenv doctor"));
 }
 
 #[test]
 fn a_service_with_an_image_gets_a_build_in_the_images_stage_and_its_tag_in_the_overlay() {
-    let env = Env::new();
+    let env = Env::new().kvm_host();
     env.example();
     env.with_image("api", "shop-api:dev", "FROM scratch\nCOPY README.md /\n");
     let p = plan(&env);
@@ -263,4 +271,42 @@ fn a_service_with_an_image_gets_a_build_in_the_images_stage_and_its_tag_in_the_o
     );
     assert!(p.contains("\"pullPolicy\": \"Never\""), "{p}");
     assert!(p.contains("\"repository\": \"shop-api\""), "{p}");
+}
+
+#[test]
+fn getting_started_lists_the_stages_the_plan_has() {
+    let env = Env::new().kvm_host();
+    env.example();
+    let out = env
+        .devenv()
+        .args(["--json", "up", "--dry-run"])
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stages: Vec<&str> = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/getting-started.md"),
+    )
+    .unwrap();
+    let section = doc
+        .split("## Reading the plan")
+        .nth(1)
+        .expect("the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let listed: Vec<&str> = section
+        .lines()
+        .filter_map(|l| {
+            let (n, rest) = l.split_once(". `")?;
+            n.parse::<u32>().ok()?;
+            rest.split('`').next()
+        })
+        .collect();
+    assert_eq!(listed, stages, "docs/getting-started.md, Reading the plan");
 }

@@ -238,23 +238,25 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let plan = Plan::build(&loaded, &facts);
 
     if args.dry_run {
+        // A run would stop at these: the dry run says so and exits 1, as the run would.
+        let stops = plan.known_failures(ctx.platform);
         if ctx.ui.json {
-            crate::outln!("{}", plan.to_json());
+            let mut json = plan.to_json();
+            json["would_stop"] = stops
+                .iter()
+                .map(|(stage, message)| serde_json::json!({"stage": stage, "error": message}))
+                .collect();
+            crate::outln!("{json}");
         } else {
             crate::out!("{}", plan.render());
         }
-        if let Some((reason, fix)) = &driver_failure {
-            crate::errln!(
-                "{}: preflight would stop: driver {} is not usable here: {reason}",
-                ctx.ui.warn("warning"),
-                driver.name(),
-            );
-            if let Some(fix) = fix {
-                crate::errln!("  fix: {fix}");
-            }
-            crate::errln!("  (all checks: devenv doctor)");
+        for (stage, message) in &stops {
+            crate::errln!("{}: {stage} would stop: {message}", ctx.ui.fail("error"));
         }
-        return Ok(0);
+        if !stops.is_empty() {
+            crate::errln!("  (all checks with their fixes: devenv doctor)");
+        }
+        return Ok(if stops.is_empty() { 0 } else { 1 });
     }
 
     let lock = lock.expect("a mutating run holds the lock");

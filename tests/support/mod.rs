@@ -134,6 +134,13 @@ impl Env {
         self
     }
 
+    /// Unset a variable an earlier step set (e.g. `kvm_host`'s `DEVENV_EXPORTS_RELOAD`, so a
+    /// plan shows the real reload command).
+    pub fn without_env(mut self, key: &str) -> Env {
+        self.extra_env.retain(|(k, _)| k != key);
+        self
+    }
+
     /// Remove the fake minikube from PATH (a machine where minikube is not installed).
     pub fn without_minikube(mut self) -> Env {
         let paths: Vec<PathBuf> = std::env::split_paths(&self.path)
