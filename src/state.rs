@@ -331,6 +331,13 @@ pub struct ProjectLock {
 /// Replace `path` with `bytes` so readers see the old or the new content, never a mix: write a
 /// temp file in the same directory, fsync it, rename it over the target, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_atomic_mode(path, bytes, None)
+}
+
+/// [`write_atomic`] with the file's permission bits: `mode`, else the temp file's 0600 (state
+/// is private). The bits are set before the rename, so the file never appears with others.
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), StateError> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -341,6 +348,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         .tempfile_in(dir)
         .map_err(io("create a temp file in", dir))?;
     tmp.write_all(bytes).map_err(io("write", tmp.path()))?;
+    if let Some(mode) = mode {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io("set the permissions of", tmp.path()))?;
+    }
     tmp.as_file().sync_all().map_err(io("sync", path))?;
     tmp.persist(path)
         .map_err(|e| io("replace", path)(e.error))?;

@@ -174,6 +174,50 @@ fn init_points_chart_at_an_existing_chart() {
 }
 
 #[test]
+fn init_finds_a_chart_at_the_root_and_the_result_loads() {
+    let env = Env::new().kvm_host();
+    env.write("Chart.yaml", "apiVersion: v2\nname: shop\nversion: 0.1.0\n");
+    env.devenv().arg("init").assert().success();
+    let text = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    assert!(text.contains("chart = \".\""), "{text}");
+    let out = env.devenv().args(["up", "--dry-run"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("project.chart"), "{err}");
+}
+
+#[test]
+fn init_writes_with_the_users_umask_and_keeps_the_mode_of_a_file_it_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // Under umask 027 (set for the child through the shell), a new file is 0640, not 0600.
+    let env = Env::new();
+    let devenv = assert_cmd::cargo::cargo_bin("devenv");
+    let mut sh = std::process::Command::new("sh");
+    sh.current_dir(&env.project)
+        .env("HOME", env.home.path())
+        .env("DEVENV_HOME", &env.state)
+        .arg("-c")
+        .arg("umask 027 && exec \"$0\" init")
+        .arg(&devenv);
+    assert!(sh.status().unwrap().success());
+    assert_eq!(mode(&env.project.join("devenv.toml")), 0o640);
+
+    // An existing file keeps its own mode through --force.
+    let file = env.project.join("devenv.toml");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o604)).unwrap();
+    env.devenv().args(["init", "--force"]).assert().success();
+    assert_eq!(mode(&file), 0o604);
+}
+
+#[test]
+fn init_names_the_project_after_the_directory_keeping_its_letters() {
+    let env = Env::new().project_at("src/ÜberShop");
+    env.devenv().arg("init").assert().success();
+    let text = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    assert!(text.contains("name = \"ubershop\""), "{text}");
+}
+
+#[test]
 fn init_never_overwrites_without_force() {
     let env = Env::new();
     env.write("devenv.toml", "# mine\n");

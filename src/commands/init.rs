@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::state::write_atomic;
+use crate::state::write_atomic_mode;
 use crate::templates;
 
 /// Write a starter devenv.toml (or a whole example project) into the current directory.
@@ -83,9 +83,15 @@ pub fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
 
     let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
     if !args.dry_run {
+        let new_file_mode = 0o666 & !umask();
         for (rel, text) in &files {
             let path = dir.join(rel);
-            write_atomic(&path, text.as_bytes())?;
+            // The user's files, not devenv's state: an overwritten file keeps its mode, a new
+            // one gets what the umask allows, as an editor would write it.
+            let mode = std::fs::metadata(&path)
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+                .unwrap_or(new_file_mode);
+            write_atomic_mode(&path, text.as_bytes(), Some(mode))?;
         }
     }
     if ctx.ui.json {
@@ -112,7 +118,55 @@ pub fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     Ok(0)
 }
 
-/// A DNS-label form of the directory's name ("My Shop_2" → "my-shop-2").
+/// The process's umask (read by setting it and putting it back; init runs on one thread).
+// `mode_t` is u32 on Linux and u16 on macOS.
+#[allow(clippy::useless_conversion)]
+fn umask() -> u32 {
+    // SAFETY: umask has no preconditions and cannot fail; the old value is restored at once.
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old);
+        u32::from(old)
+    }
+}
+
+/// The ASCII letters of a Latin letter with a diacritic (`ü` → `u`, `ß` → `ss`), so that a
+/// directory's name keeps its letters in a DNS label.
+fn fold(c: char) -> Option<&'static str> {
+    const TABLE: &[(&str, &str)] = &[
+        ("àáâãäåāăą", "a"),
+        ("æ", "ae"),
+        ("çćĉċč", "c"),
+        ("ďđ", "d"),
+        ("èéêëēĕėęě", "e"),
+        ("ĝğġģ", "g"),
+        ("ĥħ", "h"),
+        ("ìíîïĩīĭįı", "i"),
+        ("ĵ", "j"),
+        ("ķ", "k"),
+        ("ĺļľŀł", "l"),
+        ("ñńņňŉ", "n"),
+        ("òóôõöøōŏő", "o"),
+        ("œ", "oe"),
+        ("ŕŗř", "r"),
+        ("śŝşš", "s"),
+        ("ß", "ss"),
+        ("ţťŧ", "t"),
+        ("ùúûüũūŭůűų", "u"),
+        ("ŵ", "w"),
+        ("ýÿŷ", "y"),
+        ("źżž", "z"),
+        ("þ", "th"),
+        ("ð", "d"),
+    ];
+    TABLE
+        .iter()
+        .find(|(letters, _)| letters.contains(c))
+        .map(|(_, ascii)| *ascii)
+}
+
+/// A DNS-label form of the directory's name ("My Shop_2" → "my-shop-2", "ÜberShop" →
+/// "ubershop").
 fn name_from_dir(dir: &Path) -> String {
     let raw = dir
         .file_name()
@@ -122,6 +176,8 @@ fn name_from_dir(dir: &Path) -> String {
     for c in raw.chars() {
         if c.is_ascii_lowercase() || c.is_ascii_digit() {
             name.push(c);
+        } else if let Some(ascii) = fold(c) {
+            name.push_str(ascii);
         } else if !name.ends_with('-') {
             name.push('-');
         }
@@ -154,7 +210,14 @@ fn find_chart(dir: &Path) -> Option<PathBuf> {
         entries.sort();
         entries.into_iter().find_map(|p| walk(&p, base, depth - 1))
     }
-    walk(dir, dir, 3).filter(|p| !p.as_os_str().is_empty())
+    // A chart at the root itself is `.`.
+    walk(dir, dir, 3).map(|p| {
+        if p.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            p
+        }
+    })
 }
 
 #[cfg(test)]
@@ -165,6 +228,16 @@ mod tests {
     fn directory_names_become_dns_labels() {
         assert_eq!(name_from_dir(Path::new("/x/My Shop_2")), "my-shop-2");
         assert_eq!(name_from_dir(Path::new("/x/---")), "app");
+        assert_eq!(name_from_dir(Path::new("/x/ÜberShop")), "ubershop");
+        assert_eq!(name_from_dir(Path::new("/x/Straße Café")), "strasse-cafe");
+        assert_eq!(name_from_dir(Path::new("/x/商店")), "app");
+    }
+
+    #[test]
+    fn a_chart_at_the_root_is_found_as_dot() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("Chart.yaml"), "name: shop").unwrap();
+        assert_eq!(find_chart(d.path()), Some(PathBuf::from(".")));
     }
 
     #[test]
