@@ -258,7 +258,10 @@ fn postgres_moves_to_the_remote_cluster_behind_a_bridge_and_comes_back() {
     );
 
     // --purge removes the user's remote namespace once nothing of the project runs there.
-    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--local", "--purge"]);
+    let (code, stdout, stderr) = output(
+        &env,
+        &["offload", "postgres", "--local", "--purge", "--yes"],
+    );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("deleted namespace devenv-ann-shop"),
@@ -431,17 +434,37 @@ fn a_missing_remote_context_names_it_with_the_kubectl_command_and_the_way_back()
     };
     let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("error at 'remote:postgres'"), "{stderr}");
-    let all = format!("{stdout}{stderr}");
     assert!(
-        all.contains("cannot use the remote cluster of kubeconfig context dev-cluster"),
-        "{all}"
+        stderr.contains("no kubeconfig context dev-cluster (the remote cluster of [remote])"),
+        "{stderr}"
     );
     assert!(
-        all.contains("kubectl --context dev-cluster get namespaces"),
-        "{all}"
+        stderr.contains("kubectl --context dev-cluster get namespaces"),
+        "{stderr}"
     );
-    assert!(all.contains("devenv offload postgres --local"), "{all}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert!(!stdout.contains("applying"), "{stdout}");
+    // The choice was not recorded: postgres still runs on the laptop for this user.
+    let (_, stdout, _) = output(&env, &["offload"]);
+    assert!(
+        stdout.contains("postgres     local    local    "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn purging_the_remote_data_asks_first() {
+    let Some((env, _local, remote)) = offload_env() else {
+        return;
+    };
+    let (code, _, stderr) = output(&env, &["offload", "postgres", "--local", "--purge"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("delete your namespace devenv-ann-shop on dev-cluster with its releases, volumes and data"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pass --yes"), "{stderr}");
+    assert!(remote.requests().iter().all(|r| r.is_read_only()));
 }
 
 #[test]

@@ -310,7 +310,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         return Ok(report_left(ctx, &left));
     }
     if !args.yes && !args.dry_run {
-        confirm(ctx, &steps)?;
+        super::confirm(ctx, "devenv down --purge will:", &steps)?;
     }
     let mut done = Vec::new();
     if has_block
@@ -504,30 +504,4 @@ async fn remote_namespace(ctx: &Context, fp: &Footprint) -> Option<RemoteNamespa
 async fn run(runner: &dyn Runner, cmd: &Cmd) -> Result<(), Error> {
     runner.run(cmd).await?;
     Ok(())
-}
-
-fn confirm(ctx: &Context, steps: &[String]) -> Result<(), Error> {
-    if !ctx.interactive {
-        return Err(Error::Usage {
-            message: format!("--purge would {}", steps.join(", ")),
-            help: "nothing was changed; pass --yes to confirm without a terminal".into(),
-        });
-    }
-    crate::errln!("devenv down --purge will:");
-    for s in steps {
-        crate::errln!("  - {s}");
-    }
-    crate::err!("Continue? [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .map_err(Error::io("read", "the answer"))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(Error::Usage {
-            message: "cancelled".into(),
-            help: "nothing was changed".into(),
-        })
-    }
 }

@@ -35,3 +35,31 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::TunnelSupervisor(args) => tunnel::exec(args).await,
     }
 }
+
+/// Ask before a destructive change: `title`, then one line per step, then `Continue? [y/N]`.
+/// Without a terminal it refuses (exit 2) and says to pass --yes; nothing has changed then.
+pub fn confirm(ctx: &Context, title: &str, steps: &[String]) -> Result<(), Error> {
+    if !ctx.interactive {
+        return Err(Error::Usage {
+            message: format!("{title} {}", steps.join(", ")),
+            help: "nothing was changed; pass --yes to confirm without a terminal".into(),
+        });
+    }
+    crate::errln!("{title}");
+    for s in steps {
+        crate::errln!("  - {s}");
+    }
+    crate::err!("Continue? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(Error::io("read", "the answer"))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Error::Usage {
+            message: "cancelled".into(),
+            help: "nothing was changed".into(),
+        })
+    }
+}

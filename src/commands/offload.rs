@@ -40,6 +40,9 @@ pub struct Args {
     /// once no other service of the project runs there.
     #[arg(long, requires = "local")]
     pub purge: bool,
+    /// With --purge: do not ask for confirmation.
+    #[arg(long, short = 'y', requires = "purge")]
+    pub yes: bool,
     /// How long to wait for another devenv command working on this project.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,
@@ -85,12 +88,48 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             });
         }
     };
-    if placement == Placement::Remote && c.remote.is_none() {
-        return Err(Error::Usage {
-            message: "devenv.toml has no [remote] section: there is no remote cluster to run on"
-                .into(),
-            help: "ask the platform team to add [remote] with the dev cluster's context (docs/offload.md)".into(),
-        });
+    if placement == Placement::Remote {
+        let Some(r) = &c.remote else {
+            return Err(Error::Usage {
+                message: "devenv.toml has no [remote] section: there is no remote cluster to run on"
+                    .into(),
+                help: "ask the platform team to add [remote] with the dev cluster's context (docs/offload.md)".into(),
+            });
+        };
+        // Checked before the choice is recorded: a toggle that cannot work changes nothing.
+        let has_context = crate::cluster::read_kubeconfig()
+            .is_ok_and(|k| k.contexts.iter().any(|ctx| ctx.name == r.context));
+        if !has_context {
+            return Err(Error::Failed {
+                message: format!(
+                    "no kubeconfig context {} (the remote cluster of [remote]): {service} cannot run there from this laptop",
+                    r.context
+                ),
+                help: format!(
+                    "nothing was changed; get the dev cluster's kubeconfig from the platform team (`kubectl config get-contexts` lists the contexts you have, `kubectl --context {} get namespaces` checks it)",
+                    r.context
+                ),
+                code: 1,
+            });
+        }
+    }
+    if args.purge && !args.yes {
+        let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
+        let on = c
+            .remote
+            .as_ref()
+            .map(|r| format!(" on {}", r.context))
+            .unwrap_or_default();
+        super::confirm(
+            ctx,
+            &format!("devenv offload {service} --local --purge will:"),
+            &[
+                format!("run {service} on this laptop again"),
+                format!(
+                    "delete your namespace {namespace}{on} with its releases, volumes and data, once nothing else of the project runs there"
+                ),
+            ],
+        )?;
     }
     {
         let lock = project.lock(Duration::from_secs(args.lock_timeout), |pid| {
