@@ -163,9 +163,23 @@ pub fn upgrade_install(loaded: &Loaded, kube_context: &str, overlay_file: &Path)
     // No --wait: devenv watches the rollout itself, so that a pod that cannot start is shown
     // at once with its events and logs. --timeout still bounds Helm's hooks.
     let timeout = format!("{}s", c.project.rollout_timeout().as_secs());
-    cmd.arg("--values")
+    let cmd = cmd
+        .arg("--values")
         .arg(overlay_file)
-        .args(["--timeout", timeout.as_str()])
+        .args(["--timeout", timeout.as_str()]);
+    bounded(cmd, c.project.rollout_timeout())
+}
+
+/// A Helm command given `--timeout helm_timeout`, killed if it runs well past that: Helm's
+/// timeout bounds its hooks and waits, not its requests, so a cluster that accepts connections
+/// and never answers would hold it (and `up`) forever. The margin is the timeout itself,
+/// between 10 s and 60 s.
+pub fn bounded(cmd: Cmd, helm_timeout: std::time::Duration) -> Cmd {
+    let margin = helm_timeout.clamp(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(60),
+    );
+    cmd.timeout(helm_timeout + margin)
 }
 
 /// The path Helm is given for a values file. Helm reads `--values` as a URL first, and Go's URL

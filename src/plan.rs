@@ -495,7 +495,7 @@ impl Plan {
                     actions.push(Action::Note(format!(
                         "the release gets the values the umbrella chart gives {key}: its {key} and global sections of the chart's values.yaml and the team's values files, on stdin"
                     )));
-                    actions.push(Action::Run(
+                    actions.push(Action::Run(helm::bounded(
                         Cmd::new("helm")
                             .args(["upgrade", "--install", name])
                             .arg(chart)
@@ -503,7 +503,8 @@ impl Plan {
                             .args(["--namespace", &namespace])
                             .args(["--values", "-", "--timeout", &timeout])
                             .stdin(values.to_string()),
-                    ));
+                        c.project.rollout_timeout(),
+                    )));
                     actions.push(Action::Verify(Verify::Rollout {
                         context: r.context.clone(),
                         namespace: namespace.clone(),

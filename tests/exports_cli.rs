@@ -1,12 +1,11 @@
 //! `devenv exports` on a temp exports file (never the machine's): apply, update, remove, the
-//! backup, conflicts, reload failures, a writer killed at random points, and concurrent writers.
-//! The NFS server reload is replaced through `DEVENV_EXPORTS_RELOAD` (the real one would reload
-//! the machine's server).
+//! backup, conflicts, reload failures and stale temp files (kills and concurrent writers are in
+//! `tests/faults.rs`). The NFS server reload is replaced through `DEVENV_EXPORTS_RELOAD` (the
+//! real one would reload the machine's server).
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use predicates::prelude::*;
 use support::Env;
@@ -147,121 +146,6 @@ fn a_missing_exports_file_is_created() {
     assert!(read(&env).starts_with("# BEGIN devenv shop uid="));
     exports_cmd(&env).arg("remove").assert().success();
     assert_eq!(read(&env), "");
-}
-
-/// A writer killed at any point leaves the old or the new file, never a mix. The foreign part is
-/// large so that killing mid-write is likely.
-#[test]
-fn a_writer_killed_at_random_points_never_leaves_a_partial_file() {
-    let env = env();
-    let big: String = (0..40_000)
-        .map(|i| format!("# foreign comment line {i}\n"))
-        .collect();
-    std::fs::write(&env.exports, &big).unwrap();
-    exports_cmd(&env).arg("apply").assert().success();
-    let with_block = read(&env);
-    exports_cmd(&env).arg("remove").assert().success();
-    assert_eq!(read(&env), big);
-    let bin = assert_cmd::cargo::cargo_bin("devenv");
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let runs = 200;
-    for i in 0..runs {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let action = if i % 2 == 0 { "apply" } else { "remove" };
-        let mut child = Command::new(&bin)
-            .current_dir(&env.project)
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", env.home.path())
-            .env("DEVENV_HOME", &env.state)
-            .env("DEVENV_EXPORTS_FILE", &env.exports)
-            .env("DEVENV_EXPORTS_RELOAD", "true")
-            .env("FAKE_MINIKUBE_STATE", &env.minikube_state)
-            .args(["exports", action])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_micros(seed % 40_000));
-        let _ = child.kill();
-        let _ = child.wait();
-        let now = read(&env);
-        assert!(
-            now == big || now == with_block,
-            "run {i}: the file is neither version ({} bytes)",
-            now.len()
-        );
-    }
-}
-
-#[test]
-fn eight_concurrent_writers_with_their_own_temp_dirs_each_leave_their_block_exactly_once() {
-    let env = Env::new();
-    std::fs::write(&env.exports, FOREIGN).unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("devenv");
-    let mut projects = Vec::new();
-    for n in 0..8 {
-        let dir = env.home.path().join(format!("p{n}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let name = format!("shop{n}");
-        env.devenv()
-            .current_dir(&dir)
-            .args(["init", "--example", "--name", &name])
-            .assert()
-            .success();
-        projects.push((dir, name));
-    }
-    let children: Vec<_> = projects
-        .iter()
-        .map(|(dir, _)| {
-            // Each its own temp directory, as per-user TMPDIRs on macOS, `nix develop` or sudo
-            // give them: the lock must not live there.
-            let tmp = dir.join("tmp");
-            std::fs::create_dir_all(&tmp).unwrap();
-            Command::new(&bin)
-                .current_dir(dir)
-                .env("TMPDIR", &tmp)
-                .env("PATH", std::env::var_os("PATH").unwrap())
-                .env("HOME", env.home.path())
-                .env("DEVENV_HOME", &env.state)
-                .env("DEVENV_EXPORTS_FILE", &env.exports)
-                .env("DEVENV_EXPORTS_RELOAD", "true")
-                .env("FAKE_MINIKUBE_STATE", &env.minikube_state)
-                .args(["exports", "apply"])
-                .output_async()
-        })
-        .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = read(&env);
-    assert!(text.starts_with(FOREIGN));
-    for (_, name) in &projects {
-        assert_eq!(
-            text.matches(&format!("# BEGIN devenv {name} uid=")).count(),
-            1,
-            "{name} in:\n{text}"
-        );
-    }
-}
-
-trait SpawnPiped {
-    fn output_async(&mut self) -> std::process::Child;
-}
-
-impl SpawnPiped for Command {
-    fn output_async(&mut self) -> std::process::Child {
-        self.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
 }
 
 #[test]

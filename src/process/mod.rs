@@ -386,6 +386,20 @@ impl Runner for SystemRunner {
             // Interactive commands (above) keep the terminal's group: they may ask for a
             // password on it.
             command.process_group(0);
+            #[cfg(target_os = "linux")]
+            // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+            // which is async-signal-safe.
+            unsafe {
+                command.pre_exec(|| {
+                    // SIGKILL of devenv cannot be caught to stop the group: the kernel then
+                    // kills the child itself. (It fires when the spawning thread ends; the
+                    // runtime spawns from its one thread, which lives as long as devenv.)
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
             command
                 .stdin(if cmd.stdin.is_some() {
                     Stdio::piped()
