@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 
-const EXAMPLES: &str = "\
+const EXAMPLES: &str = concat!(
+    "\
 Examples:
   devenv init --example        Write devenv.toml and an example chart into this directory
   devenv doctor                Check this laptop: VM drivers, minikube, helm, kubectl
@@ -16,7 +17,12 @@ Examples:
   devenv top                   CPU, memory and restarts per service, live, with alerts
   devenv completions zsh > ~/.zfunc/_devenv
 
-Docs: docs/getting-started.md, docs/config.md";
+Docs: ",
+    env!("CARGO_PKG_REPOSITORY"),
+    "/tree/v",
+    env!("CARGO_PKG_VERSION"),
+    "/docs"
+);
 
 /// One command for the same local Kubernetes environment on every developer's laptop.
 ///

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod docker;
+pub mod docs;
 pub mod doctor;
 pub mod error;
 pub mod execute;

@@ -289,7 +289,9 @@ fn every_problem_links_to_its_section_of_the_troubleshooting_page() {
             );
             let doc = c["doc"].as_str().unwrap();
             let anchor = doc
-                .strip_prefix("docs/troubleshooting.md#")
+                .split_once("/docs/troubleshooting.md#")
+                .filter(|(base, _)| base.starts_with("https://"))
+                .map(|(_, anchor)| anchor)
                 .unwrap_or_else(|| panic!("{doc} is not a troubleshooting section"));
             assert!(sections.iter().any(|s| s == anchor), "no section #{anchor}");
         }
@@ -391,7 +393,12 @@ fn a_virtualbox_profile_is_reported_with_the_seeds_figures_and_the_way_out() {
             .starts_with("minikube stop -p old"),
         "{c}"
     );
-    assert_eq!(c["doc"], "docs/troubleshooting.md#virtualbox");
+    assert!(
+        c["doc"].as_str().is_some_and(
+            |d| d.starts_with("https://") && d.ends_with("/docs/troubleshooting.md#virtualbox")
+        ),
+        "{c}"
+    );
 }
 
 #[test]

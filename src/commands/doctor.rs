@@ -35,7 +35,10 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
             Some(Check::fail(
                 "config",
                 e.to_string(),
-                "fix devenv.toml as shown (every key is described in docs/config.md)",
+                format!(
+                    "fix devenv.toml as shown (every key is described in {})",
+                    crate::docs::url("config.md")
+                ),
                 &doctor::doc(anchor::CONFIG),
             )),
         ),

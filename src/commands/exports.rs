@@ -98,7 +98,7 @@ impl Export {
         let client = match &c.mount.export_client {
             Some(text) => nfs::parse_client(text).map_err(|why| Error::Usage {
                 message: format!("mount.export_client: {why}"),
-                help: "see docs/config.md".into(),
+                help: format!("see {}", crate::docs::url("config.md")),
             })?,
             // The VM's own address: minikube puts a new VM on the first free subnet (.39,
             // .50, .61, ... for kvm2), so no network can be assumed before it runs. Without a
@@ -325,7 +325,10 @@ pub async fn ask_sudo_once(ctx: &Context, host: &NfsHost) -> Result<(), Error> {
                         path.display()
                     ),
                     help: help.unwrap_or_else(|| {
-                        "reinstall it: devenv onboard --exports-helper (docs/nfs.md)".into()
+                        format!(
+                            "reinstall it: devenv onboard --exports-helper ({})",
+                            crate::docs::url("nfs.md")
+                        )
                     }),
                 });
             }
@@ -360,8 +363,9 @@ pub async fn ask_sudo_once(ctx: &Context, host: &NfsHost) -> Result<(), Error> {
         });
     }
     crate::errln!(
-        "devenv needs sudo to change {} (the exact commands are in docs/nfs.md)",
-        host.exports.display()
+        "devenv needs sudo to change {} (the exact commands are in {})",
+        host.exports.display(),
+        crate::docs::url("nfs.md")
     );
     let status = ctx
         .runner

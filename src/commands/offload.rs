@@ -91,9 +91,13 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     if placement == Placement::Remote {
         let Some(r) = &c.remote else {
             return Err(Error::Usage {
-                message: "devenv.toml has no [remote] section: there is no remote cluster to run on"
-                    .into(),
-                help: "ask the platform team to add [remote] with the dev cluster's context (docs/offload.md)".into(),
+                message:
+                    "devenv.toml has no [remote] section: there is no remote cluster to run on"
+                        .into(),
+                help: format!(
+                    "ask the platform team to add [remote] with the dev cluster's context ({})",
+                    crate::docs::url("offload.md")
+                ),
             });
         };
         // Checked before the choice is recorded: a toggle that cannot work changes nothing.

@@ -53,7 +53,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let loaded = ctx.load_config()?;
     let routes = Routes::new(&loaded).map_err(|e| Error::Usage {
         message: e.to_string(),
-        help: "globs follow .gitignore syntax; see docs/watch.md".into(),
+        help: format!(
+            "globs follow .gitignore syntax; see {}",
+            crate::docs::url("watch.md")
+        ),
     })?;
     let root = canonical(&loaded.root);
     let source_dir = canonical(&loaded.source_dir());
@@ -249,7 +252,10 @@ fn watch_error(err: &notify::Error) -> Error {
         },
         None => Error::Failed {
             message: format!("cannot watch the source tree: {err}"),
-            help: "run with -v for details; docs/watch.md lists the known causes".into(),
+            help: format!(
+                "run with -v for details; {} lists the known causes",
+                crate::docs::url("watch.md")
+            ),
             code: 1,
         },
     }

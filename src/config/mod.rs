@@ -375,7 +375,10 @@ impl ConfigError {
             ),
             ConfigError::Read { .. } => None,
             ConfigError::Invalid { .. } => {
-                Some("every key is described in docs/config.md".to_string())
+                Some(format!(
+                    "every key is described in {}",
+                    crate::docs::url("config.md")
+                ))
             }
         }
     }
@@ -489,7 +492,10 @@ fn problem_from_toml(source: &str, err: &toml::de::Error) -> Problem {
         } else {
             format!("{key}.{field}")
         };
-        help = Some(format!("add `{field} = …` here; see docs/config.md"));
+        help = Some(format!(
+            "add `{field} = …` here; see {}",
+            crate::docs::url("config.md")
+        ));
     } else if let Some((word, expected)) = unknown_and_expected(&message) {
         if let Some(best) = closest(&word, expected.iter().map(String::as_str)) {
             help = Some(format!("did you mean `{best}`?"));

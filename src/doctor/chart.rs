@@ -501,7 +501,7 @@ mod tests {
         assert!(!c.reason.contains("search"), "2× is fine: {}", c.reason);
         assert_eq!(
             c.doc.as_deref(),
-            Some("docs/troubleshooting.md#cpu-limit-ratio")
+            Some(crate::doctor::doc("cpu-limit-ratio").as_str())
         );
     }
 

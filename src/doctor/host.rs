@@ -245,7 +245,7 @@ mod tests {
         );
         assert_eq!(
             c.doc.as_deref(),
-            Some("docs/troubleshooting.md#cpu-governor")
+            Some(crate::doctor::doc("cpu-governor").as_str())
         );
     }
 

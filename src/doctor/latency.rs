@@ -438,7 +438,7 @@ mod tests {
         );
         assert_eq!(
             c.doc.as_deref(),
-            Some("docs/troubleshooting.md#stat-latency")
+            Some(crate::doctor::doc("stat-latency").as_str())
         );
     }
 

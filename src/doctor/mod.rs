@@ -33,9 +33,9 @@ use crate::process::{ProcessError, install_hint};
 /// The user guide page every check links into.
 pub const TROUBLESHOOTING: &str = "docs/troubleshooting.md";
 
-/// A check's doc link: its section of [`TROUBLESHOOTING`].
+/// A check's doc link: the absolute URL of its section of [`TROUBLESHOOTING`].
 pub fn doc(anchor: &str) -> String {
-    format!("{TROUBLESHOOTING}#{anchor}")
+    format!("{}{TROUBLESHOOTING}#{anchor}", crate::docs::BASE)
 }
 
 /// Section anchors of `docs/troubleshooting.md`, one per check (GitHub's heading slugs).
@@ -435,7 +435,8 @@ pub async fn run(ctx: &Context, loaded: Option<&Loaded>, roots: Roots) -> Vec<Fi
             Check::fail(
                 "nfs.exports",
                 format!("cannot work out this project's export: {e}"),
-                e.help().unwrap_or_else(|| "see docs/nfs.md".into()),
+                e.help()
+                    .unwrap_or_else(|| format!("see {}", crate::docs::url("nfs.md"))),
                 &doc(anchor::NFS_EXPORTS),
             ),
         ),
@@ -537,7 +538,10 @@ mod tests {
     fn doc_links_point_into_the_page() {
         assert_eq!(
             doc(anchor::CPU_GOVERNOR),
-            "docs/troubleshooting.md#cpu-governor"
+            format!(
+                "https://github.com/devenv-dev/devenv/blob/v{}/docs/troubleshooting.md#cpu-governor",
+                env!("CARGO_PKG_VERSION")
+            )
         );
     }
 }

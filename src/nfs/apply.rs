@@ -236,8 +236,9 @@ impl ApplyError {
                 "devenv never changes other exports: remove or narrow the line shown, or export a different directory (mount.source)".into(),
             ),
             ApplyError::Parse { path, .. } => Some(format!(
-                "fix the devenv block in {} by hand (docs/nfs.md shows what it looks like), or delete it",
-                path.display()
+                "fix the devenv block in {} by hand ({} shows what it looks like), or delete it",
+                path.display(),
+                crate::docs::url("nfs.md")
             )),
             ApplyError::Invalid { .. } => Some("nothing was changed".into()),
             ApplyError::Locked { .. } => Some("wait for the other devenv command to finish".into()),

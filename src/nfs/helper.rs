@@ -386,7 +386,10 @@ pub fn authorize(dir: &Path, invoker: &Invoker) -> Result<(), Refusal> {
 pub fn check_install(exe: &Path) -> Result<(), Refusal> {
     let refuse = |path: &Path, rule: &str| Refusal::Install {
         path: path.display().to_string(),
-        rule: format!("{rule}: the helper must be installed root-owned (docs/nfs.md)"),
+        rule: format!(
+            "{rule}: the helper must be installed root-owned ({})",
+            crate::docs::url("nfs.md")
+        ),
     };
     let mut path = Some(exe);
     while let Some(p) = path {
@@ -530,9 +533,10 @@ impl HelperError {
 
     pub fn help(&self) -> Option<String> {
         match self {
-            HelperError::Refused(_) => {
-                Some("nothing was changed; docs/nfs.md lists what the exports helper allows".into())
-            }
+            HelperError::Refused(_) => Some(format!(
+                "nothing was changed; {} lists what the exports helper allows",
+                crate::docs::url("nfs.md")
+            )),
             HelperError::Apply(e) => e.help(),
         }
     }

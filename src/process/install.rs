@@ -54,8 +54,13 @@ impl Platform {
 }
 
 const MINIKUBE_LINUX: &str = "curl -LO https://storage.googleapis.com/minikube/releases/latest/minikube-linux-amd64 && sudo install minikube-linux-amd64 /usr/local/bin/minikube";
-const HELM_SCRIPT: &str =
-    "curl -fsSL https://raw.githubusercontent.com/helm/helm/main/scripts/get-helm-3 | bash";
+/// What `devenv onboard` does for helm and kubectl on Debian and Ubuntu: never a script piped
+/// into a shell.
+fn from_onboard(program: &str) -> String {
+    format!(
+        "`devenv onboard` adds {program}'s signed apt repository and installs {program} (it shows each command first)"
+    )
+}
 
 /// The command that installs `program` on `platform`, or a pointer to where it comes from.
 pub fn install_hint(program: &str, platform: Platform) -> String {
@@ -73,8 +78,9 @@ pub fn install_hint(program: &str, platform: Platform) -> String {
         ("minikube", MacOs) => brew("minikube"),
         ("minikube", Debian | Fedora | Arch | OtherLinux) => MINIKUBE_LINUX.to_string(),
         ("helm", MacOs) => brew("helm"),
-        ("helm", Arch) => pkg("", "", "helm"),
-        ("helm", _) => HELM_SCRIPT.to_string(),
+        ("helm" | "kubectl", Debian) => from_onboard(program),
+        ("helm", Arch | Fedora) => pkg("", "helm", "helm"),
+        ("helm", _) => "see https://helm.sh/docs/intro/install/ (a signed package of your distribution)".to_string(),
         ("kubectl", MacOs) => brew("kubernetes-cli"),
         ("kubectl", Arch) => pkg("", "", "kubectl"),
         ("kubectl", _) => {

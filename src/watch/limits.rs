@@ -129,9 +129,10 @@ impl Limit {
              keep it after a reboot: echo {key}={value} | sudo tee /etc/sysctl.d/90-devenv-inotify.conf && sudo sysctl --system"
         );
         if self == Limit::Watches {
-            help.push_str(
-                "\nor watch less: add large generated directories to .devenvignore (docs/watch.md)",
-            );
+            help.push_str(&format!(
+                "\nor watch less: add large generated directories to .devenvignore ({})",
+                crate::docs::url("watch.md")
+            ));
         } else {
             help.push_str("\nother watchers (editors, language servers) share the same limit");
         }
