@@ -1218,7 +1218,9 @@ fn fedora_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec
 
 /// The libvirt group and the services, the same on every Linux family.
 fn linux_access_steps(facts: &Facts, steps: &mut Vec<Step>) {
-    if !facts.in_group("libvirt") && !facts.in_group("libvirtd") {
+    // root reaches libvirtd without the group (doctor's kvm2 check says the same).
+    let as_root = facts.uid == Some(0);
+    if !as_root && !facts.in_group("libvirt") && !facts.in_group("libvirtd") {
         steps.push(
             Step::new(
                 "libvirt-group",
@@ -1584,6 +1586,18 @@ mod tests {
         let cmds = argvs(&plan);
         assert!(!cmds.iter().any(|c| c.contains("usermod -aG libvirt")));
         assert!(cmds.contains(&"sudo systemctl enable --now nfs-server".to_string()));
+    }
+
+    #[test]
+    fn root_is_not_added_to_the_libvirt_group() {
+        let mut f = facts(Platform::Debian, "x86_64");
+        f.uid = Some(0);
+        let plan = build_plan(&f, "kvm2", "devenv up");
+        assert!(
+            !argvs(&plan)
+                .iter()
+                .any(|c| c.contains("usermod -aG libvirt"))
+        );
     }
 
     #[test]
