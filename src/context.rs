@@ -96,7 +96,7 @@ impl Context {
                 global.verbose,
                 global.json,
             ),
-            runner: Arc::new(SystemRunner::new(platform)),
+            runner: Arc::new(runner(platform)),
         })
     }
 
@@ -111,6 +111,18 @@ impl Context {
 
     pub fn state_dir(&self) -> Result<StateDir, Error> {
         Ok(StateDir::locate(self.devenv_home.clone())?)
+    }
+}
+
+/// The runner, recording its process groups under the state directory (`run/groups`) so that
+/// a devenv killed with SIGKILL leaves nothing running past the next command.
+fn runner(platform: Platform) -> SystemRunner {
+    let runner = SystemRunner::new(platform);
+    match StateDir::locate(std::env::var_os("DEVENV_HOME").map(PathBuf::from)) {
+        Ok(state) => runner.with_orphan_registry(crate::process::orphans::Registry::new(
+            state.root().join("run/groups"),
+        )),
+        Err(_) => runner,
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod daemon;
 mod install;
+pub mod orphans;
 mod quote;
 
 pub use install::{Platform, install_hint};
@@ -286,15 +287,23 @@ pub fn tail_lines(text: &str, n: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct SystemRunner {
     platform: Platform,
+    /// Where running process groups are recorded, for a later devenv to stop them if this one
+    /// is killed (see [`orphans`]).
+    groups: Option<orphans::Registry>,
 }
 
 /// The process group of a running child (its pid, as it leads the group). Dropped before the
-/// child ended by itself — a cancelled stage, a timeout — it kills the whole group.
-struct ProcessGroup(Option<u32>);
+/// child ended by itself — a cancelled stage, a timeout — it kills the whole group. Its record
+/// (if any) goes with it.
+struct ProcessGroup {
+    pgid: Option<u32>,
+    /// Dropped after the group is killed (fields drop after `drop`).
+    _record: Option<orphans::Record>,
+}
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+        if let Some(pgid) = self.pgid.and_then(|p| i32::try_from(p).ok()) {
             // SAFETY: kill has no memory effects; a negative pid names the child's own group,
             // which it leads (process_group(0)), never devenv's.
             unsafe {
@@ -336,7 +345,23 @@ impl Interrupt {
 
 impl SystemRunner {
     pub fn new(platform: Platform) -> Self {
-        SystemRunner { platform }
+        SystemRunner {
+            platform,
+            groups: None,
+        }
+    }
+
+    /// Record running groups in `registry`, and first stop those a killed devenv left.
+    pub fn with_orphan_registry(mut self, registry: orphans::Registry) -> Self {
+        let stopped = registry.reap();
+        if stopped > 0 {
+            tracing::info!(
+                stopped,
+                "stopped process groups a killed devenv left running"
+            );
+        }
+        self.groups = Some(registry);
+        self
     }
 
     /// Where `program` would be found, honouring a `PATH` set on the command.
@@ -420,7 +445,13 @@ impl Runner for SystemRunner {
                 command: cmd.display(),
                 source,
             })?;
-            let mut group = ProcessGroup(child.id());
+            let record = child
+                .id()
+                .and_then(|pgid| self.groups.as_ref()?.record(pgid));
+            let mut group = ProcessGroup {
+                pgid: child.id(),
+                _record: record,
+            };
             if let (Some(data), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
                 tokio::spawn(async move {
                     // A child that exits without reading its input is not an error here; its
@@ -441,7 +472,7 @@ impl Runner for SystemRunner {
             match tokio::time::timeout(cmd.timeout, work).await {
                 Ok((stdout, stderr, status)) => {
                     // It ended by itself: what it left running in its group was meant to stay.
-                    group.0 = None;
+                    group.pgid = None;
                     let status = status.map_err(|source| ProcessError::Spawn {
                         command: cmd.display(),
                         source,
