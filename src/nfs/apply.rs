@@ -201,8 +201,13 @@ pub enum ApplyError {
     },
     #[error("the new exports would be invalid:\n{}", .problems.join("\n"))]
     Invalid { problems: Vec<String> },
-    #[error("another process holds the exports lock {} since {}s", .lock.display(), .waited.as_secs())]
-    Locked { lock: PathBuf, waited: Duration },
+    #[error("{} holds the exports lock {} since {}s", .holder.as_deref().unwrap_or("another process"), .lock.display(), .waited.as_secs())]
+    Locked {
+        lock: PathBuf,
+        waited: Duration,
+        /// Who holds it, as it wrote itself into the lock file (`pid 123: devenv up`).
+        holder: Option<String>,
+    },
     #[error("reloading the NFS server failed, so {} was restored from its backup", .path.display())]
     ReloadFailed {
         path: PathBuf,
@@ -746,6 +751,30 @@ fn remove_stale_temp_files(exports: &Path) {
     }
 }
 
+/// Write who holds the lock into it (`<pid> <command line>`), for whoever waits; a lock file
+/// another user created is read-only here, and then says nothing.
+fn write_holder(file: &std::fs::File) {
+    use std::io::{Seek, Write};
+    let command: Vec<String> = std::env::args()
+        .map(|a| a.rsplit('/').next().unwrap_or(&a).to_string())
+        .collect();
+    let mut f = file;
+    let _ = f.set_len(0);
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = writeln!(f, "{} {}", std::process::id(), command.join(" "));
+}
+
+/// The holder a lock file names, if that process still runs (`pid 123: devenv exports apply`).
+fn holder(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (pid, command) = text.lines().next()?.split_once(' ')?;
+    let pid: i32 = pid.parse().ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    alive.then(|| format!("pid {pid}: {command}"))
+}
+
 /// The exports lock: one per exports file, shared by every user and project, in `dir`
 /// ([`LOCK_DIR`]; /etc is not writable without root). It is opened without following a link,
 /// read-only when someone else created it (a lock needs no write access).
@@ -775,14 +804,27 @@ async fn lock(dir: &Path, exports: &Path, timeout: Duration) -> Result<std::fs::
             source,
         })?;
     let started = std::time::Instant::now();
+    let mut said = false;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(file),
+            Ok(()) => {
+                write_holder(&file);
+                return Ok(file);
+            }
             Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < timeout => {
+                if !said && started.elapsed() > Duration::from_secs(1) {
+                    said = true;
+                    crate::errln!(
+                        "waiting for the exports lock {}, held by {}…",
+                        path.display(),
+                        holder(&path).as_deref().unwrap_or("another process")
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(ApplyError::Locked {
+                    holder: holder(&path),
                     lock: path,
                     waited: started.elapsed(),
                 });
@@ -811,5 +853,29 @@ mod tests {
             assert_eq!(root.lock_dir, user.lock_dir);
             assert_eq!(user.lock_dir, Path::new(LOCK_DIR));
         }
+    }
+
+    #[test]
+    fn a_writer_kept_waiting_is_told_who_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let exports = dir.path().join("exports");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let _held = lock(dir.path(), &exports, Duration::from_secs(1))
+                .await
+                .unwrap();
+            let err = lock(dir.path(), &exports, Duration::from_millis(100))
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("pid {}: ", std::process::id())),
+                "{text}"
+            );
+            assert!(text.contains("holds the exports lock"), "{text}");
+        });
     }
 }
