@@ -183,3 +183,36 @@ fn quiet_apply_prints_nothing_and_still_writes_the_block() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     assert!(read(&env).contains("# BEGIN devenv shop uid="));
 }
+
+/// `chattr -i` on drop, so a failing test leaves a deletable temp dir.
+struct Immutable<'a>(&'a std::path::Path);
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(self.0).status();
+    }
+}
+
+#[test]
+fn an_immutable_exports_file_is_named_as_such_even_as_root() {
+    let env = env();
+    if !support::is_root()
+        || !Command::new("chattr")
+            .arg("+i")
+            .arg(&env.exports)
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipping: needs root and a file system with chattr +i (CI has both)");
+        return;
+    }
+    let _flag = Immutable(&env.exports);
+    exports_cmd(&env)
+        .arg("apply")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("immutable"))
+        .stderr(predicate::str::contains("password").not());
+    drop(_flag);
+    assert_eq!(read(&env), FOREIGN);
+}

@@ -162,6 +162,9 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 
 /// Whether this process may replace `path` itself: the directory must be writable (the rename)
 /// and the file too, when it exists.
+/// Whether devenv can write the exports file itself. A file no privilege can write (a
+/// read-only file system, an immutable file) counts as writable: sudo would not help, and the
+/// direct write then fails with the system's own reason instead of a question for a password.
 fn writable(path: &Path) -> bool {
     let dir = path
         .parent()
@@ -176,7 +179,28 @@ fn access_w(path: &Path) -> bool {
         return false;
     };
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        return true;
+    }
+    // EACCES is a matter of permission, which sudo or the helper has; these are not.
+    matches!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EROFS | libc::EPERM | libc::ETXTBSY)
+    )
+}
+
+/// What to do about a write that no privilege could have made.
+fn io_help(source: &std::io::Error) -> Option<String> {
+    match source.raw_os_error() {
+        Some(libc::EROFS) => Some(
+            "the file system is mounted read-only, which sudo does not change: remount it read-write (or, on an image-based system, export through its own configuration)".into(),
+        ),
+        Some(libc::EPERM) => Some(
+            "the file is immutable or append-only (Linux: `lsattr` shows `i` or `a`; macOS: `ls -lO` shows `uchg`/`schg`), which sudo does not change: clear the flag (`sudo chattr -i`, `sudo chflags nouchg`) if that is intended".into(),
+        ),
+        Some(libc::ENOSPC) => Some("the disk is full: free some space, then run the command again; the exports file is as it was".into()),
+        _ => None,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -257,7 +281,8 @@ impl ApplyError {
             )),
             ApplyError::Helper { help, .. } => help.clone(),
             ApplyError::Process(e) => e.help(),
-            ApplyError::Io { .. } | ApplyError::NoGrant => None,
+            ApplyError::Io { source, .. } => io_help(source),
+            ApplyError::NoGrant => None,
         }
     }
 }
@@ -853,6 +878,28 @@ mod tests {
             assert_eq!(root.lock_dir, user.lock_dir);
             assert_eq!(user.lock_dir, Path::new(LOCK_DIR));
         }
+    }
+
+    #[test]
+    fn a_write_no_privilege_can_make_says_why_instead_of_asking_for_a_password() {
+        let ro = ApplyError::Io {
+            action: "write",
+            path: PathBuf::from("/etc/exports"),
+            source: std::io::Error::from_raw_os_error(libc::EROFS),
+        };
+        assert!(ro.help().unwrap().contains("read-only"));
+        let immutable = ApplyError::Io {
+            action: "write",
+            path: PathBuf::from("/etc/exports"),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(immutable.help().unwrap().contains("immutable"));
+        let full = ApplyError::Io {
+            action: "write",
+            path: PathBuf::from("/etc/exports"),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert!(full.help().unwrap().contains("disk is full"));
     }
 
     #[test]
