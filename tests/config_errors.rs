@@ -65,7 +65,38 @@ fn unknown_table_is_refused() {
 fn wrong_type_names_the_key() {
     let e = rejected("[project]\nname = \"shop\"\n[vm]\ncpus = \"four\"\n");
     assert_located(&e, 4, "vm.cpus");
-    assert!(e.contains("invalid type"), "{e}");
+    assert!(
+        e.contains("expected a whole number, 0 or more, found the text \"four\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn type_errors_are_said_without_rust_words() {
+    let e = rejected("[project]\nname = \"shop\"\n[vm]\ncpus = 2.5\n");
+    assert_located(&e, 4, "vm.cpus");
+    assert!(
+        e.contains("expected a whole number, 0 or more, found 2.5"),
+        "{e}"
+    );
+    let e = rejected("[project]\nname = \"shop\"\n[services.api]\nports = [80, \"x\"]\n");
+    assert!(
+        e.contains("devenv.toml:4:14:"),
+        "points at the element: {e}"
+    );
+    assert!(e.contains("a whole number from 0 to 65535"), "{e}");
+    for rust in ["u16", "u32", "invalid type", "floating point", "sequence"] {
+        assert!(!e.contains(rust), "{rust} in: {e}");
+    }
+}
+
+#[test]
+fn a_table_written_twice_is_named() {
+    let e = rejected(
+        "[project]\nname = \"shop\"\n[services.api]\nport = 80\n[services.api]\nhost = \"a\"\n",
+    );
+    assert!(e.contains("devenv.toml:5:"), "{e}");
+    assert!(e.contains("[services.api] appears twice"), "{e}");
 }
 
 #[test]

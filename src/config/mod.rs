@@ -504,14 +504,74 @@ fn problem_from_toml(source: &str, err: &toml::de::Error) -> Problem {
         }
     }
     let (line, column) = line_col(source, offset);
+    let snippet = locate::line_text(source, line).to_string();
     Problem {
         line,
         column,
         key,
-        message,
+        message: plain_words(&message, &snippet),
         help,
-        snippet: locate::line_text(source, line).to_string(),
+        snippet,
     }
+}
+
+/// The parser's and serde's messages in the words of devenv.toml rather than of Rust:
+/// "invalid type: floating point `2.5`, expected u32" becomes "expected a whole number, found
+/// 2.5"; "duplicate key" names the table or key that is there twice.
+fn plain_words(message: &str, line: &str) -> String {
+    fn kind(rust: &str) -> String {
+        let rust = rust.trim();
+        let number = |t: &str| {
+            matches!(
+                t,
+                "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize"
+            )
+        };
+        if number(rust) {
+            return match rust {
+                "u16" => "a whole number from 0 to 65535".into(),
+                r if r.starts_with('u') => "a whole number, 0 or more".into(),
+                _ => "a whole number".into(),
+            };
+        }
+        if let Some(v) = rust.strip_prefix("floating point ") {
+            return v.trim_matches('`').to_string();
+        }
+        if let Some(v) = rust.strip_prefix("integer ") {
+            return v.trim_matches('`').to_string();
+        }
+        if let Some(v) = rust.strip_prefix("boolean ") {
+            return v.trim_matches('`').to_string();
+        }
+        if let Some(v) = rust.strip_prefix("string ") {
+            return format!("the text {v}");
+        }
+        match rust {
+            "f32" | "f64" => "a number".into(),
+            "a sequence" | "sequence" => "a list".into(),
+            "a map" | "map" => "a table".into(),
+            "a boolean" | "bool" => "true or false".into(),
+            r if r.starts_with("struct ") => "a table".into(),
+            r => r.to_string(),
+        }
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.rsplit_once(", expected ")
+        {
+            return format!("expected {}, found {}", kind(expected), kind(found));
+        }
+    }
+    if message == "duplicate key" {
+        let line = line.trim();
+        if line.starts_with('[') {
+            return format!("{line} appears twice: each table is written once (merge the two)");
+        }
+        if let Some((key, _)) = line.split_once('=') {
+            return format!("`{}` is set twice in this table", key.trim());
+        }
+    }
+    message.to_string()
 }
 
 /// From serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the

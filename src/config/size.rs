@@ -31,7 +31,8 @@ impl Size {
         }
     }
 
-    /// Parse `"6g"`, `"6G"`, `"6gb"`, `"6GiB"`, `"6144m"`, `"6144mb"`, `"1t"`. A bare number is
+    /// Parse `"6g"`, `"6G"`, `"6gb"`, `"6GiB"`, `"6Gi"` (Kubernetes' spelling), `"6144m"`,
+    /// `"6144Mi"`, `"6144mb"`, `"1t"`. A bare number is
     /// rejected: minikube reads it as MB for `--memory` but bytes elsewhere, and guessing wrong
     /// would give the VM 6 MB.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -45,9 +46,9 @@ impl Size {
             .parse()
             .map_err(|_| format!("\"{text}\" is too large"))?;
         let factor = match unit.trim().to_ascii_lowercase().as_str() {
-            "m" | "mb" | "mib" => 1,
-            "g" | "gb" | "gib" => 1024,
-            "t" | "tb" | "tib" => 1024 * 1024,
+            "m" | "mb" | "mi" | "mib" => 1,
+            "g" | "gb" | "gi" | "gib" => 1024,
+            "t" | "tb" | "ti" | "tib" => 1024 * 1024,
             "" => return Err(format!("\"{text}\" has no unit")),
             other => return Err(format!("\"{text}\" has an unknown unit \"{other}\"")),
         };
@@ -84,7 +85,7 @@ mod tests {
 
     #[test]
     fn gigabytes_in_any_common_spelling() {
-        for t in ["6g", "6G", "6gb", "6GiB", " 6 g"] {
+        for t in ["6g", "6G", "6gb", "6GiB", "6Gi", " 6 g"] {
             assert_eq!(Size::parse(t.trim()), Ok(Size::from_gib(6)), "{t}");
         }
     }
