@@ -264,3 +264,12 @@ fn alert_thresholds_out_of_range_are_located() {
     assert_located(&e, 5, "watch.alerts.vm_memory");
     assert_located(&e, 6, "watch.alerts.vm_cpu_for");
 }
+
+#[test]
+fn a_watch_glob_that_does_not_compile_is_refused_at_load_with_its_line() {
+    let e = rejected(
+        "[project]\nname = \"shop\"\n[services.api]\nwatch = [\"src/**\", \"src/{a,b\"]\n",
+    );
+    assert_located(&e, 4, "services.api.watch.1");
+    assert!(e.contains("\"src/{a,b\" is not a valid glob"), "{e}");
+}

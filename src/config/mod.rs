@@ -10,6 +10,7 @@ mod locate;
 mod size;
 mod suggest;
 mod validate;
+pub use validate::watch_glob;
 
 pub use locate::line_col;
 pub use size::Size;

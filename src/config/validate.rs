@@ -289,12 +289,19 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
             }
         }
         for (i, glob) in s.watch.iter().enumerate() {
+            let idx = i.to_string();
             if glob.trim().is_empty() || glob.starts_with('/') {
-                let idx = i.to_string();
                 v.add(
                     &["services", name, "watch", &idx],
                     format!("\"{glob}\" must be a glob relative to the project root"),
                     None,
+                );
+            } else if let Err(e) = watch_glob(glob) {
+                // Checked here, with the file and line, not first when `watch` starts.
+                v.add(
+                    &["services", name, "watch", &idx],
+                    format!("\"{glob}\" is not a valid glob: {}", e.kind()),
+                    Some("globs follow .gitignore syntax: `*` within a directory, `**` across them, `{a,b}` for either".into()),
                 );
             }
         }
@@ -434,4 +441,12 @@ mod tests {
         assert!(!kubernetes_version_ok("1.31.0"));
         assert!(!kubernetes_version_ok("v1.31"));
     }
+}
+
+/// A `watch` glob as `devenv watch` matches it: relative to the project root (a leading `./` is
+/// allowed), `*` not crossing `/` (as in `.gitignore`), `**` crossing it.
+pub fn watch_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern.trim_start_matches("./"))
+        .literal_separator(true)
+        .build()
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
@@ -176,13 +176,10 @@ impl Routes {
             }
             let mut set = GlobSetBuilder::new();
             for pattern in &service.watch {
-                let glob = GlobBuilder::new(pattern.trim_start_matches("./"))
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|source| GlobError {
-                        service: name.clone(),
-                        source,
-                    })?;
+                let glob = crate::config::watch_glob(pattern).map_err(|source| GlobError {
+                    service: name.clone(),
+                    source,
+                })?;
                 set.add(glob);
             }
             let set = set.build().map_err(|source| GlobError {
