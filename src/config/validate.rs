@@ -412,6 +412,14 @@ fn kubernetes_version_ok(v: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// A `watch` glob as `devenv watch` matches it: relative to the project root (a leading `./` is
+/// allowed), `*` not crossing `/` (as in `.gitignore`), `**` crossing it.
+pub fn watch_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern.trim_start_matches("./"))
+        .literal_separator(true)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,12 +449,4 @@ mod tests {
         assert!(!kubernetes_version_ok("1.31.0"));
         assert!(!kubernetes_version_ok("v1.31"));
     }
-}
-
-/// A `watch` glob as `devenv watch` matches it: relative to the project root (a leading `./` is
-/// allowed), `*` not crossing `/` (as in `.gitignore`), `**` crossing it.
-pub fn watch_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
-    globset::GlobBuilder::new(pattern.trim_start_matches("./"))
-        .literal_separator(true)
-        .build()
 }
