@@ -273,3 +273,42 @@ fn a_watch_glob_that_does_not_compile_is_refused_at_load_with_its_line() {
     assert_located(&e, 4, "services.api.watch.1");
     assert!(e.contains("\"src/{a,b\" is not a valid glob"), "{e}");
 }
+
+#[test]
+fn a_source_that_holds_the_project_is_refused_unless_meant() {
+    let e = rejected("[project]\nname = \"shop\"\n[mount]\nsource = \"..\"\n");
+    assert_located(&e, 4, "mount.source");
+    assert!(
+        e.contains("holds the project instead of being in it"),
+        "{e}"
+    );
+    assert!(e.contains("allow_outside_project = true"), "{e}");
+    let env = env_with_chart();
+    env.write(
+        "devenv.toml",
+        "[project]\nname = \"shop\"\n[mount]\nsource = \"..\"\nallow_outside_project = true\n",
+    );
+    let out = env.devenv().args(["up", "--dry-run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("holds the project"), "{stderr}");
+}
+
+#[test]
+fn a_mount_point_in_the_vms_system_directories_is_refused() {
+    for target in ["/etc/src", "/src/../etc", "/proc", "/usr/local/src", "//"] {
+        let e = rejected(&format!(
+            "[project]\nname = \"shop\"\n[mount]\ntarget = \"{target}\"\n"
+        ));
+        assert_located(&e, 4, "mount.target");
+    }
+    let e = rejected("[project]\nname = \"shop\"\n[mount]\ntarget = \"/var/lib/docker\"\n");
+    assert!(e.contains("would break it"), "{e}");
+}
+
+#[test]
+fn a_duration_longer_than_a_week_is_refused_without_overflow() {
+    let e = rejected("[project]\nname = \"shop\"\nrollout_timeout = \"99999999999999999h\"\n");
+    assert_located(&e, 3, "project.rollout_timeout");
+    assert!(e.contains("longer than a week"), "{e}");
+}

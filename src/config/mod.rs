@@ -123,6 +123,9 @@ fn default_rollout_timeout() -> String {
 }
 
 /// A duration written as a number and a unit: `"90s"`, `"10m"`, `"1h"`.
+/// The longest duration devenv.toml may give: a week.
+pub const MAX_DURATION_SECS: u64 = 7 * 24 * 3600;
+
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -130,13 +133,18 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("\"{text}\" is not a duration"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => return Err(format!("\"{text}\" needs a unit: s, m or h")),
     };
-    Ok(std::time::Duration::from_secs(secs))
+    // Helm and kubectl read durations as Go's, which end near 292 years; devenv's waits are
+    // minutes. Anything past a week is a typo, not a wait.
+    n.checked_mul(factor)
+        .filter(|secs| *secs <= MAX_DURATION_SECS)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("\"{text}\" is longer than a week (168h), the longest devenv waits"))
 }
 
 fn default_chart() -> PathBuf {
@@ -204,6 +212,9 @@ pub struct Mount {
     /// Who the export is granted to instead of the driver's choice: one private IPv4 address
     /// or private subnet (`192.168.39.0/24`).
     pub export_client: Option<String>,
+    /// `source` may be a directory that holds the project (a monorepo's root above it): set
+    /// only when exporting that much is meant.
+    pub allow_outside_project: bool,
 }
 
 /// NFSv3 over TCP without locking or ACL round trips, attributes cached for a minute (a repeated
@@ -219,6 +230,7 @@ impl Default for Mount {
             target: "/src".to_string(),
             options: DEFAULT_MOUNT_OPTIONS.to_string(),
             export_client: None,
+            allow_outside_project: false,
         }
     }
 }

@@ -132,13 +132,27 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
             Some("the source tree to export, relative to devenv.toml (usually \".\")".into()),
         );
     }
-    if !c.mount.target.starts_with('/') || c.mount.target == "/" {
+    // Exporting the disk's root, the home directory or a directory above the project gives
+    // the VM far more than the source tree: only when the file says it is meant.
+    if source_dir.is_dir()
+        && let (Ok(source), Ok(root)) = (source_dir.canonicalize(), loaded.root.canonicalize())
+        && root.starts_with(&source)
+        && source != root
+        && !c.mount.allow_outside_project
+    {
+        v.add(
+            &["mount", "source"],
+            format!(
+                "{} holds the project instead of being in it: all of it would be exported to the VM",
+                source.display()
+            ),
+            Some("export the project's own tree (\".\"), or set `allow_outside_project = true` in [mount] if exporting that much is meant".into()),
+        );
+    }
+    if let Some(why) = unsafe_target(&c.mount.target) {
         v.add(
             &["mount", "target"],
-            format!(
-                "\"{}\" must be an absolute path other than /",
-                c.mount.target
-            ),
+            format!("\"{}\" {why}", c.mount.target.escape_debug()),
             Some("e.g. \"/src\"".into()),
         );
     }
@@ -410,6 +424,29 @@ fn kubernetes_version_ok(v: &str) -> bool {
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Why a mount point inside the VM is refused: not absolute, `/`, with `..` or a NUL, or in a
+/// directory the VM's system lives in (mounting over it would break the VM).
+fn unsafe_target(target: &str) -> Option<&'static str> {
+    const SYSTEM: &[&str] = &[
+        "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin",
+        "/sys", "/usr", "/var",
+    ];
+    if !target.starts_with('/') || target.trim_end_matches('/').is_empty() {
+        return Some("must be an absolute path other than /");
+    }
+    if target.contains('\0') {
+        return Some("holds a NUL character");
+    }
+    if target.split('/').any(|part| part == ".." || part == ".") {
+        return Some("must not hold . or .. (write the path it means)");
+    }
+    let path = std::path::Path::new(target);
+    SYSTEM
+        .iter()
+        .any(|dir| path.starts_with(dir))
+        .then_some("is inside a directory the VM's own system uses: mounting there would break it")
 }
 
 /// A `watch` glob as `devenv watch` matches it: relative to the project root (a leading `./` is
