@@ -66,10 +66,12 @@ impl Context {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
             || crate::ui::dumb_terminal();
         let platform = Platform::detect();
+        let devenv_home = std::env::var_os("DEVENV_HOME").map(PathBuf::from);
         Ok(Context {
             cwd,
             config_file,
-            devenv_home: std::env::var_os("DEVENV_HOME").map(PathBuf::from),
+            runner: Arc::new(runner(platform, devenv_home.clone())),
+            devenv_home,
             platform,
             exports_file: std::env::var_os("DEVENV_EXPORTS_FILE")
                 .map(PathBuf::from)
@@ -96,7 +98,6 @@ impl Context {
                 global.verbose,
                 global.json,
             ),
-            runner: Arc::new(runner(platform)),
         })
     }
 
@@ -116,9 +117,9 @@ impl Context {
 
 /// The runner, recording its process groups under the state directory (`run/groups`) so that
 /// a devenv killed with SIGKILL leaves nothing running past the next command.
-fn runner(platform: Platform) -> SystemRunner {
+fn runner(platform: Platform, devenv_home: Option<PathBuf>) -> SystemRunner {
     let runner = SystemRunner::new(platform);
-    match StateDir::locate(std::env::var_os("DEVENV_HOME").map(PathBuf::from)) {
+    match StateDir::locate(devenv_home) {
         Ok(state) => runner.with_orphan_registry(crate::process::orphans::Registry::new(
             state.root().join("run/groups"),
         )),

@@ -76,6 +76,14 @@ fn devenv_in(env: &Env, dir: &Path) -> Command {
     cmd
 }
 
+fn apply_succeeds(env: &Env) {
+    let status = devenv_in(env, &env.project)
+        .args(["exports", "apply"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 fn temp_files_beside(file: &Path) -> usize {
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     std::fs::read_dir(file.parent().unwrap())
@@ -100,13 +108,7 @@ fn exports_apply_and_remove_killed_at_random_points_leave_the_old_or_the_new_fil
             .collect::<String>();
     std::fs::write(&env.exports, &big).unwrap();
     let started = Instant::now();
-    assert!(
-        devenv_in(&env, &env.project)
-            .args(["exports", "apply"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    apply_succeeds(&env);
     // Kills land anywhere from the start to twice a whole run's time, so some come before the
     // commit, some after, and some while the file is being written.
     let whole_run = started.elapsed().as_micros() as u64;
@@ -155,13 +157,7 @@ fn exports_apply_and_remove_killed_at_random_points_leave_the_old_or_the_new_fil
         temp_files_beside(&env.exports) as u64,
     );
     // The next writer finishes any of it and clears what killed writers left.
-    assert!(
-        devenv_in(&env, &env.project)
-            .args(["exports", "apply"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    apply_succeeds(&env);
     figures.add(
         "temp files left after the next apply",
         temp_files_beside(&env.exports) as u64,

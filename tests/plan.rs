@@ -22,6 +22,26 @@ fn plan_with_code(env: &Env, code: i32) -> String {
     env.redact(&String::from_utf8(out.stdout).unwrap())
 }
 
+/// The plan of `--json up --dry-run`.
+fn json_plan(env: &Env) -> serde_json::Value {
+    let out = env
+        .devenv()
+        .args(["--json", "up", "--dry-run"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The names of a JSON plan's stages, in order.
+fn stage_names(plan: &serde_json::Value) -> Vec<&str> {
+    plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}
+
 /// uid/gid differ between machines; the snapshots are taken as root.
 fn redact_owner(text: &str) -> String {
     // SAFETY: getuid/getgid have no preconditions and cannot fail.
@@ -161,18 +181,8 @@ fn an_existing_block_for_the_running_vm_needs_no_edit() {
 fn json_plan_has_argv_for_every_command() {
     let env = Env::new().kvm_host();
     env.example();
-    let out = env
-        .devenv()
-        .args(["--json", "up", "--dry-run"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = v["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let v = json_plan(&env);
+    let names = stage_names(&v);
     assert_eq!(
         names,
         [
@@ -277,18 +287,8 @@ fn a_service_with_an_image_gets_a_build_in_the_images_stage_and_its_tag_in_the_o
 fn getting_started_lists_the_stages_the_plan_has() {
     let env = Env::new().kvm_host();
     env.example();
-    let out = env
-        .devenv()
-        .args(["--json", "up", "--dry-run"])
-        .output()
-        .unwrap();
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let stages: Vec<&str> = plan["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let plan = json_plan(&env);
+    let stages = stage_names(&plan);
     let doc = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/getting-started.md"),
     )

@@ -314,6 +314,13 @@ fn pointer_remove(doc: &mut Value, path: &str) -> Result<Value, String> {
 /// as that manager's fields (a field is owned by every manager whose configuration sets it) and
 /// computes the same. Fields written by plain PATCH or PUT (an "Update" manager on the real
 /// server, such as Helm 3's three-way patches) are not tracked, so they never conflict here.
+///
+/// Read from the server-side apply documentation and tried on kube-apiserver v1.20.2: the
+/// conformance test in `tests/real_cluster.rs` hands a Service from one manager to another on
+/// both servers (apply, a 409 over another manager's value, a forced take-over, the old manager
+/// dropping fields that stay, the new one changing them) and compares codes and ports. The real
+/// server keys Service ports by `port` and `protocol` (`[port=5432,protocol="TCP"]` in its
+/// messages); here by `port` alone, as for the strategic patch above.
 pub fn apply(
     live: &Value,
     mine: Option<&Value>,
