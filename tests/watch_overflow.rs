@@ -59,6 +59,11 @@ fn an_overflowing_kernel_queue_is_reported_and_rescanned_with_every_change_found
     let pid = libc::pid_t::try_from(w.child.id()).unwrap();
     // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    // kill() returns before the signal is acted on: a thread still running reads the first
+    // events and starts a quiet period, which then ends (on resume) before the overflow is
+    // read, and the one batch this run allows goes out without it. Write only once every
+    // thread has stopped.
+    wait_stopped(pid);
     let mut written = BTreeSet::new();
     for i in 0..2000 {
         let rel = format!("src/d{}/f{i}.txt", i % 20);
@@ -89,4 +94,27 @@ fn an_overflowing_kernel_queue_is_reported_and_rescanned_with_every_change_found
         written.len(),
         &missing[..missing.len().min(5)]
     );
+}
+
+/// Until every thread of `pid` is in the stopped state ("T" in `/proc/<pid>/task/*/stat`).
+fn wait_stopped(pid: libc::pid_t) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the watcher's threads");
+        let all_stopped = tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                // The state follows the command name, which is in parentheses.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+            })
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "devenv watch did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
