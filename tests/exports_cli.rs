@@ -216,3 +216,60 @@ fn an_immutable_exports_file_is_named_as_such_even_as_root() {
     drop(_flag);
     assert_eq!(read(&env), FOREIGN);
 }
+
+#[test]
+fn bytes_that_are_not_utf8_are_kept_as_bytes_through_apply_and_remove() {
+    let env = env();
+    let mut foreign = FOREIGN.as_bytes().to_vec();
+    foreign
+        .extend_from_slice(b"# caf\xe9 (Latin-1)\n/srv/d\xe9j\xe0 10.0.0.6(ro,no_subtree_check)\n");
+    std::fs::write(&env.exports, &foreign).unwrap();
+    exports_cmd(&env)
+        .args(["apply", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("+# BEGIN devenv shop uid="));
+    exports_cmd(&env).arg("apply").assert().success();
+    let applied = std::fs::read(&env.exports).unwrap();
+    assert!(
+        applied.starts_with(&foreign),
+        "the foreign bytes lead, unchanged"
+    );
+    exports_cmd(&env)
+        .arg("--json")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"up_to_date\":true"));
+    exports_cmd(&env).arg("remove").assert().success();
+    assert_eq!(std::fs::read(&env.exports).unwrap(), foreign);
+}
+
+#[test]
+fn a_line_someone_added_inside_the_block_is_kept_after_it_and_named() {
+    let env = env();
+    exports_cmd(&env).arg("apply").assert().success();
+    let text = read(&env);
+    let begin = text.find("# BEGIN devenv shop").unwrap();
+    let after_begin = begin + text[begin..].find('\n').unwrap() + 1;
+    let edited = format!(
+        "{}# my own note\n{}",
+        &text[..after_begin],
+        &text[after_begin..]
+    );
+    std::fs::write(&env.exports, &edited).unwrap();
+    let note_line = edited[..after_begin].lines().count() + 1;
+
+    exports_cmd(&env)
+        .arg("apply")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "exports:{note_line}: `# my own note` is inside devenv's block but not devenv's: kept, after the block"
+        )));
+    let fixed = read(&env);
+    assert_eq!(fixed.matches("# my own note").count(), 1);
+    let end = fixed.find("# END devenv shop").unwrap();
+    assert!(fixed.find("# my own note").unwrap() > end, "{fixed}");
+    exports_cmd(&env).arg("remove").assert().success();
+    assert_eq!(read(&env), format!("{FOREIGN}# my own note\n"));
+}

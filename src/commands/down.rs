@@ -211,10 +211,15 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         .map(|driver| crate::commands::exports::host_for(ctx, driver, owner));
     let exports_text = host
         .as_ref()
-        .map(|h| std::fs::read_to_string(&h.exports).unwrap_or_default())
+        .map(|h| {
+            nfs::read_exports(&h.exports)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        })
         .unwrap_or_default();
     let has_block = host.as_ref().is_ok_and(|h| {
-        nfs::file::ExportsFile::parse(&exports_text, h.dialect)
+        nfs::file::ExportsFile::parse_bytes(&exports_text, h.dialect)
             .ok()
             .and_then(|f| f.block_lines(&fp.project, owner.uid))
             .is_some()

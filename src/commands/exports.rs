@@ -140,12 +140,10 @@ impl Export {
         }
     }
 
-    fn current(&self) -> Result<String, Error> {
-        match std::fs::read_to_string(&self.host.exports) {
-            Ok(t) => Ok(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-            Err(e) => Err(Error::io("read", &self.host.exports)(e)),
-        }
+    fn current(&self) -> Result<Vec<u8>, Error> {
+        nfs::read_exports(&self.host.exports)
+            .map(Option::unwrap_or_default)
+            .map_err(Error::io("read", &self.host.exports))
     }
 }
 
@@ -161,7 +159,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
 
 fn show(ctx: &Context, export: &Export) -> Result<i32, Error> {
     let current = export.current()?;
-    let file = ExportsFile::parse(&current, export.host.dialect).map_err(|source| {
+    let file = ExportsFile::parse_bytes(&current, export.host.dialect).map_err(|source| {
         apply::ApplyError::Parse {
             path: export.host.exports.clone(),
             source,

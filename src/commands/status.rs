@@ -80,8 +80,11 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
     let mounted = mounts
         .as_deref()
         .map(|m| minikube::has_nfs_mount(m, &export.source.to_string_lossy(), &c.mount.target));
-    let exports_text = std::fs::read_to_string(&export.host.exports).unwrap_or_default();
-    let block = ExportsFile::parse(&exports_text, export.host.dialect)
+    let exports_text = crate::nfs::read_exports(&export.host.exports)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let block = ExportsFile::parse_bytes(&exports_text, export.host.dialect)
         .ok()
         .and_then(|f| f.block_lines(&export.project, export.owner.uid));
     let export_state = match &block {

@@ -128,17 +128,21 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     };
 
     let export = Export::at_address(ctx, &loaded, vm.ip)?;
-    let current = std::fs::read_to_string(&export.host.exports).unwrap_or_default();
     let change = export.set();
-    let diff = candidate(
-        &current,
-        &export.host,
-        &export.project,
-        export.owner.uid,
-        &change,
-    )
-    .map(|after| nfs::diff(&current, &after))
-    .map_err(|e| e.to_string());
+    let diff = nfs::read_exports(&export.host.exports)
+        .map_err(|e| format!("cannot read {}: {e}", export.host.exports.display()))
+        .and_then(|current| {
+            let current = current.unwrap_or_default();
+            candidate(
+                &current,
+                &export.host,
+                &export.project,
+                export.owner.uid,
+                &change,
+            )
+            .map(|after| nfs::diff(&current, &after))
+            .map_err(|e| e.to_string())
+        });
 
     let vm_driver_mismatch = match (&vm.state, &stored_driver) {
         (Some(VmState::Stopped), Some(stored)) if stored != driver.name() => Some(stored.clone()),

@@ -407,15 +407,10 @@ pub async fn run(ctx: &Context, loaded: Option<&Loaded>, roots: Roots) -> Vec<Fi
                 dialect: e.host.dialect,
                 file: file.clone(),
             };
-            match std::fs::read_to_string(&ctx.exports_file) {
-                Ok(text) => {
-                    for c in nfs::exports_checks(&want, Some(&text), nfs::Vm { running, ip: vm_ip })
-                    {
-                        add(Group::Nfs, c);
-                    }
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    for c in nfs::exports_checks(&want, None, nfs::Vm { running, ip: vm_ip }) {
+            match crate::nfs::read_exports(&ctx.exports_file) {
+                Ok(bytes) => {
+                    let vm = nfs::Vm { running, ip: vm_ip };
+                    for c in nfs::exports_checks(&want, bytes.as_deref(), vm) {
                         add(Group::Nfs, c);
                     }
                 }

@@ -170,11 +170,11 @@ pub struct Vm {
 /// The exports file's checks: `nfs.exports` (block present and current), `nfs.exports-valid`
 /// (what the server would refuse) and `nfs.exports-scope` (granted only to the VM's private
 /// network, and to the VM's address when it runs). `text` is `None` when the file is absent.
-pub fn exports_checks(want: &WantedBlock, text: Option<&str>, vm: Vm) -> Vec<Check> {
+pub fn exports_checks(want: &WantedBlock, text: Option<&[u8]>, vm: Vm) -> Vec<Check> {
     let file = &want.file;
     let apply = "devenv exports apply";
     let file_doc = doc(anchor::NFS_EXPORTS);
-    let parsed = match ExportsFile::parse(text.unwrap_or(""), want.dialect) {
+    let parsed = match ExportsFile::parse_bytes(text.unwrap_or_default(), want.dialect) {
         Ok(f) => f,
         Err(e) => {
             return vec![Check::fail(
@@ -439,7 +439,7 @@ mod tests {
             running: true,
             ip: Some(Ipv4Addr::new(192, 168, 39, 10)),
         };
-        let checks = exports_checks(&want(), Some(&text), vm);
+        let checks = exports_checks(&want(), Some(text.as_bytes()), vm);
         assert_eq!(checks.len(), 3);
         for c in &checks {
             assert_eq!(c.state, CheckState::Ok, "{c:?}");
@@ -463,7 +463,7 @@ mod tests {
         };
         assert_eq!(
             by_id(
-                &exports_checks(&want(), Some("# empty\n"), running),
+                &exports_checks(&want(), Some(b"# empty\n"), running),
                 "nfs.exports"
             )
             .state,
@@ -474,7 +474,7 @@ mod tests {
     #[test]
     fn an_outdated_block_says_what_it_holds_and_what_devenv_would_write() {
         let old = LINE.replace("192.168.39.0/24", "192.168.39.77");
-        let checks = exports_checks(&want(), Some(&block(&old)), STOPPED);
+        let checks = exports_checks(&want(), Some(block(&old).as_bytes()), STOPPED);
         let c = by_id(&checks, "nfs.exports");
         assert_eq!(c.state, CheckState::Warn);
         assert!(c.reason.contains("outdated"));
@@ -483,7 +483,7 @@ mod tests {
     #[test]
     fn a_block_exported_to_everyone_fails_the_scope_rule() {
         let wide = LINE.replace("192.168.39.0/24", "*");
-        let checks = exports_checks(&want(), Some(&block(&wide)), STOPPED);
+        let checks = exports_checks(&want(), Some(block(&wide).as_bytes()), STOPPED);
         assert_eq!(by_id(&checks, "nfs.exports-scope").state, CheckState::Fail);
         assert_eq!(
             by_id(&checks, "nfs.exports-valid").state,
@@ -492,7 +492,7 @@ mod tests {
         );
         let public = LINE.replace("192.168.39.0/24", "8.8.8.0/24");
         let c = by_id(
-            &exports_checks(&want(), Some(&block(&public)), STOPPED),
+            &exports_checks(&want(), Some(block(&public).as_bytes()), STOPPED),
             "nfs.exports-scope",
         )
         .clone();
@@ -507,7 +507,7 @@ mod tests {
             ip: Some(Ipv4Addr::new(192, 168, 50, 10)),
         };
         let c = by_id(
-            &exports_checks(&want(), Some(&block(LINE)), vm),
+            &exports_checks(&want(), Some(block(LINE).as_bytes()), vm),
             "nfs.exports-scope",
         )
         .clone();
@@ -518,7 +518,7 @@ mod tests {
     #[test]
     fn problems_outside_the_block_only_warn_and_name_the_line() {
         let text = format!("/srv 10.0.0.5(bogusopt)\n{}", block(LINE));
-        let checks = exports_checks(&want(), Some(&text), STOPPED);
+        let checks = exports_checks(&want(), Some(text.as_bytes()), STOPPED);
         let c = by_id(&checks, "nfs.exports-valid");
         assert_eq!(c.state, CheckState::Warn, "{c:?}");
         assert!(
@@ -532,7 +532,7 @@ mod tests {
     #[test]
     fn broken_markers_fail_with_the_line() {
         let text = "# BEGIN devenv shop uid=1000\n/x 10.0.0.1(rw)\n";
-        let checks = exports_checks(&want(), Some(text), STOPPED);
+        let checks = exports_checks(&want(), Some(text.as_bytes()), STOPPED);
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].state, CheckState::Fail);
         assert!(checks[0].fix.as_deref().unwrap().contains("at line 1"));

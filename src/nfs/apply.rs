@@ -314,14 +314,14 @@ pub enum Change<'a> {
 /// Compute the new text of the exports file for a change, refusing overlaps with foreign
 /// exports and invalid lines. Pure: used for the dry-run diff and by [`apply`].
 pub fn candidate(
-    current: &str,
+    current: &[u8],
     host: &NfsHost,
     project: &str,
     uid: u32,
     change: &Change<'_>,
-) -> Result<String, ApplyError> {
+) -> Result<Vec<u8>, ApplyError> {
     let mut file =
-        ExportsFile::parse(current, host.dialect).map_err(|source| ApplyError::Parse {
+        ExportsFile::parse_bytes(current, host.dialect).map_err(|source| ApplyError::Parse {
             path: host.exports.clone(),
             source,
         })?;
@@ -340,11 +340,12 @@ pub fn candidate(
             file.remove_block(project, uid);
         }
     }
-    let text = file.render();
-    let reparsed = ExportsFile::parse(&text, host.dialect).map_err(|source| ApplyError::Parse {
-        path: host.exports.clone(),
-        source,
-    })?;
+    let text = file.to_bytes();
+    let reparsed =
+        ExportsFile::parse_bytes(&text, host.dialect).map_err(|source| ApplyError::Parse {
+            path: host.exports.clone(),
+            source,
+        })?;
     let problems: Vec<String> = reparsed
         .check()
         .into_iter()
@@ -360,9 +361,9 @@ pub fn candidate(
 /// A change that would alter the file: its current text (`None`: no file yet), that text or
 /// empty, and the candidate.
 struct Pending {
-    current: Option<String>,
-    before: String,
-    after: String,
+    current: Option<Vec<u8>>,
+    before: Vec<u8>,
+    after: Vec<u8>,
 }
 
 /// Read the file and compute the candidate; `None` when the change would leave it as it is.
@@ -372,19 +373,14 @@ fn pending(
     uid: u32,
     change: &Change<'_>,
 ) -> Result<Option<Pending>, ApplyError> {
-    let current = match std::fs::read_to_string(&host.exports) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(ApplyError::Io {
-                action: "read",
-                path: host.exports.clone(),
-                source,
-            });
-        }
-    };
+    let current = super::read_exports(&host.exports).map_err(|source| ApplyError::Io {
+        action: "read",
+        path: host.exports.clone(),
+        source,
+    })?;
     let before = current.clone().unwrap_or_default();
     let after = candidate(&before, host, project, uid, change)?;
+    warn_foreign_in_block(host, &before, project, uid);
     let unchanged = match &current {
         Some(_) => after == before,
         None => after.is_empty(),
@@ -394,6 +390,19 @@ fn pending(
         before,
         after,
     }))
+}
+
+/// Say which lines someone put inside devenv's block: the edit keeps them, after the block.
+fn warn_foreign_in_block(host: &NfsHost, current: &[u8], project: &str, uid: u32) {
+    let Ok(file) = ExportsFile::parse_bytes(current, host.dialect) else {
+        return;
+    };
+    for (line, text) in file.foreign_in_block(project, uid) {
+        crate::errln!(
+            "warning: {}:{line}: `{text}` is inside devenv's block but not devenv's: kept, after the block",
+            host.exports.display()
+        );
+    }
 }
 
 /// Apply a change to the exports file: lock, check, back up, replace atomically, reload, and
@@ -431,9 +440,9 @@ pub async fn apply(
     match host.privilege {
         Privilege::Direct => {
             if let (Some(text), Some(backup)) = (&current, &backup) {
-                write_replace(backup, text.as_bytes())?;
+                write_replace(backup, text)?;
             }
-            write_replace(&host.exports, after.as_bytes())?;
+            write_replace(&host.exports, &after)?;
         }
         Privilege::Sudo => sudo_replace(runner, host, current.is_some(), &after).await?,
         Privilege::Helper(_) => unreachable!("the helper makes the change itself"),
@@ -447,7 +456,7 @@ pub async fn apply(
         };
         let restored = match host.privilege {
             Privilege::Direct => {
-                write_replace(&host.exports, before.as_bytes()).map_err(|err| ProcessError::Spawn {
+                write_replace(&host.exports, &before).map_err(|err| ProcessError::Spawn {
                     command: format!("restore {}", host.exports.display()),
                     source: std::io::Error::other(err.to_string()),
                 })
@@ -583,7 +592,7 @@ async fn sudo_replace(
     runner: &dyn Runner,
     host: &NfsHost,
     exists: bool,
-    text: &str,
+    text: &[u8],
 ) -> Result<(), ApplyError> {
     let staging = host.staging_path();
     runner
@@ -591,7 +600,7 @@ async fn sudo_replace(
             &Cmd::new("sudo")
                 .arg("tee")
                 .arg(&staging)
-                .stdin(text.as_bytes().to_vec()),
+                .stdin(text.to_vec()),
         )
         .await?;
     if host.dialect == ExportsDialect::MacOs {
@@ -624,7 +633,7 @@ async fn sudo_replace(
 async fn nfsd_check(
     runner: &dyn Runner,
     exports: &Path,
-    candidate: &str,
+    candidate: &[u8],
 ) -> Result<(), ApplyError> {
     let dir = exports
         .parent()
@@ -638,12 +647,11 @@ async fn nfsd_check(
             path: exports.to_path_buf(),
             source,
         })?;
-    tmp.write_all(candidate.as_bytes())
-        .map_err(|source| ApplyError::Io {
-            action: "write a temp file beside",
-            path: exports.to_path_buf(),
-            source,
-        })?;
+    tmp.write_all(candidate).map_err(|source| ApplyError::Io {
+        action: "write a temp file beside",
+        path: exports.to_path_buf(),
+        source,
+    })?;
     let nfsd = if Path::new("/sbin/nfsd").exists() {
         "/sbin/nfsd"
     } else {
@@ -678,10 +686,10 @@ async fn nfsd_check(
 /// fix, but it must not add a new one).
 async fn exportfs_check(
     runner: &dyn Runner,
-    current: &str,
-    candidate: &str,
+    current: &[u8],
+    candidate: &[u8],
 ) -> Result<(), ApplyError> {
-    let errors_of = |text: String| async move {
+    let errors_of = |text: Vec<u8>| async move {
         let dir = tempfile::tempdir().map_err(|source| ApplyError::Io {
             action: "create a temp dir for",
             path: PathBuf::from("exportfs validation"),
@@ -719,8 +727,8 @@ async fn exportfs_check(
         }
         Ok::<_, ApplyError>(messages)
     };
-    let before = errors_of(current.to_string()).await?;
-    let after = errors_of(candidate.to_string()).await?;
+    let before = errors_of(current.to_vec()).await?;
+    let after = errors_of(candidate.to_vec()).await?;
     let new: Vec<String> = after.into_iter().filter(|l| !before.contains(l)).collect();
     if new.is_empty() {
         Ok(())

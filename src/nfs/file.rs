@@ -503,13 +503,26 @@ impl ExportsFile {
             return Err(FileError::InvalidLine { line: bad.clone() });
         }
         let key = BlockKey::new(project, uid);
-        if let Some(block) = self.block_mut(&key) {
+        let dialect = self.dialect;
+        if let Some(index) = self.block_index(&key) {
+            let Item::Block(block) = &mut self.items[index] else {
+                unreachable!("block_index finds blocks");
+            };
             let crlf = block.begin.crlf();
             let body: Vec<Line> = lines.iter().map(|l| Line::new(l, crlf)).collect();
             if block.body == body {
                 return Ok(false);
             }
+            // What someone added inside the block is theirs: it goes on right after the block,
+            // in its order, instead of being replaced with devenv's lines.
+            let foreign: Vec<Line> = std::mem::take(&mut block.body)
+                .into_iter()
+                .filter(|line| !written_by_devenv(dialect, &line.text))
+                .collect();
             block.body = body;
+            let after = index + 1;
+            self.items
+                .splice(after..after, foreign.into_iter().map(Item::Foreign));
             return Ok(true);
         }
         // Blocks appended one after the other to a file without a final line break share the
@@ -541,17 +554,25 @@ impl ExportsFile {
     /// ends the file without a final line break takes the line break before it along, which is
     /// the one [`set_block`](Self::set_block) added.
     pub fn remove_block(&mut self, project: &str, uid: u32) -> bool {
-        let key = BlockKey::new(project, uid);
-        let Some(index) = self
-            .items
-            .iter()
-            .position(|item| matches!(item, Item::Block(b) if b.key == key))
-        else {
+        let Some(index) = self.block_index(&BlockKey::new(project, uid)) else {
             return false;
         };
         let Item::Block(block) = self.items.remove(index) else {
             unreachable!("position matched a block");
         };
+        let mut foreign: Vec<Line> = block
+            .body
+            .iter()
+            .filter(|line| !written_by_devenv(self.dialect, &line.text))
+            .cloned()
+            .collect();
+        if let Some(last) = foreign.last_mut() {
+            // Someone's lines stay where the block was; the file ends as the block ended.
+            last.newline = block.end.newline;
+            self.items
+                .splice(index..index, foreign.into_iter().map(Item::Foreign));
+            return true;
+        }
         if !block.end.newline
             && let Some(last) = self.last_line_mut()
         {
@@ -653,15 +674,33 @@ impl ExportsFile {
         }
     }
 
-    fn block(&self, key: &BlockKey) -> Option<&Block> {
-        self.items.iter().find_map(|item| match item {
-            Item::Block(block) if block.key == *key => Some(block),
-            _ => None,
-        })
+    /// The lines inside the block of `project` and `uid` that devenv did not write (a comment,
+    /// an export someone added by hand), with their line numbers: [`set_block`](Self::set_block)
+    /// and [`remove_block`](Self::remove_block) keep them, outside the block.
+    pub fn foreign_in_block(&self, project: &str, uid: u32) -> Vec<(usize, String)> {
+        let key = BlockKey::new(project, uid);
+        self.lines()
+            .enumerate()
+            .filter(|(_, (line, owner))| {
+                owner.is_some_and(|k| *k == key)
+                    && marker(&line.text).is_none()
+                    && !written_by_devenv(self.dialect, &line.text)
+            })
+            .map(|(index, (line, _))| {
+                let text = line.text.strip_suffix(b"\r").unwrap_or(&line.text);
+                (index + 1, lossy(text))
+            })
+            .collect()
     }
 
-    fn block_mut(&mut self, key: &BlockKey) -> Option<&mut Block> {
-        self.items.iter_mut().find_map(|item| match item {
+    fn block_index(&self, key: &BlockKey) -> Option<usize> {
+        self.items
+            .iter()
+            .position(|item| matches!(item, Item::Block(b) if b.key == *key))
+    }
+
+    fn block(&self, key: &BlockKey) -> Option<&Block> {
+        self.items.iter().find_map(|item| match item {
             Item::Block(block) if block.key == *key => Some(block),
             _ => None,
         })
@@ -1102,6 +1141,69 @@ fn conflict(entry: Entry, overlap: Overlap, ours: &Path) -> Conflict {
         overlap,
         message: format!("{what}: {fix}"),
         block: entry.block,
+    }
+}
+
+/// Whether a line has the shape of the lines devenv writes into its blocks
+/// ([`export_line_with`](super::export_line_with)): a quoted path, then on Linux one client with
+/// exactly devenv's options, on macOS `-alldirs`, an optional `-ro`, `-mapall=uid:gid` and one
+/// host or network. Anything else inside a block (a comment, a blank line, an export with other
+/// options) was put there by someone else.
+fn written_by_devenv(dialect: ExportsDialect, line: &[u8]) -> bool {
+    let Ok(line) = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)) else {
+        return false;
+    };
+    // escape_path writes `"` inside a path as `\042`, so the first `"` after the opening one
+    // closes the path.
+    let Some(rest) = line.strip_prefix('"').and_then(|r| r.split_once('"')) else {
+        return false;
+    };
+    let (path, rest) = rest;
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+    if path.is_empty() {
+        return false;
+    }
+    match dialect {
+        ExportsDialect::Linux => {
+            let Some((client, options)) = rest
+                .strip_prefix(' ')
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|r| r.split_once('('))
+            else {
+                return false;
+            };
+            let Some(ids) = options
+                .strip_prefix("rw,")
+                .or_else(|| options.strip_prefix("ro,"))
+                .and_then(|o| o.strip_prefix("async,no_subtree_check,all_squash,anonuid="))
+            else {
+                return false;
+            };
+            plain(client)
+                && ids
+                    .split_once(",anongid=")
+                    .is_some_and(|(uid, gid)| number(uid) && number(gid))
+        }
+        ExportsDialect::MacOs => {
+            let Some(rest) = rest.strip_prefix(" -alldirs") else {
+                return false;
+            };
+            let rest = rest.strip_prefix(" -ro").unwrap_or(rest);
+            let Some((ids, who)) = rest
+                .strip_prefix(" -mapall=")
+                .and_then(|r| r.split_once(' '))
+            else {
+                return false;
+            };
+            let host = who.split_once(" -mask ").map_or_else(
+                || plain(who),
+                |(net, mask)| net.strip_prefix("-network ").is_some_and(plain) && plain(mask),
+            );
+            host && ids
+                .split_once(':')
+                .is_some_and(|(uid, gid)| number(uid) && number(gid))
+        }
     }
 }
 
@@ -1816,6 +1918,77 @@ mod tests {
     }
 
     #[test]
+    fn every_line_devenv_writes_is_recognised_as_its_own() {
+        use crate::nfs::{Access, Owner, export_line_with};
+        let owner = Owner { uid: 501, gid: 20 };
+        let clients = [
+            ExportClient::Address("192.168.49.2".parse().unwrap()),
+            ExportClient::Subnet {
+                network: "192.168.49.0".parse().unwrap(),
+                prefix: 24,
+            },
+        ];
+        for dialect in [LINUX, ExportsDialect::MacOs] {
+            for path in ["/srv/shop", "/home/a b/\"q\" #1", "/Users/x/caf\u{e9}"] {
+                for client in clients {
+                    for access in [Access::ReadWrite, Access::ReadOnly] {
+                        let line =
+                            export_line_with(dialect, Path::new(path), client, owner, access);
+                        assert!(written_by_devenv(dialect, line.as_bytes()), "{line}");
+                    }
+                }
+            }
+        }
+        for foreign in [
+            "",
+            "# my note",
+            "/srv/other 10.0.0.5(rw)",
+            "\"/srv/shop\" 10.0.0.5(rw,no_root_squash)",
+            "\"/srv/shop\" 10.0.0.5(rw,async,no_subtree_check,all_squash,anonuid=1,anongid=2) 10.0.0.6(rw)",
+        ] {
+            assert!(!written_by_devenv(LINUX, foreign.as_bytes()), "{foreign}");
+        }
+        assert!(!written_by_devenv(
+            ExportsDialect::MacOs,
+            b"\"/Users/x\" -alldirs -maproot=root 10.0.0.5"
+        ));
+    }
+
+    #[test]
+    fn lines_someone_added_inside_a_block_are_kept_out_of_it() {
+        let ours = linux_line("/srv/shop");
+        let text = format!(
+            "/a 10.0.0.1(ro)\n# BEGIN devenv shop uid=501\n{ours}\n# mine\n/srv/x 10.0.0.9(rw)\n# END devenv shop uid=501\n/b 10.0.0.2(ro)\n"
+        );
+        let file = parse(&text);
+        assert_eq!(
+            file.foreign_in_block("shop", 501),
+            vec![
+                (4, "# mine".to_string()),
+                (5, "/srv/x 10.0.0.9(rw)".to_string())
+            ]
+        );
+
+        let mut updated = file.clone();
+        assert!(updated.set_block("shop", 501, &[linux_line("/srv/shop2")]));
+        assert_eq!(
+            updated.render(),
+            format!(
+                "/a 10.0.0.1(ro)\n# BEGIN devenv shop uid=501\n{}\n# END devenv shop uid=501\n# mine\n/srv/x 10.0.0.9(rw)\n/b 10.0.0.2(ro)\n",
+                linux_line("/srv/shop2")
+            )
+        );
+        assert!(updated.foreign_in_block("shop", 501).is_empty());
+
+        let mut removed = file.clone();
+        assert!(removed.remove_block("shop", 501));
+        assert_eq!(
+            removed.render(),
+            "/a 10.0.0.1(ro)\n# mine\n/srv/x 10.0.0.9(rw)\n/b 10.0.0.2(ro)\n"
+        );
+    }
+
+    #[test]
     fn adding_then_removing_a_block_gives_back_the_exact_foreign_text() {
         for text in FOREIGN {
             let mut file = parse(text);
@@ -1857,14 +2030,18 @@ mod tests {
 
     #[test]
     fn an_existing_block_is_updated_in_place() {
-        let text = "# a\n# BEGIN devenv shop uid=501\nold\n# END devenv shop uid=501\n# z\n";
-        let mut file = parse(text);
-        assert!(file.set_block("shop", 501, &["new1".into(), "new2".into()]));
+        let (old, new1, new2) = (linux_line("/old"), linux_line("/new1"), linux_line("/new2"));
+        let text =
+            format!("# a\n# BEGIN devenv shop uid=501\n{old}\n# END devenv shop uid=501\n# z\n");
+        let mut file = parse(&text);
+        assert!(file.set_block("shop", 501, &[new1.clone(), new2.clone()]));
         assert_eq!(
             file.render(),
-            "# a\n# BEGIN devenv shop uid=501\nnew1\nnew2\n# END devenv shop uid=501\n# z\n"
+            format!(
+                "# a\n# BEGIN devenv shop uid=501\n{new1}\n{new2}\n# END devenv shop uid=501\n# z\n"
+            )
         );
-        assert_eq!(file.block_lines("shop", 501).unwrap(), vec!["new1", "new2"]);
+        assert_eq!(file.block_lines("shop", 501).unwrap(), vec![new1, new2]);
     }
 
     #[test]
@@ -1881,13 +2058,17 @@ mod tests {
 
     #[test]
     fn an_updated_block_keeps_its_own_line_ending() {
-        let text =
-            "# lf first\n# BEGIN devenv shop uid=501\r\nold\r\n# END devenv shop uid=501\r\n";
-        let mut file = parse(text);
-        file.set_block("shop", 501, &["new".into()]);
+        let (old, new) = (linux_line("/old"), linux_line("/new"));
+        let text = format!(
+            "# lf first\n# BEGIN devenv shop uid=501\r\n{old}\r\n# END devenv shop uid=501\r\n"
+        );
+        let mut file = parse(&text);
+        file.set_block("shop", 501, std::slice::from_ref(&new));
         assert_eq!(
             file.render(),
-            "# lf first\n# BEGIN devenv shop uid=501\r\nnew\r\n# END devenv shop uid=501\r\n"
+            format!(
+                "# lf first\n# BEGIN devenv shop uid=501\r\n{new}\r\n# END devenv shop uid=501\r\n"
+            )
         );
     }
 
@@ -1916,7 +2097,7 @@ mod tests {
         for order in [["a", "b", "c"], ["c", "b", "a"], ["b", "c", "a"]] {
             let mut file = parse("# end\r\n# no newline");
             for project in ["a", "b", "c"] {
-                file.set_block(project, 1, &[format!("line {project}")]);
+                file.set_block(project, 1, &[linux_line(&format!("/{project}"))]);
             }
             let mut file = parse(&file.render());
             for project in order {

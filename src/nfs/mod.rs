@@ -208,10 +208,14 @@ pub fn exported_path(dialect: ExportsDialect, path: &Path, firmlinks: &str) -> s
 /// A unified-style diff of two versions of the exports file: the changed lines with one line of
 /// context. devenv only ever changes one contiguous block, so a common prefix and suffix is all
 /// the alignment needed.
-pub fn diff(old: &str, new: &str) -> String {
+///
+/// The versions are bytes, as the file is kept; a byte that is not UTF-8 shows as U+FFFD here
+/// and nowhere else.
+pub fn diff(old: &[u8], new: &[u8]) -> String {
     if old == new {
         return String::new();
     }
+    let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
     let a: Vec<&str> = old.split_inclusive('\n').collect();
     let b: Vec<&str> = new.split_inclusive('\n').collect();
     let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
@@ -239,6 +243,17 @@ pub fn diff(old: &str, new: &str) -> String {
         out.push_str(&line(' ', a[a.len() - suffix]));
     }
     out
+}
+
+/// The exports file as it is on disk, `None` when there is none. Bytes, not text: the file is
+/// shared, and a byte that is not UTF-8 (a Latin-1 comment, a directory named in another
+/// encoding) belongs to someone else and is written back as it was.
+pub fn read_exports(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The command that makes the NFS server re-read the exports file.
@@ -341,9 +356,15 @@ mod tests {
     fn the_diff_shows_the_block_with_context() {
         let old = "a\nb\n";
         let new = "a\nb\n# BEGIN x\nL\n# END x\n";
-        assert_eq!(diff(old, new), " b\n+# BEGIN x\n+L\n+# END x\n");
-        assert_eq!(diff(new, old), " b\n-# BEGIN x\n-L\n-# END x\n");
-        assert_eq!(diff(old, old), "");
+        assert_eq!(
+            diff(old.as_bytes(), new.as_bytes()),
+            " b\n+# BEGIN x\n+L\n+# END x\n"
+        );
+        assert_eq!(
+            diff(new.as_bytes(), old.as_bytes()),
+            " b\n-# BEGIN x\n-L\n-# END x\n"
+        );
+        assert_eq!(diff(old.as_bytes(), old.as_bytes()), "");
     }
 
     #[test]
