@@ -205,6 +205,9 @@ pub struct ExportsFacts {
     pub sudo: bool,
     /// How the NFS server is made to re-read the file.
     pub reload: Vec<Cmd>,
+    /// An interrupted change left the file as wanted but never reloaded the server
+    /// ([`NfsHost::reload_owed`](crate::nfs::apply::NfsHost::reload_owed)).
+    pub reload_owed: bool,
 }
 
 /// What the plan depends on besides devenv.toml, gathered (read-only) by the caller.
@@ -356,13 +359,21 @@ impl Plan {
         let ex = &facts.exports;
         let vm_address_of = ex.awaits_vm_address.then(|| profile.clone());
         let exports = match &ex.diff {
-            Ok(diff) if diff.is_empty() && vm_address_of.is_none() => vec![Action::Note(format!(
-                "{} already exports {} to the VM",
-                ex.file.display(),
-                ex.source.display()
-            ))],
+            Ok(diff) if diff.is_empty() && vm_address_of.is_none() && !ex.reload_owed => {
+                vec![Action::Note(format!(
+                    "{} already exports {} to the VM",
+                    ex.file.display(),
+                    ex.source.display()
+                ))]
+            }
             Ok(diff) => {
                 let mut actions = Vec::new();
+                if ex.reload_owed && diff.is_empty() {
+                    actions.push(Action::Note(format!(
+                        "{} is as wanted, but an interrupted change never reloaded the NFS server: it is reloaded now",
+                        ex.file.display()
+                    )));
+                }
                 if vm_address_of.is_some() {
                     actions.push(Action::Note(format!(
                         "the export is granted to the VM's own address, read with `minikube ip` once it runs ({} stands in for it below)",

@@ -327,6 +327,8 @@ fn without_the_helper_the_fixed_sudo_lines_run_and_no_snippet_spares_their_passw
             "sudo tee /etc/exports.devenv.tmp",
             "sudo mv /etc/exports.devenv.tmp /etc/exports",
             "sudo cp /etc/exports.devenv.bak /etc/exports",
+            "sudo touch /etc/exports.devenv.reload",
+            "sudo rm -f /etc/exports.devenv.reload",
         ] {
             assert!(ran.iter().any(|c| c == expected), "{dialect:?}: {ran:?}");
         }

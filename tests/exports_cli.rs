@@ -193,20 +193,46 @@ impl Drop for Immutable<'_> {
     }
 }
 
+/// Whether this machine can flip the immutable flag of a file: root on a file system with
+/// `chattr` (CI has both). The flag is left cleared.
+fn chattr_works(path: &std::path::Path) -> bool {
+    let works = support::is_root()
+        && Command::new("chattr")
+            .arg("-i")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !works {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root on ext4");
+        eprintln!("skipping: needs root and a file system with chattr +i");
+    }
+    works
+}
+
+/// An executable script in the test's home.
+fn script(env: &Env, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env.home.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 #[test]
 fn an_immutable_exports_file_is_named_as_such_even_as_root() {
     let env = env();
-    if !support::is_root()
-        || !Command::new("chattr")
-            .arg("+i")
-            .arg(&env.exports)
-            .status()
-            .is_ok_and(|s| s.success())
-    {
-        eprintln!("skipping: needs root and a file system with chattr +i (CI has both)");
+    if !chattr_works(&env.exports) {
         return;
     }
     let _flag = Immutable(&env.exports);
+    assert!(
+        Command::new("chattr")
+            .arg("+i")
+            .arg(&env.exports)
+            .status()
+            .unwrap()
+            .success()
+    );
     exports_cmd(&env)
         .arg("apply")
         .assert()
@@ -272,4 +298,127 @@ fn a_line_someone_added_inside_the_block_is_kept_after_it_and_named() {
     assert!(fixed.find("# my own note").unwrap() > end, "{fixed}");
     exports_cmd(&env).arg("remove").assert().success();
     assert_eq!(read(&env), format!("{FOREIGN}# my own note\n"));
+}
+
+/// A reload command that prints what exportfs prints for a bad line and fails.
+fn failing_reload(env: &Env) -> std::path::PathBuf {
+    script(
+        env,
+        "reload-fails",
+        "echo 'exportfs: /etc/exports:7: unknown keyword \"bogus\"' >&2\nexit 1\n",
+    )
+}
+
+#[test]
+fn a_failed_reload_shows_what_the_server_said() {
+    let env = env();
+    env.devenv()
+        .env("DEVENV_EXPORTS_RELOAD", failing_reload(&env))
+        .args(["exports", "apply"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("restored from its backup"))
+        .stderr(predicate::str::contains(
+            "the server said:\nexportfs: /etc/exports:7: unknown keyword \"bogus\"",
+        ));
+    assert_eq!(read(&env), FOREIGN);
+}
+
+#[test]
+fn a_failed_reload_of_a_file_that_did_not_exist_removes_it_again() {
+    let env = env();
+    std::fs::remove_file(&env.exports).unwrap();
+    env.devenv()
+        .env("DEVENV_EXPORTS_RELOAD", "false")
+        .args(["exports", "apply"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "was removed again (it did not exist before)",
+        ));
+    assert!(!env.exports.exists());
+}
+
+#[test]
+fn removing_the_last_block_removes_the_backup_too() {
+    let env = env();
+    exports_cmd(&env).arg("apply").assert().success();
+    let backup = env.exports.with_file_name("exports.devenv.bak");
+    assert!(backup.exists());
+    exports_cmd(&env)
+        .arg("remove")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("previous version kept").not());
+    assert!(
+        !backup.exists(),
+        "no devenv file is left beside the exports"
+    );
+    assert_eq!(read(&env), FOREIGN);
+}
+
+#[test]
+fn a_reload_a_killed_change_owed_is_finished_by_the_next_command_with_nothing_to_change() {
+    let env = env();
+    exports_cmd(&env).arg("apply").assert().success();
+    // What a devenv killed between replacing the file and reloading the server leaves.
+    let marker = env.exports.with_file_name("exports.devenv.reload");
+    std::fs::write(&marker, "").unwrap();
+    exports_cmd(&env)
+        .args(["apply", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("never reloaded the NFS server"));
+    exports_cmd(&env)
+        .arg("apply")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "NFS server reloaded (an interrupted change had not)",
+        ));
+    assert!(!marker.exists());
+    exports_cmd(&env)
+        .arg("apply")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("nothing to change"));
+    // A reload that fails keeps the debt for the next command.
+    std::fs::write(&marker, "").unwrap();
+    env.devenv()
+        .env("DEVENV_EXPORTS_RELOAD", "false")
+        .args(["exports", "apply"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("was not followed by a reload"));
+    assert!(marker.exists());
+}
+
+#[test]
+fn a_restore_that_fails_says_why_and_how_to_finish_by_hand() {
+    let env = env();
+    if !chattr_works(&env.exports) {
+        return;
+    }
+    // The reload fails after making the file immutable: the restore cannot replace it.
+    let script = script(
+        &env,
+        "reload-locks",
+        &format!("chattr +i {}\nexit 1\n", env.exports.display()),
+    );
+    let _unlock = Immutable(&env.exports);
+    let out = env
+        .devenv()
+        .env("DEVENV_EXPORTS_RELOAD", &script)
+        .args(["exports", "apply"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("restoring"), "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    assert!(!stderr.contains("could not start"), "{stderr}");
+    assert!(
+        stderr.contains("put the previous version back by hand: sudo cp"),
+        "{stderr}"
+    );
 }

@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -76,14 +77,6 @@ fn devenv_in(env: &Env, dir: &Path) -> Command {
     cmd
 }
 
-fn apply_succeeds(env: &Env) {
-    let status = devenv_in(env, &env.project)
-        .args(["exports", "apply"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 fn temp_files_beside(file: &Path) -> usize {
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     std::fs::read_dir(file.parent().unwrap())
@@ -107,8 +100,29 @@ fn exports_apply_and_remove_killed_at_random_points_leave_the_old_or_the_new_fil
             .map(|i| format!("# foreign comment line {i}\n"))
             .collect::<String>();
     std::fs::write(&env.exports, &big).unwrap();
+    // The NFS server, as far as this test can tell: a reload that takes a while and then
+    // serves the file as it read it. A kill while it runs leaves the server behind the file.
+    let served = env.home.path().join("served-exports");
+    let reload = env.home.path().join("reload-exports");
+    std::fs::write(
+        &reload,
+        format!(
+            "#!/bin/sh\nsleep 0.05\ncp {} {}\n",
+            env.exports.display(),
+            served.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&reload, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let devenv = |action: &str| {
+        let mut cmd = devenv_in(&env, &env.project);
+        cmd.env("DEVENV_EXPORTS_RELOAD", &reload)
+            .args(["exports", action]);
+        cmd
+    };
+    let server_behind = || std::fs::read(&served).ok() != std::fs::read(&env.exports).ok();
     let started = Instant::now();
-    apply_succeeds(&env);
+    assert!(devenv("apply").status().unwrap().success());
     // Kills land anywhere from the start to twice a whole run's time, so some come before the
     // commit, some after, and some while the file is being written.
     let whole_run = started.elapsed().as_micros() as u64;
@@ -121,10 +135,7 @@ fn exports_apply_and_remove_killed_at_random_points_leave_the_old_or_the_new_fil
     let mut points = Points(0x9e37_79b9_7f4a_7c15);
     for i in 0..150 {
         let action = if i % 2 == 0 { "remove" } else { "apply" };
-        let mut child = devenv_in(&env, &env.project)
-            .args(["exports", action])
-            .spawn()
-            .unwrap();
+        let mut child = devenv(action).spawn().unwrap();
         std::thread::sleep(Duration::from_micros(points.next(2 * whole_run)));
         let _ = child.kill();
         let status = child.wait().unwrap();
@@ -151,13 +162,28 @@ fn exports_apply_and_remove_killed_at_random_points_leave_the_old_or_the_new_fil
         if !now.starts_with(&big[..FOREIGN.len()]) || now.len() < big.len() {
             figures.add("foreign bytes lost", 1);
         }
+        if server_behind() {
+            figures.add("kills that left the server behind the file", 1);
+            // The command that finds nothing to change in the file must still finish the
+            // reload the killed one owed.
+            let nothing_to_change = if now == big { "remove" } else { "apply" };
+            assert!(devenv(nothing_to_change).status().unwrap().success());
+            figures.add(
+                if server_behind() {
+                    "server still behind after the next command"
+                } else {
+                    "server caught up by the next command"
+                },
+                1,
+            );
+        }
     }
     figures.add(
         "temp files beside the exports file",
         temp_files_beside(&env.exports) as u64,
     );
     // The next writer finishes any of it and clears what killed writers left.
-    apply_succeeds(&env);
+    assert!(devenv("apply").status().unwrap().success());
     figures.add(
         "temp files left after the next apply",
         temp_files_beside(&env.exports) as u64,
@@ -169,6 +195,9 @@ fn exports_apply_and_remove_killed_at_random_points_leave_the_old_or_the_new_fil
     assert_eq!(figures.get("partial or corrupted file"), 0);
     assert_eq!(figures.get("foreign bytes lost"), 0);
     assert_eq!(figures.get("temp files left after the next apply"), 0);
+    assert!(figures.get("kills that left the server behind the file") > 0);
+    assert_eq!(figures.get("server still behind after the next command"), 0);
+    assert!(!server_behind());
 }
 
 #[test]

@@ -232,12 +232,18 @@ async fn change_block(
         change,
     )?;
     let diff = nfs::diff(&current, &after);
-    if dry_run || after == current {
+    let owed = export.host.reload_owed();
+    if dry_run || (after == current && !owed) {
         if ctx.ui.json {
             crate::outln!(
                 "{}",
-                json!({ "file": export.host.exports, "changed": after != current, "dry_run": dry_run, "diff": diff })
+                json!({ "file": export.host.exports, "changed": after != current, "dry_run": dry_run, "diff": diff, "reload_owed": owed })
             );
+        } else if after == current && owed {
+            ctx.ui.say(format!(
+                "{}: as wanted, but an interrupted change never reloaded the NFS server: `devenv exports apply` reloads it",
+                export.host.exports.display()
+            ));
         } else if after == current {
             ctx.ui.say(format!(
                 "{}: nothing to change",
@@ -264,16 +270,22 @@ async fn change_block(
     .await?;
     let backup = match &outcome {
         Outcome::Changed { backup } => backup.clone(),
-        Outcome::Unchanged => None,
+        Outcome::Unchanged | Outcome::Reloaded => None,
     };
+    let changed = matches!(outcome, Outcome::Changed { .. });
     if ctx.ui.json {
         crate::outln!(
             "{}",
-            json!({ "file": export.host.exports, "changed": outcome != Outcome::Unchanged, "dry_run": false, "diff": diff, "backup": backup })
+            json!({ "file": export.host.exports, "changed": changed, "dry_run": false, "diff": diff, "backup": backup, "reloaded": outcome != Outcome::Unchanged })
         );
     } else if outcome == Outcome::Unchanged {
         ctx.ui.say(format!(
             "{}: nothing to change",
+            export.host.exports.display()
+        ));
+    } else if outcome == Outcome::Reloaded {
+        ctx.ui.say(format!(
+            "{}: as wanted; NFS server reloaded (an interrupted change had not)",
             export.host.exports.display()
         ));
     } else {

@@ -89,6 +89,7 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
         .and_then(|f| f.block_lines(&export.project, export.owner.uid));
     let export_state = match &block {
         None => "missing",
+        Some(lines) if *lines == export.lines && export.host.reload_owed() => "reload-owed",
         Some(lines) if *lines == export.lines => "ok",
         Some(_) => "outdated",
     };
@@ -163,6 +164,9 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
         match export_state {
             "ok" => ui.ok("ok"),
             "outdated" => ui.warn("outdated: run `devenv up`"),
+            "reload-owed" => ui.warn(
+                "written, but the NFS server was never reloaded with it: run `devenv exports apply`"
+            ),
             _ => ui.warn("missing: run `devenv up`"),
         },
         export.host.exports.display()

@@ -219,6 +219,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             diff,
             sudo: export.host.privilege == Privilege::Sudo,
             reload: export.host.reload.clone(),
+            reload_owed: export.host.reload_owed(),
         },
         vm_state: vm.state.clone(),
         vm_ip: vm.ip,
@@ -265,7 +266,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
 
     let lock = lock.expect("a mutating run holds the lock");
     let changes_exports = matches!(&facts.exports.diff, Ok(d) if !d.is_empty())
-        || facts.exports.awaits_vm_address && facts.exports.diff.is_ok();
+        || facts.exports.awaits_vm_address && facts.exports.diff.is_ok()
+        || facts.exports.reload_owed && facts.exports.diff.is_ok();
     if changes_exports && export.host.privilege != Privilege::Direct {
         crate::commands::exports::ask_sudo_once(ctx, &export.host).await?;
     }

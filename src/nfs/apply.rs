@@ -8,7 +8,13 @@
 //!    against the candidate in a private mount namespace (macOS: `nfsd -F <candidate> checkexports`);
 //! 4. keep a backup of the current file, write the candidate to a temp file beside the target,
 //!    fsync it and rename it over the target, so readers see the old or the new file, never a mix;
-//! 5. reload the NFS server; if that fails, put the backup back, reload again, and say so.
+//! 5. reload the NFS server; if that fails, put the backup back (or remove a file that did not
+//!    exist before), reload again, and say so.
+//!
+//! A marker beside the file (`exports.devenv.reload`) is written before the file is replaced
+//! and removed once the server has read it: a devenv killed in between leaves it, and the next
+//! change (or `exports apply` with nothing to change) finishes the reload instead of finding
+//! the file as wanted and saying "nothing to change" while the server still serves the old one.
 //!
 //! When the file is not writable by the user, the privileged exports helper does all of it as
 //! root ([`super::helper`]; the only program the sudoers rule allows). Without the helper, the
@@ -143,6 +149,17 @@ impl NfsHost {
         sibling(&self.exports, ".devenv.bak")
     }
 
+    /// The marker of a reload still owed: see the module's documentation.
+    pub fn reload_marker(&self) -> PathBuf {
+        sibling(&self.exports, ".devenv.reload")
+    }
+
+    /// Whether a change of the file was not followed by a reload (a devenv killed between the
+    /// two): the server may still serve the previous version.
+    pub fn reload_owed(&self) -> bool {
+        std::fs::symlink_metadata(self.reload_marker()).is_ok()
+    }
+
     fn staging_path(&self) -> PathBuf {
         sibling(&self.exports, ".devenv.tmp")
     }
@@ -232,16 +249,25 @@ pub enum ApplyError {
         /// Who holds it, as it wrote itself into the lock file (`pid 123: devenv up`).
         holder: Option<String>,
     },
-    #[error("reloading the NFS server failed, so {} was restored from its backup", .path.display())]
+    #[error("reloading the NFS server failed, so {} {}", .path.display(), .restored.describe())]
     ReloadFailed {
         path: PathBuf,
+        restored: Restored,
         #[source]
         source: ProcessError,
     },
     #[error("reloading the NFS server failed and restoring {} failed too", .path.display())]
     RestoreFailed {
         path: PathBuf,
-        backup: PathBuf,
+        /// The previous version, when there was one (otherwise the file is new and the way back
+        /// is to delete it).
+        backup: Option<PathBuf>,
+        #[source]
+        source: Box<ApplyError>,
+    },
+    #[error("an earlier change of {} was not followed by a reload of the NFS server, and reloading now failed", .path.display())]
+    ReloadOwed {
+        path: PathBuf,
         #[source]
         source: ProcessError,
     },
@@ -271,18 +297,61 @@ impl ApplyError {
             )),
             ApplyError::Invalid { .. } => Some("nothing was changed".into()),
             ApplyError::Locked { .. } => Some("wait for the other devenv command to finish".into()),
-            ApplyError::ReloadFailed { .. } => Some(
-                "the exports file is as it was; check the NFS server (Linux: `systemctl status nfs-server`; macOS: `sudo nfsd status`)".into(),
-            ),
-            ApplyError::RestoreFailed { path, backup, .. } => Some(format!(
-                "put the previous version back by hand: sudo cp {} {}",
-                backup.display(),
-                path.display()
+            ApplyError::ReloadFailed { source, .. } => Some(format!(
+                "{}the exports file is as it was; {SERVER_STATUS}",
+                server_said(source)
             )),
+            ApplyError::ReloadOwed { source, .. } => Some(format!(
+                "{}the file is as wanted, and the next devenv command that edits exports reloads again; {SERVER_STATUS}",
+                server_said(source)
+            )),
+            ApplyError::RestoreFailed { path, backup, .. } => Some(match backup {
+                Some(backup) => format!(
+                    "free what stopped the restore, then put the previous version back by hand: sudo cp {} {}",
+                    backup.display(),
+                    path.display()
+                ),
+                None => format!(
+                    "the file did not exist before: remove it by hand with `sudo rm {}`",
+                    path.display()
+                ),
+            }),
             ApplyError::Helper { help, .. } => help.clone(),
             ApplyError::Process(e) => e.help(),
             ApplyError::Io { source, .. } => io_help(source),
             ApplyError::NoGrant => None,
+        }
+    }
+}
+
+const SERVER_STATUS: &str =
+    "check the NFS server (Linux: `systemctl status nfs-server`; macOS: `sudo nfsd status`)";
+
+/// What the reload printed, as the first part of a help line (exportfs names the line it
+/// rejects there; without it the user sees only an exit status).
+fn server_said(source: &ProcessError) -> String {
+    match source {
+        ProcessError::Exited { tail, .. } if !tail.trim().is_empty() => {
+            format!("the server said:\n{}\n", tail.trim_end())
+        }
+        _ => String::new(),
+    }
+}
+
+/// What a failed reload left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// The previous version is back.
+    Backup,
+    /// The file did not exist before, and was removed again.
+    Removed,
+}
+
+impl Restored {
+    fn describe(self) -> &'static str {
+        match self {
+            Restored::Backup => "was restored from its backup",
+            Restored::Removed => "was removed again (it did not exist before)",
         }
     }
 }
@@ -292,6 +361,9 @@ impl ApplyError {
 pub enum Outcome {
     /// The file already had exactly this content.
     Unchanged,
+    /// The file already had this content, but an interrupted change had not been followed by
+    /// a reload: the NFS server was reloaded now.
+    Reloaded,
     /// The file was replaced and the server reloaded; the previous version is in the backup.
     Changed { backup: Option<PathBuf> },
 }
@@ -428,7 +500,17 @@ pub async fn apply(
         after,
     }) = pending(host, project, uid, change)?
     else {
-        return Ok(Outcome::Unchanged);
+        if !host.reload_owed() {
+            return Ok(Outcome::Unchanged);
+        }
+        reload(runner, host)
+            .await
+            .map_err(|source| ApplyError::ReloadOwed {
+                path: host.exports.clone(),
+                source,
+            })?;
+        settle(runner, host).await;
+        return Ok(Outcome::Reloaded);
     };
     if host.validate {
         match host.dialect {
@@ -437,6 +519,7 @@ pub async fn apply(
         }
     }
     let backup = current.as_ref().map(|_| host.backup_path());
+    owe_reload(runner, host).await?;
     match host.privilege {
         Privilege::Direct => {
             if let (Some(text), Some(backup)) = (&current, &backup) {
@@ -448,45 +531,99 @@ pub async fn apply(
         Privilege::Helper(_) => unreachable!("the helper makes the change itself"),
     }
     if let Err(e) = reload(runner, host).await {
-        let Some(backup_path) = &backup else {
-            return Err(ApplyError::ReloadFailed {
-                path: host.exports.clone(),
-                source: e,
-            });
-        };
-        let restored = match host.privilege {
-            Privilege::Direct => {
-                write_replace(&host.exports, &before).map_err(|err| ProcessError::Spawn {
-                    command: format!("restore {}", host.exports.display()),
-                    source: std::io::Error::other(err.to_string()),
-                })
-            }
-            Privilege::Helper(_) => unreachable!("the helper makes the change itself"),
-            Privilege::Sudo => runner
-                .run(
-                    &Cmd::new("sudo")
-                        .arg("cp")
-                        .arg(backup_path)
-                        .arg(&host.exports),
-                )
-                .await
-                .map(|_| ()),
-        };
+        let restored = restore(runner, host, backup.as_deref(), &before).await;
         if let Err(source) = restored {
             return Err(ApplyError::RestoreFailed {
                 path: host.exports.clone(),
-                backup: backup_path.clone(),
-                source,
+                backup,
+                source: Box::new(source),
             });
         }
-        // Bring the server back to the restored file; its own failure is the reported one.
-        let _ = reload(runner, host).await;
+        // Bring the server back to the restored file; its own failure is the reported one,
+        // and the marker stays for the next command to try again.
+        if reload(runner, host).await.is_ok() {
+            settle(runner, host).await;
+        }
         return Err(ApplyError::ReloadFailed {
             path: host.exports.clone(),
+            restored: if backup.is_some() {
+                Restored::Backup
+            } else {
+                Restored::Removed
+            },
             source: e,
         });
     }
+    settle(runner, host).await;
+    // The last devenv block gone: the backup (a version with a block) has nothing left to
+    // give back, and `down --purge` leaves no file of devenv's behind.
+    let last_block_gone = matches!(change, Change::Remove)
+        && ExportsFile::parse_bytes(&after, host.dialect).is_ok_and(|f| f.blocks().is_empty());
+    if last_block_gone && let Some(path) = &backup {
+        remove_file(runner, host, path).await?;
+        return Ok(Outcome::Changed { backup: None });
+    }
     Ok(Outcome::Changed { backup })
+}
+
+/// Put the file back as it was before a change whose reload failed: the backup's bytes, or no
+/// file at all when there was none.
+async fn restore(
+    runner: &dyn Runner,
+    host: &NfsHost,
+    backup: Option<&Path>,
+    before: &[u8],
+) -> Result<(), ApplyError> {
+    match (&host.privilege, backup) {
+        (Privilege::Direct, Some(_)) => write_replace(&host.exports, before),
+        (Privilege::Direct | Privilege::Sudo, None) => {
+            remove_file(runner, host, &host.exports).await
+        }
+        (Privilege::Sudo, Some(backup)) => Ok(runner
+            .run(&Cmd::new("sudo").arg("cp").arg(backup).arg(&host.exports))
+            .await
+            .map(|_| ())?),
+        (Privilege::Helper(_), _) => unreachable!("the helper makes the change itself"),
+    }
+}
+
+/// Remove one of the files devenv keeps beside the exports file (or the file itself); one that
+/// is already gone is fine.
+async fn remove_file(runner: &dyn Runner, host: &NfsHost, path: &Path) -> Result<(), ApplyError> {
+    match host.privilege {
+        Privilege::Sudo => Ok(runner
+            .run(&Cmd::new("sudo").args(["rm", "-f"]).arg(path))
+            .await
+            .map(|_| ())?),
+        _ => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ApplyError::Io {
+                action: "remove",
+                path: path.to_path_buf(),
+                source: e,
+            }),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Record that a reload is owed, before the file changes (see the module's documentation).
+async fn owe_reload(runner: &dyn Runner, host: &NfsHost) -> Result<(), ApplyError> {
+    let marker = host.reload_marker();
+    if host.privilege == Privilege::Sudo {
+        runner
+            .run(&Cmd::new("sudo").arg("touch").arg(&marker))
+            .await?;
+        return Ok(());
+    }
+    write_replace(&marker, b"")
+}
+
+/// The server has read the file: no reload is owed any more. A marker that cannot be removed
+/// costs one extra reload later, nothing else.
+async fn settle(runner: &dyn Runner, host: &NfsHost) {
+    if let Err(e) = remove_file(runner, host, &host.reload_marker()).await {
+        tracing::debug!("the reload marker stays: {e}");
+    }
 }
 
 /// The change made by the exports helper as root. The candidate is computed here first (the
@@ -501,7 +638,7 @@ async fn through_helper(
     change: &Change<'_>,
 ) -> Result<Outcome, ApplyError> {
     use super::helper::{self, Reply, Request};
-    if pending(host, project, uid, change)?.is_none() {
+    if pending(host, project, uid, change)?.is_none() && !host.reload_owed() {
         return Ok(Outcome::Unchanged);
     }
     let request = match change {

@@ -1186,6 +1186,15 @@ fn written_by_devenv(dialect: ExportsDialect, line: &[u8]) -> bool {
                     .is_some_and(|(uid, gid)| number(uid) && number(gid))
         }
         ExportsDialect::MacOs => {
+            // Directories of one file system may share a line (`macos::merge_lines`).
+            let mut rest = rest;
+            while let Some((more, after)) = rest.strip_prefix(" \"").and_then(|r| r.split_once('"'))
+            {
+                if more.is_empty() {
+                    return false;
+                }
+                rest = after;
+            }
             let Some(rest) = rest.strip_prefix(" -alldirs") else {
                 return false;
             };
@@ -1951,6 +1960,10 @@ mod tests {
         assert!(!written_by_devenv(
             ExportsDialect::MacOs,
             b"\"/Users/x\" -alldirs -maproot=root 10.0.0.5"
+        ));
+        assert!(written_by_devenv(
+            ExportsDialect::MacOs,
+            b"\"/a\" \"/b\" -alldirs -mapall=501:20 192.168.64.2"
         ));
     }
 

@@ -484,6 +484,7 @@ impl Reply {
         match self {
             Reply::Checked => format!("ok {PROTOCOL}"),
             Reply::Done(Outcome::Unchanged) => "unchanged".into(),
+            Reply::Done(Outcome::Reloaded) => "reloaded".into(),
             Reply::Done(Outcome::Changed { backup: None }) => "changed".into(),
             Reply::Done(Outcome::Changed { backup: Some(b) }) => {
                 format!("changed {}", b.display())
@@ -495,6 +496,7 @@ impl Reply {
         let line = stdout.lines().next()?;
         match line {
             "unchanged" => Some(Reply::Done(Outcome::Unchanged)),
+            "reloaded" => Some(Reply::Done(Outcome::Reloaded)),
             "changed" => Some(Reply::Done(Outcome::Changed { backup: None })),
             _ if line == format!("ok {PROTOCOL}") => Some(Reply::Checked),
             _ => line.strip_prefix("changed ").map(|b| {
@@ -789,6 +791,7 @@ mod tests {
         for reply in [
             Reply::Checked,
             Reply::Done(Outcome::Unchanged),
+            Reply::Done(Outcome::Reloaded),
             Reply::Done(Outcome::Changed { backup: None }),
             Reply::Done(Outcome::Changed {
                 backup: Some("/etc/exports.devenv.bak".into()),
