@@ -422,3 +422,81 @@ fn a_restore_that_fails_says_why_and_how_to_finish_by_hand() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_linked_exports_file_is_written_where_the_link_points_keeping_mode_owner_and_attributes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = env();
+    // /etc/exports -> static/exports, as NixOS and configuration managers link it.
+    let dir = env.exports.parent().unwrap();
+    let real = dir.join("static").join("exports");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::rename(&env.exports, &real).unwrap();
+    std::os::unix::fs::symlink("static/exports", &env.exports).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let owner = if support::is_root() {
+        std::os::unix::fs::chown(&real, Some(4321), Some(8765)).unwrap();
+        (4321, 8765)
+    } else {
+        let m = std::fs::metadata(&real).unwrap();
+        (m.uid(), m.gid())
+    };
+    let name = c"user.devenv-label";
+    let path = std::ffi::CString::new(real.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated and the value is 5 readable bytes.
+    let labelled =
+        unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"kept!".as_ptr().cast(), 5, 0) }
+            == 0;
+    assert!(
+        labelled || std::env::var_os("CI").is_none(),
+        "CI's ext4 has user attributes"
+    );
+
+    exports_cmd(&env).arg("apply").assert().success();
+    assert!(
+        std::fs::symlink_metadata(&env.exports)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link stays a link"
+    );
+    let written = std::fs::read_to_string(&real).unwrap();
+    assert!(written.starts_with(FOREIGN) && written.contains("# BEGIN devenv shop"));
+    let meta = std::fs::metadata(&real).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+    assert_eq!((meta.uid(), meta.gid()), owner);
+    if labelled {
+        let mut value = [0u8; 16];
+        // SAFETY: as above; `value` has room for 16 bytes.
+        let n = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        assert_eq!(&value[..usize::try_from(n).unwrap_or(0)], b"kept!");
+    }
+    let backup = env.exports.with_file_name("exports.devenv.bak");
+    assert_eq!(
+        std::fs::metadata(&backup).unwrap().mode() & 0o7777,
+        0o640,
+        "the backup is no more readable than the file"
+    );
+    assert!(
+        std::fs::read_dir(real.parent().unwrap())
+            .unwrap()
+            .all(|e| e.unwrap().file_name() == "exports"),
+        "no temp file left beside the target"
+    );
+
+    exports_cmd(&env).arg("remove").assert().success();
+    assert!(
+        std::fs::symlink_metadata(&env.exports)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), FOREIGN);
+}

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use devenv_drivers::ExportsDialect;
 
+use super::attrs;
 use super::file::{ExportsFile, FileError};
 use crate::process::{Cmd, ProcessError, Runner};
 
@@ -158,10 +159,6 @@ impl NfsHost {
     /// two): the server may still serve the previous version.
     pub fn reload_owed(&self) -> bool {
         std::fs::symlink_metadata(self.reload_marker()).is_ok()
-    }
-
-    fn staging_path(&self) -> PathBuf {
-        sibling(&self.exports, ".devenv.tmp")
     }
 }
 
@@ -491,8 +488,10 @@ pub async fn apply(
         return through_helper(runner, host, helper, project, uid, change).await;
     }
     let _lock = lock(&host.lock_dir, &host.exports, lock_timeout).await?;
+    // A linked exports file (NixOS, a configuration manager) is written where the link points.
+    let file = attrs::target_of(&host.exports);
     if host.privilege == Privilege::Direct {
-        remove_stale_temp_files(&host.exports);
+        remove_stale_temp_files(&file);
     }
     let Some(Pending {
         current,
@@ -523,15 +522,15 @@ pub async fn apply(
     match host.privilege {
         Privilege::Direct => {
             if let (Some(text), Some(backup)) = (&current, &backup) {
-                write_replace(backup, text)?;
+                write_replace(backup, text, Some(&file))?;
             }
-            write_replace(&host.exports, &after)?;
+            write_replace(&file, &after, Some(&file))?;
         }
-        Privilege::Sudo => sudo_replace(runner, host, current.is_some(), &after).await?,
+        Privilege::Sudo => sudo_replace(runner, host, &file, current.is_some(), &after).await?,
         Privilege::Helper(_) => unreachable!("the helper makes the change itself"),
     }
     if let Err(e) = reload(runner, host).await {
-        let restored = restore(runner, host, backup.as_deref(), &before).await;
+        let restored = restore(runner, host, &file, backup.as_deref(), &before).await;
         if let Err(source) = restored {
             return Err(ApplyError::RestoreFailed {
                 path: host.exports.clone(),
@@ -571,16 +570,16 @@ pub async fn apply(
 async fn restore(
     runner: &dyn Runner,
     host: &NfsHost,
+    file: &Path,
     backup: Option<&Path>,
     before: &[u8],
 ) -> Result<(), ApplyError> {
     match (&host.privilege, backup) {
-        (Privilege::Direct, Some(_)) => write_replace(&host.exports, before),
-        (Privilege::Direct | Privilege::Sudo, None) => {
-            remove_file(runner, host, &host.exports).await
-        }
+        (Privilege::Direct, Some(_)) => write_replace(file, before, Some(file)),
+        (Privilege::Direct | Privilege::Sudo, None) => remove_file(runner, host, file).await,
+        // `cp` onto an existing file rewrites it in place: its mode and owner stay.
         (Privilege::Sudo, Some(backup)) => Ok(runner
-            .run(&Cmd::new("sudo").arg("cp").arg(backup).arg(&host.exports))
+            .run(&Cmd::new("sudo").arg("cp").arg(backup).arg(file))
             .await
             .map(|_| ())?),
         (Privilege::Helper(_), _) => unreachable!("the helper makes the change itself"),
@@ -615,7 +614,7 @@ async fn owe_reload(runner: &dyn Runner, host: &NfsHost) -> Result<(), ApplyErro
             .await?;
         return Ok(());
     }
-    write_replace(&marker, b"")
+    write_replace(&marker, b"", None)
 }
 
 /// The server has read the file: no reload is owed any more. A marker that cannot be removed
@@ -689,8 +688,10 @@ async fn reload(runner: &dyn Runner, host: &NfsHost) -> Result<(), ProcessError>
 }
 
 /// Write `bytes` to a temp file beside `path`, fsync it, rename it over `path`, fsync the
-/// directory. The file keeps mode 0644, as exports files are world-readable.
-fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
+/// directory. The new file takes the mode, owner and extended attributes of `like` when that
+/// exists ([`attrs::copy_from`]), and is 0644 otherwise, as exports files are world-readable.
+/// `path` must be the file itself, not a link to it ([`attrs::target_of`]).
+fn write_replace(path: &Path, bytes: &[u8], like: Option<&Path>) -> Result<(), ApplyError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |action: &'static str| {
         let path = path.to_path_buf();
@@ -713,6 +714,9 @@ fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(io("set permissions beside"))?;
+    if let Some(like) = like {
+        attrs::copy_from(like, tmp.as_file()).map_err(io("keep the owner and mode of"))?;
+    }
     tmp.as_file()
         .sync_all()
         .map_err(io("sync a temp file beside"))?;
@@ -723,15 +727,23 @@ fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// The fixed sudo command lines (see templates/sudoers.*): copy to a staging file with `tee`,
-/// validate it (macOS), back up the current file, move the staging file over it.
+/// The fixed sudo command lines (see docs/nfs.md): a staging file beside the file, made a copy
+/// of it first (`cp -p`: mode and owner) and then overwritten with `tee` (which keeps them),
+/// validated (macOS), the current file backed up, the staging file moved over the file. `file`
+/// is the exports file with any link followed, so a link stays a link.
 async fn sudo_replace(
     runner: &dyn Runner,
     host: &NfsHost,
+    file: &Path,
     exists: bool,
     text: &[u8],
 ) -> Result<(), ApplyError> {
-    let staging = host.staging_path();
+    let staging = sibling(file, ".devenv.tmp");
+    if exists {
+        runner
+            .run(&Cmd::new("sudo").args(["cp", "-p"]).arg(file).arg(&staging))
+            .await?;
+    }
     runner
         .run(
             &Cmd::new("sudo")
@@ -755,13 +767,13 @@ async fn sudo_replace(
             .run(
                 &Cmd::new("sudo")
                     .args(["cp", "-p"])
-                    .arg(&host.exports)
+                    .arg(file)
                     .arg(host.backup_path()),
             )
             .await?;
     }
     runner
-        .run(&Cmd::new("sudo").arg("mv").arg(&staging).arg(&host.exports))
+        .run(&Cmd::new("sudo").arg("mv").arg(&staging).arg(file))
         .await?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! the developer on the host.
 
 pub mod apply;
+pub mod attrs;
 pub mod file;
 pub mod helper;
 pub mod macos;
