@@ -500,3 +500,23 @@ fn a_linked_exports_file_is_written_where_the_link_points_keeping_mode_owner_and
     );
     assert_eq!(std::fs::read_to_string(&real).unwrap(), FOREIGN);
 }
+
+#[test]
+fn a_project_directory_whose_name_is_not_utf8_is_refused_with_the_reason() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = env();
+    let odd = env
+        .project
+        .parent()
+        .unwrap()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9-shop"));
+    std::fs::rename(&env.project, &odd).unwrap();
+    exports_cmd(&env)
+        .current_dir(&odd)
+        .arg("apply")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("has a name that is not UTF-8"))
+        .stderr(predicate::str::contains("rename the directory"));
+    assert_eq!(read(&env), FOREIGN, "nothing written");
+}

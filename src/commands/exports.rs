@@ -112,6 +112,18 @@ impl Export {
             .source_dir()
             .canonicalize()
             .map_err(Error::io("resolve", loaded.source_dir()))?;
+        // The path travels as text from here on (the exports line, the helper's request, the
+        // mount command in the VM, /proc/mounts): a byte that is not UTF-8 would turn into
+        // U+FFFD on the way and name a directory that does not exist.
+        if canonical.to_str().is_none() {
+            return Err(Error::Usage {
+                message: format!(
+                    "the exported directory {} has a name that is not UTF-8",
+                    canonical.display()
+                ),
+                help: "rename the directory (or the one above it whose name shows a \u{fffd}) to a UTF-8 name: NFS clients and minikube read paths as UTF-8".into(),
+            });
+        }
         let source = nfs::exported_path(driver.exports_dialect(), &canonical, &ctx.firmlinks);
         let line = nfs::export_line(driver.exports_dialect(), &source, client, owner);
         let grant = nfs::Grant {
