@@ -42,6 +42,10 @@ pub enum ClusterError {
         after: Duration,
         waiting: Vec<String>,
     },
+    /// The server took the connection and never answered: not the same as "could not connect"
+    /// (nothing listens) or "answered with an error".
+    #[error("the Kubernetes API accepted the connection but did not answer {what} within {}s", .after.as_secs())]
+    Unanswered { what: String, after: Duration },
 }
 
 impl ClusterError {
@@ -75,6 +79,9 @@ impl ClusterError {
             ClusterError::Timeout { namespace, .. } => Some(format!(
                 "kubectl -n {namespace} get pods shows where it stands; raise project.rollout_timeout if the images are large"
             )),
+            ClusterError::Unanswered { .. } => Some(
+                "the API server is stuck or overloaded: `devenv status` shows the VM; `minikube ssh -p <profile> -- sudo crictl ps` shows whether kube-apiserver runs; `devenv up` again once it answers".into(),
+            ),
             _ => None,
         }
     }
@@ -221,8 +228,31 @@ pub async fn service_pods(
     Ok((svc, list))
 }
 
+/// The longest one request of a wait may go unanswered before devenv says so and asks again.
+/// kube's own read timeout is almost five minutes (it suits watches); a list that takes more
+/// than this on a laptop's cluster is a stuck server, not a slow one.
+pub const ANSWER_BOUND: Duration = Duration::from_secs(30);
+
+/// `request`, given until `deadline` and at most [`ANSWER_BOUND`]; `Ok(None)` when it did not
+/// answer in that time.
+async fn within<T>(
+    deadline: Instant,
+    request: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<Option<T>, kube::Error> {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .min(ANSWER_BOUND);
+    match tokio::time::timeout(left, request).await {
+        Ok(answer) => answer.map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Wait until every Deployment and StatefulSet of `namespace` is rolled out, reporting what it
-/// waits for through `progress`; stop early when a pod cannot start by itself.
+/// waits for through `progress`; stop early when a pod cannot start by itself. The whole wait
+/// ends at `timeout`, whatever the server does: a request it leaves unanswered is reported
+/// after [`ANSWER_BOUND`] and asked again, and the wait ends with [`ClusterError::Unanswered`]
+/// when the time is up without an answer.
 pub async fn wait_rollout(
     client: Client,
     namespace: &str,
@@ -233,9 +263,28 @@ pub async fn wait_rollout(
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let started = Instant::now();
+    let deadline = started + timeout;
     let all = ListParams::default();
+    let unanswered = |what: &str| {
+        if Instant::now() >= deadline {
+            return Err(ClusterError::Unanswered {
+                what: what.to_string(),
+                after: started.elapsed(),
+            });
+        }
+        progress(&format!(
+            "the Kubernetes API has not answered {what} for {}s; asking again",
+            ANSWER_BOUND.as_secs()
+        ));
+        Ok(())
+    };
     loop {
-        let (ds, ss) = tokio::try_join!(deployments.list(&all), statefulsets.list(&all))?;
+        let workloads = "the list of Deployments and StatefulSets";
+        let lists = async { tokio::try_join!(deployments.list(&all), statefulsets.list(&all)) };
+        let Some((ds, ss)) = within(deadline, lists).await? else {
+            unanswered(workloads)?;
+            continue;
+        };
         let total = ds.items.len() + ss.items.len();
         let mut waiting = Vec::new();
         for d in &ds.items {
@@ -268,7 +317,10 @@ pub async fn wait_rollout(
             total - waiting.len(),
             waiting.join(", ")
         ));
-        let pod_list = pods.list(&all).await?;
+        let Some(pod_list) = within(deadline, pods.list(&all)).await? else {
+            unanswered("the list of pods")?;
+            continue;
+        };
         if let Some(problem) = pod_list.items.iter().find_map(pod_problem) {
             let (events, logs) = pod_details(&client, namespace, &problem).await;
             return Err(ClusterError::Stuck {
@@ -299,8 +351,11 @@ async fn pod_details(
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let selector = format!("involvedObject.name={}", problem.pod);
-    let events = match events.list(&ListParams::default().fields(&selector)).await {
-        Ok(list) => {
+    let bound = Instant::now() + ANSWER_BOUND;
+    let unanswered = || format!("(no answer within {}s)", ANSWER_BOUND.as_secs());
+    let events = match within(bound, events.list(&ListParams::default().fields(&selector))).await {
+        Ok(None) => vec![unanswered()],
+        Ok(Some(list)) => {
             let mut items = list.items;
             items.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
             items
@@ -328,8 +383,9 @@ async fn pod_details(
         tail_lines: Some(20),
         ..LogParams::default()
     };
-    let logs = match pods.logs(&problem.pod, &params).await {
-        Ok(logs) => logs,
+    let logs = match within(bound, pods.logs(&problem.pod, &params)).await {
+        Ok(None) => unanswered(),
+        Ok(Some(logs)) => logs,
         Err(e) => format!("(could not read them: the Kubernetes API {})", describe(&e)),
     };
     (events, logs)
@@ -351,6 +407,48 @@ mod tests {
             }),
             ..Default::default()
         }))
+    }
+
+    #[test]
+    fn a_server_that_takes_the_connection_and_never_answers_ends_the_wait_at_its_bound() {
+        // Accepts every connection and holds it open without a byte in reply.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                held.push(conn);
+            }
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let said = std::sync::Mutex::new(Vec::new());
+        let result = runtime.block_on(async {
+            let client = Client::try_from(Config::new(url.parse().unwrap())).unwrap();
+            // A generous outer bound: the wait itself must end at its own (2 s).
+            tokio::time::timeout(
+                Duration::from_secs(120),
+                wait_rollout(client, "shop", Duration::from_secs(2), |l| {
+                    said.lock().unwrap().push(l.to_string())
+                }),
+            )
+            .await
+        });
+        let err = result
+            .expect("the wait ended by itself")
+            .expect_err("no answer is no rollout");
+        assert!(
+            matches!(&err, ClusterError::Unanswered { what, .. } if what == "the list of Deployments and StatefulSets"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("the Kubernetes API accepted the connection but did not answer"),
+            "{err}"
+        );
+        assert!(err.help().is_some());
     }
 
     #[test]
