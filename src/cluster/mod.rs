@@ -265,9 +265,11 @@ pub async fn wait_rollout(
     let started = Instant::now();
     let deadline = started + timeout;
     let all = ListParams::default();
-    let unanswered = |what: &str| {
+    // A request without an answer: the end of the wait once its time is up, otherwise said
+    // and asked again.
+    let give_up = |what: &str| {
         if Instant::now() >= deadline {
-            return Err(ClusterError::Unanswered {
+            return Some(ClusterError::Unanswered {
                 what: what.to_string(),
                 after: started.elapsed(),
             });
@@ -276,13 +278,15 @@ pub async fn wait_rollout(
             "the Kubernetes API has not answered {what} for {}s; asking again",
             ANSWER_BOUND.as_secs()
         ));
-        Ok(())
+        None
     };
     loop {
         let workloads = "the list of Deployments and StatefulSets";
         let lists = async { tokio::try_join!(deployments.list(&all), statefulsets.list(&all)) };
         let Some((ds, ss)) = within(deadline, lists).await? else {
-            unanswered(workloads)?;
+            if let Some(e) = give_up(workloads) {
+                return Err(e);
+            }
             continue;
         };
         let total = ds.items.len() + ss.items.len();
@@ -318,7 +322,9 @@ pub async fn wait_rollout(
             waiting.join(", ")
         ));
         let Some(pod_list) = within(deadline, pods.list(&all)).await? else {
-            unanswered("the list of pods")?;
+            if let Some(e) = give_up("the list of pods") {
+                return Err(e);
+            }
             continue;
         };
         if let Some(problem) = pod_list.items.iter().find_map(pod_problem) {
