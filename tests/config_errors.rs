@@ -312,3 +312,33 @@ fn a_duration_longer_than_a_week_is_refused_without_overflow() {
     assert_located(&e, 3, "project.rollout_timeout");
     assert!(e.contains("longer than a week"), "{e}");
 }
+
+#[test]
+fn every_problem_of_the_file_is_reported_in_one_run() {
+    let e = rejected(
+        "[project]\nname = \"shop\"\nchart = \"deploy/chart\"\nrollout_timeout = 5\n\n[vm]\ncpus = \"four\"\nmax_pods = 5000\nmemory = \"lots\"\n\n[servics.api]\nx = 1\n\n[services.api]\nports = [\"http\"]\non_change = \"restrat\"\n",
+    );
+    for (line, key) in [
+        (4, "project.rollout_timeout"),
+        (7, "vm.cpus"),
+        (8, "vm.max_pods"),
+        (9, "vm.memory"),
+        (11, "servics"),
+        (15, "services.api.ports"),
+        (16, "services.api.on_change"),
+    ] {
+        assert_located(&e, line, key);
+    }
+    assert!(
+        !e.contains("devenv.toml:12:"),
+        "the misspelt table's keys are not reported one by one:\n{e}"
+    );
+}
+
+#[test]
+fn a_required_key_with_the_wrong_type_is_one_problem_not_two() {
+    let e = rejected("[project]\nname = 5\n");
+    assert_located(&e, 2, "project.name");
+    assert!(!e.contains("missing"), "no echo of the key set aside:\n{e}");
+    assert_eq!(e.matches("devenv.toml:").count(), 1, "{e}");
+}

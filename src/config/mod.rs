@@ -470,18 +470,93 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         file: file.to_path_buf(),
         problems,
     };
-    let config = parse(&source).map_err(|p| invalid(vec![p]))?;
+    let (config, mut problems) = parse_all(&source);
+    let Some(config) = config else {
+        return Err(invalid(problems));
+    };
     let loaded = Loaded {
         file: file.to_path_buf(),
         root,
         config,
     };
-    let problems = validate::validate(&loaded, &source);
+    // What the checks find in the rest of the file is reported with the type errors: one run
+    // shows every problem. A key set aside for its type error is at its default here, and
+    // its line already has a problem.
+    let reported: Vec<usize> = problems.iter().map(|p| p.line).collect();
+    problems.extend(
+        validate::validate(&loaded, &source)
+            .into_iter()
+            .filter(|p| !reported.contains(&p.line)),
+    );
+    problems.sort_by_key(|p| (p.line, p.column));
     if problems.is_empty() {
         Ok(loaded)
     } else {
         Err(invalid(problems))
     }
+}
+
+/// The most problems one read reports; a file with more is mostly something else.
+const MAX_PROBLEMS: usize = 20;
+
+/// Parse the text, reporting every key whose value cannot be read rather than the first: the
+/// line of each problem is set aside (blanked, so offsets and line numbers stay) and the text
+/// parsed again, a table header with its whole table. Returns the [`Config`] of what is left,
+/// when that parses, and the problems. Recovery stops at a problem that cannot be set aside (a
+/// syntax error, a required key missing, one set aside) so no problem is an echo of another.
+pub fn parse_all(source: &str) -> (Option<Config>, Vec<Problem>) {
+    let mut text = source.to_string();
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut set_aside: Vec<usize> = Vec::new();
+    while problems.len() < MAX_PROBLEMS {
+        let err = match toml::from_str::<Config>(&text) {
+            Ok(config) => return (Some(config), problems),
+            Err(err) => err,
+        };
+        let syntax = toml::from_str::<toml::Table>(&text).is_err();
+        let problem = problem_from_toml(source, &err);
+        if !problems.is_empty() && (syntax || set_aside.contains(&problem.line)) {
+            break;
+        }
+        let missing = err.message().starts_with("missing field");
+        if missing && !problems.is_empty() {
+            // Perhaps the key set aside for its type: an echo, not a problem of its own.
+            break;
+        }
+        let line = problem.line;
+        problems.push(problem);
+        if syntax || missing || !blank_out(&mut text, line) {
+            break;
+        }
+        set_aside.push(line);
+    }
+    (None, problems)
+}
+
+/// Replace line `line` (1-based) with spaces, and when it is a table header the lines of its
+/// table too; false when there is nothing to blank.
+fn blank_out(text: &mut String, line: usize) -> bool {
+    let mut out = String::with_capacity(text.len());
+    let mut in_table = false;
+    let mut blanked = false;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        let header = l.trim_start().starts_with('[');
+        if i + 1 == line {
+            in_table = header;
+        } else if header {
+            in_table = false;
+        }
+        if i + 1 == line || (in_table && i + 1 > line) {
+            let body = l.trim_end_matches(['\n', '\r']);
+            out.push_str(&" ".repeat(body.len()));
+            out.push_str(&l[body.len()..]);
+            blanked = true;
+        } else {
+            out.push_str(l);
+        }
+    }
+    *text = out;
+    blanked
 }
 
 /// Parse the text into a [`Config`], locating any error.
