@@ -78,6 +78,75 @@ impl Machine {
     }
 }
 
+/// The CPUs and memory of this machine, for the warning when `[vm]` asks for more: Linux from
+/// `/proc/cpuinfo` and `/proc/meminfo` (under `root`, `$DEVENV_HOST_ROOT` in tests), macOS
+/// from sysctl. `None` when they cannot be read.
+pub fn resources(root: Option<&Path>) -> Option<Resources> {
+    if cfg!(target_os = "macos") {
+        return macos_resources();
+    }
+    let read = |path: &str| {
+        let path = match root {
+            Some(root) => root.join(path.trim_start_matches('/')),
+            None => PathBuf::from(path),
+        };
+        std::fs::read_to_string(path).ok()
+    };
+    let cpuinfo = read("/proc/cpuinfo")?;
+    let meminfo = read("/proc/meminfo")?;
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))
+        .count();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Resources {
+        cpus: u32::try_from(cpus).ok().filter(|n| *n > 0)?,
+        memory_mib: kib / 1024,
+    })
+}
+
+/// What the machine has to give a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    pub cpus: u32,
+    pub memory_mib: u64,
+}
+
+#[cfg(target_os = "macos")]
+fn macos_resources() -> Option<Resources> {
+    fn sysctl<T: Default + Copy>(name: &std::ffi::CStr) -> Option<T> {
+        let mut value = T::default();
+        let mut size = std::mem::size_of::<T>();
+        // SAFETY: `value` has `size` writable bytes and the name is NUL-terminated.
+        let rc = unsafe {
+            libc::sysctlbyname(
+                name.as_ptr(),
+                (&raw mut value).cast(),
+                &mut size,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        (rc == 0).then_some(value)
+    }
+    Some(Resources {
+        cpus: u32::try_from(sysctl::<i32>(c"hw.ncpu")?).ok()?,
+        memory_mib: sysctl::<u64>(c"hw.memsize")? / (1024 * 1024),
+    })
+}
+
+#[cfg(not(target_os = "macos"))]
+fn macos_resources() -> Option<Resources> {
+    None
+}
+
 pub fn current_os() -> Os {
     if cfg!(target_os = "linux") {
         Os::Linux

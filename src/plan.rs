@@ -213,6 +213,8 @@ pub struct ExportsFacts {
 /// What the plan depends on besides devenv.toml, gathered (read-only) by the caller.
 pub struct Facts {
     pub driver: &'static dyn Driver,
+    /// What this machine has to give the VM, when it can be read.
+    pub host: Option<crate::machine::Resources>,
     /// The first failing check of the driver, if any.
     pub driver_failure: Option<String>,
     /// Placement of every service after the user's toggles.
@@ -352,6 +354,16 @@ impl Plan {
                 Action::Run(start),
             ],
             _ => vec![Action::Run(start)],
+        };
+        let starts = match &facts.vm_state {
+            Some(VmState::Running) => facts.recreate && !facts.vm_drift.is_empty(),
+            Some(VmState::Stopped) => facts.vm_driver_mismatch.is_none(),
+            _ => true,
+        };
+        let vm = if starts {
+            oversize(c, facts.host).into_iter().chain(vm).collect()
+        } else {
+            vm
         };
         stages.push(stage("vm", &["preflight"], vm));
 
@@ -903,6 +915,29 @@ fn render_action(out: &mut String, a: &Action) {
     }
 }
 
+/// What `[vm]` asks for beyond what the machine has, said before the VM is started: more CPUs
+/// than the machine has are shared (the VM and the laptop slow each other down), and memory
+/// the machine does not have is taken from everything else or refused.
+fn oversize(c: &crate::config::Config, host: Option<crate::machine::Resources>) -> Vec<Action> {
+    let Some(host) = host else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    if c.vm.cpus > host.cpus {
+        notes.push(Action::Note(format!(
+            "warning: [vm] cpus = {} but this machine has {}: the VM's CPUs share the machine's and both slow down; set vm.cpus to {} or fewer",
+            c.vm.cpus, host.cpus, host.cpus
+        )));
+    }
+    if c.vm.memory.mib() > host.memory_mib {
+        notes.push(Action::Note(format!(
+            "warning: [vm] memory = {} MiB but this machine has {} MiB: minikube may refuse to start the VM, or the machine swaps; set vm.memory below that (half is a good start)",
+            c.vm.memory.mib(),
+            host.memory_mib
+        )));
+    }
+    notes
+}
 fn stage(name: &str, after: &[&str], actions: Vec<Action>) -> Stage {
     Stage {
         name: name.to_string(),

@@ -310,3 +310,54 @@ fn getting_started_lists_the_stages_the_plan_has() {
         .collect();
     assert_eq!(listed, stages, "docs/getting-started.md, Reading the plan");
 }
+
+/// The example asks for 4 CPUs and 6 GiB; a host of `cpus` and `mib` under the fake host root.
+fn vm_notes_on_a_host_of(cpus: usize, mib: u64) -> Vec<String> {
+    let env = Env::new().kvm_host();
+    env.example();
+    let root = env.home.path().join("host-root/proc");
+    let processors: String = (0..cpus)
+        .map(|i| format!("processor\t: {i}\nflags\t\t: fpu vmx sse2\n\n"))
+        .collect();
+    std::fs::write(root.join("cpuinfo"), processors).unwrap();
+    std::fs::write(
+        root.join("meminfo"),
+        format!(
+            "MemTotal:       {} kB\nMemFree:         1024 kB\n",
+            mib * 1024
+        ),
+    )
+    .unwrap();
+    let plan = json_plan(&env);
+    let vm = plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "vm")
+        .unwrap()
+        .clone();
+    vm["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["note"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_vm_larger_than_the_machine_is_warned_about_before_it_starts() {
+    let notes = vm_notes_on_a_host_of(2, 4096);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("[vm] cpus = 4 but this machine has 2")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("[vm] memory = 6144 MiB but this machine has 4096 MiB")),
+        "{notes:?}"
+    );
+    assert!(vm_notes_on_a_host_of(8, 32768).is_empty());
+}

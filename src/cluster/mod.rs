@@ -233,15 +233,19 @@ pub async fn service_pods(
 /// than this on a laptop's cluster is a stuck server, not a slow one.
 pub const ANSWER_BOUND: Duration = Duration::from_secs(30);
 
-/// `request`, given until `deadline` and at most [`ANSWER_BOUND`]; `Ok(None)` when it did not
-/// answer in that time.
+/// What a request gets even at the very end of a wait: the last look at the rollout must be
+/// able to see it ready, or say what is not.
+const ANSWER_FLOOR: Duration = Duration::from_secs(5);
+
+/// `request`, given until `deadline` (at least [`ANSWER_FLOOR`]) and at most
+/// [`ANSWER_BOUND`]; `Ok(None)` when it did not answer in that time.
 async fn within<T>(
     deadline: Instant,
     request: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<Option<T>, kube::Error> {
     let left = deadline
         .saturating_duration_since(Instant::now())
-        .min(ANSWER_BOUND);
+        .clamp(ANSWER_FLOOR, ANSWER_BOUND);
     match tokio::time::timeout(left, request).await {
         Ok(answer) => answer.map(Some),
         Err(_) => Ok(None),

@@ -197,6 +197,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         && mounted
         && state.applied_fingerprint.as_deref() == Some(fingerprint.as_str());
     let facts = Facts {
+        host: machine::resources(ctx.host_root.as_deref()),
         driver,
         driver_failure: driver_failure.as_ref().map(|(reason, fix)| {
             format!(
