@@ -342,3 +342,21 @@ fn a_required_key_with_the_wrong_type_is_one_problem_not_two() {
     assert!(!e.contains("missing"), "no echo of the key set aside:\n{e}");
     assert_eq!(e.matches("devenv.toml:").count(), 1, "{e}");
 }
+
+#[test]
+fn a_file_that_is_not_utf8_names_the_line_and_the_byte() {
+    let env = env_with_chart();
+    std::fs::write(
+        env.project.join("devenv.toml"),
+        b"[project]\nname = \"shop\"\n# caf\xe9\n",
+    )
+    .unwrap();
+    let out = env.devenv().args(["up", "--dry-run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("devenv.toml:3:6: byte 0xE9 is not UTF-8"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("save devenv.toml as UTF-8"), "{stderr}");
+}

@@ -452,9 +452,13 @@ pub fn find(start: &Path) -> Result<PathBuf, ConfigError> {
 
 /// Read, parse and validate a devenv.toml.
 pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
-    let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let bytes = std::fs::read(file).map_err(|source| ConfigError::Read {
         file: file.to_path_buf(),
         source,
+    })?;
+    let source = String::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
+        file: file.to_path_buf(),
+        problems: vec![not_utf8(e.as_bytes(), e.utf8_error())],
     })?;
     let root = file
         .parent()
@@ -493,6 +497,26 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         Ok(loaded)
     } else {
         Err(invalid(problems))
+    }
+}
+
+/// TOML is UTF-8: the first byte that is not, with its line and column (the text before it on
+/// that line shown as the snippet).
+fn not_utf8(bytes: &[u8], err: std::str::Utf8Error) -> Problem {
+    let valid = &bytes[..err.valid_up_to()];
+    let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let before = String::from_utf8_lossy(&valid[line_start..]).into_owned();
+    Problem {
+        line,
+        column: before.chars().count() + 1,
+        key: String::new(),
+        message: format!(
+            "byte 0x{:02X} is not UTF-8 text (TOML files are UTF-8)",
+            bytes[err.valid_up_to()]
+        ),
+        help: Some("save devenv.toml as UTF-8 (an editor's \"encoding\" setting, or `iconv -f latin1 -t utf-8`)".into()),
+        snippet: before,
     }
 }
 
