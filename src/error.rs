@@ -38,7 +38,10 @@ pub enum Error {
     Failed {
         message: String,
         help: String,
+        /// The exit code.
         code: i32,
+        /// The diagnostic code ([`crate::diagnostic::codes`]).
+        diagnostic: &'static str,
     },
     /// The command was used in a way it does not support; `help` says the right way.
     #[error("{message}")]
@@ -83,5 +86,27 @@ impl Error {
             Error::Failed { code, .. } => *code,
             _ => 1,
         }
+    }
+}
+
+impl crate::diagnostic::Diagnostic for Error {
+    fn code(&self) -> &'static str {
+        use crate::diagnostic::codes;
+        match self {
+            Error::Config(e) => e.code(),
+            Error::State(e) => e.code(),
+            Error::Process(e) => e.code(),
+            Error::Driver(e) => e.code(),
+            Error::Chart(e) => e.code(),
+            Error::Exports(e) => e.code(),
+            Error::Docker(e) => e.code(),
+            Error::Io { .. } => codes::IO,
+            Error::Failed { diagnostic, .. } => diagnostic,
+            Error::Usage { .. } => codes::USAGE,
+        }
+    }
+
+    fn help(&self) -> Option<String> {
+        Error::help(self)
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use devenv_drivers::Driver;
 
+use crate::diagnostic::{Failure, codes};
 use crate::minikube;
 use crate::nfs::apply::{self, Change, NfsHost};
 use crate::offload::bridge::{self, BridgeSpec};
@@ -97,7 +98,7 @@ pub struct Executor {
     pub uid: u32,
     /// `minikube docker-env`, asked once for every build of the run (it may restart dockerd
     /// in the VM, so it is not asked again per image).
-    pub docker_env: tokio::sync::OnceCell<Result<crate::docker::DockerEnv, String>>,
+    pub docker_env: tokio::sync::OnceCell<Result<crate::docker::DockerEnv, Failure>>,
 }
 
 impl Executor {
@@ -140,7 +141,7 @@ impl Executor {
         &self,
         action: &Action,
         progress: &Progress,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, Failure> {
         match action {
             Action::Note(_) => Ok(None),
             Action::Verify(v) => self.verify(v, progress).await.map(|()| None),
@@ -149,7 +150,7 @@ impl Executor {
                 Ok(Some(short(cmd)))
             }
             Action::Write { path, contents } => {
-                write_atomic(path, contents.as_bytes()).map_err(|e| e.to_string())?;
+                write_atomic(path, contents.as_bytes()).map_err(|e| Failure::from(&e))?;
                 Ok(Some(format!("wrote {}", path.display())))
             }
             Action::Exports {
@@ -193,7 +194,7 @@ impl Executor {
                     Duration::from_secs(60),
                 )
                 .await
-                .map_err(|e| with_help(&e.to_string(), e.help()))?;
+                .map_err(|e| Failure::from(&e))?;
                 Ok(Some(format!(
                     "{} updated, NFS server reloaded",
                     path.display()
@@ -201,24 +202,22 @@ impl Executor {
             }
             Action::Mount(m) => self.mount(m, progress).await.map(Some),
             Action::Build { profile, spec } => {
-                let fail =
-                    |e: crate::docker::build::BuildError| with_help(&e.to_string(), e.help());
                 let env = self
                     .docker_env
                     .get_or_init(|| async {
                         crate::docker::DockerEnv::for_profile(self.runner.as_ref(), profile)
                             .await
-                            .map_err(|e| with_help(&e.to_string(), e.help()))
+                            .map_err(|e| Failure::from(&e))
                     })
                     .await
                     .clone()?;
                 let daemon = crate::docker::Daemon::connect(&env)
                     .await
-                    .map_err(|e| with_help(&e.to_string(), e.help()))?;
+                    .map_err(|e| Failure::from(&e))?;
                 let line = |l: &str| progress.line(&format!("{}: {l}", spec.service));
                 let built = crate::docker::build::build(&daemon, spec, &line)
                     .await
-                    .map_err(fail)?;
+                    .map_err(|e| Failure::from(&e))?;
                 Ok(Some(format!(
                     "built {} as {} in {:.1}s",
                     spec.reference,
@@ -229,7 +228,7 @@ impl Executor {
             Action::Offload(step) => self
                 .offload(step, progress)
                 .await
-                .map_err(|e| with_help(&e.to_string(), e.help())),
+                .map_err(|e| Failure::from(&e)),
         }
     }
 
@@ -271,9 +270,9 @@ impl Executor {
                 let bind =
                     self.host_address(profile)
                         .await
-                        .map_err(|message| OffloadError::Local {
+                        .map_err(|failure| OffloadError::Local {
                             context: profile.clone(),
-                            message,
+                            message: failure.message,
                         })?;
                 progress.line(&format!("tunnel from {bind} through context {context}"));
                 let spec = tunnel::Spec {
@@ -404,7 +403,7 @@ impl Executor {
                     )),
                     Err(e) => progress.line(&format!(
                         "the remote release {service} is left in place: {}",
-                        e.lines().next().unwrap_or_default()
+                        e.message
                     )),
                 }
                 Ok((!said.is_empty()).then(|| said.join("; ")))
@@ -412,26 +411,26 @@ impl Executor {
         }
     }
 
-    async fn run(&self, cmd: &Cmd, progress: &Progress) -> Result<crate::process::Output, String> {
+    async fn run(&self, cmd: &Cmd, progress: &Progress) -> Result<crate::process::Output, Failure> {
         let sink = |_: Stream, line: &str| progress.line(line);
         let out = self
             .runner
             .output_streaming(cmd, Some(&sink))
             .await
-            .map_err(|e| with_help(&e.to_string(), e.help()))?;
-        check_success(cmd, out).map_err(|e| with_help(&e.to_string(), e.help()))
+            .map_err(|e| Failure::from(&e))?;
+        check_success(cmd, out).map_err(|e| Failure::from(&e))
     }
 
-    async fn verify(&self, v: &Verify, progress: &Progress) -> Result<(), String> {
+    async fn verify(&self, v: &Verify, progress: &Progress) -> Result<(), Failure> {
         match v {
             Verify::Driver { .. } | Verify::Tools(_) | Verify::Unsupported(_) => {
                 match v.known_failure(self.platform) {
                     None => Ok(()),
-                    Some(f) if matches!(v, Verify::Driver { .. }) => Err(with_help(
-                        &f,
-                        Some("`devenv doctor` shows every check with its fix".into()),
-                    )),
-                    Some(f) => Err(f),
+                    Some(f) if matches!(v, Verify::Driver { .. }) => {
+                        Err(Failure::new(codes::PREFLIGHT, f)
+                            .with_help("`devenv doctor` shows every check with its fix"))
+                    }
+                    Some(f) => Err(Failure::new(codes::PREFLIGHT, f)),
                 }
             }
             Verify::MountProbe {
@@ -439,24 +438,26 @@ impl Executor {
                 host_dir,
                 vm_dir,
             } => {
-                let probe = crate::probe::Probe::write(host_dir, vm_dir)?;
+                let probe = crate::probe::Probe::write(host_dir, vm_dir)
+                    .map_err(|e| Failure::new(codes::MOUNT, e))?;
                 let vm_file = probe.vm_file.clone();
                 let read = self
                     .runner
                     .output(&minikube::ssh(profile, &["cat", &vm_file]).read_only())
                     .await;
-                let out = read.map_err(|e| e.to_string())?;
+                let out = read.map_err(|e| Failure::from(&e))?;
                 let seen = out.stdout.replace('\r', "");
                 if out.success() && probe.seen_in(&seen) {
                     Ok(())
                 } else {
-                    Err(with_help(
-                        &format!(
+                    Err(Failure::new(
+                        codes::MOUNT,
+                        format!(
                             "the VM does not see the host's files at {vm_dir}: reading {vm_file} gave {:?}",
                             tail_lines(&format!("{seen}{}", out.stderr), 3)
                         ),
-                        Some(mount_causes(self.nfs.dialect)),
-                    ))
+                    )
+                    .with_help(mount_causes(self.nfs.dialect)))
                 }
             }
             Verify::Rollout {
@@ -464,7 +465,7 @@ impl Executor {
                 namespace,
                 timeout,
             } => {
-                let fail = |e: crate::cluster::ClusterError| with_help(&e.to_string(), e.help());
+                let fail = |e: crate::cluster::ClusterError| Failure::from(&e);
                 let client = crate::cluster::client(context).await.map_err(fail)?;
                 let n =
                     crate::cluster::wait_rollout(client, namespace, *timeout, |l| progress.line(l))
@@ -483,18 +484,29 @@ impl Executor {
                     .args(["--kube-context", context, "-o", "json"])
                     .read_only()
                     .timeout(Duration::from_secs(60));
-                let out = self.runner.output(&cmd).await.map_err(|e| e.to_string())?;
+                let out = self
+                    .runner
+                    .output(&cmd)
+                    .await
+                    .map_err(|e| Failure::from(&e))?;
                 let status = serde_json::from_str::<serde_json::Value>(&out.stdout)
                     .ok()
                     .and_then(|v| v["info"]["status"].as_str().map(str::to_string));
                 match status.as_deref() {
                     Some("deployed") => Ok(()),
-                    Some(other) => Err(format!(
-                        "release {release} is {other}; run `devenv up` again after fixing it (helm history {release} -n {namespace})"
-                    )),
-                    None => Err(format!(
-                        "release {release} is missing from namespace {namespace}: {}",
-                        tail_lines(&out.stderr, 3)
+                    Some(other) => Err(Failure::new(
+                        codes::RELEASE,
+                        format!("release {release} is {other}"),
+                    )
+                    .with_help(format!(
+                        "run `devenv up` again after fixing it (helm history {release} -n {namespace})"
+                    ))),
+                    None => Err(Failure::new(
+                        codes::RELEASE,
+                        format!(
+                            "release {release} is missing from namespace {namespace}: {}",
+                            tail_lines(&out.stderr, 3)
+                        ),
                     )),
                 }
             }
@@ -502,27 +514,30 @@ impl Executor {
     }
 
     /// The host's address as the VM of `profile` sees it (the VM must run).
-    async fn host_address(&self, profile: &str) -> Result<Ipv4Addr, String> {
+    async fn host_address(&self, profile: &str) -> Result<Ipv4Addr, Failure> {
         Ok(self.driver.host_address(self.vm_address(profile).await?))
     }
 
     /// The VM's own address, from `minikube ip`.
-    async fn vm_address(&self, profile: &str) -> Result<Ipv4Addr, String> {
+    async fn vm_address(&self, profile: &str) -> Result<Ipv4Addr, Failure> {
         let out = self
             .runner
             .output(&minikube::ip(profile))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::from(&e))?;
         let ip: Ipv4Addr = out.stdout.trim().parse().map_err(|_| {
-            format!(
-                "`minikube ip -p {profile}` did not give an address: {}",
-                tail_lines(&format!("{}{}", out.stdout, out.stderr), 3)
+            Failure::new(
+                codes::VM_ADDRESS,
+                format!(
+                    "`minikube ip -p {profile}` did not give an address: {}",
+                    tail_lines(&format!("{}{}", out.stdout, out.stderr), 3)
+                ),
             )
         })?;
         Ok(ip)
     }
 
-    async fn mount(&self, m: &MountSpec, progress: &Progress) -> Result<String, String> {
+    async fn mount(&self, m: &MountSpec, progress: &Progress) -> Result<String, Failure> {
         let host = match m.host {
             Some(h) => h,
             None => self.host_address(&m.profile).await?,
@@ -530,16 +545,15 @@ impl Executor {
         let [mkdir, mount] = m.commands(host);
         self.run(&mkdir, progress).await?;
         self.run(&mount, progress).await.map_err(|e| {
-            let (what, output) = e.split_once("\nhelp: ").unwrap_or((e.as_str(), ""));
-            let output = if output.is_empty() {
-                String::new()
-            } else {
-                format!("{output}\n")
-            };
-            format!(
-                "the NFS mount failed: {what}\nhelp: {output}likely causes:\n{}",
+            Failure {
+                code: codes::MOUNT,
+                message: format!("the NFS mount failed: {}", e.message),
+                ..e
+            }
+            .and_help(format!(
+                "likely causes:\n{}",
                 mount_causes(self.nfs.dialect)
-            )
+            ))
         })?;
         Ok(format!(
             "mounted {host}:{} at {}",
@@ -591,13 +605,6 @@ fn mount_causes(dialect: devenv_drivers::ExportsDialect) -> String {
             "- the macOS firewall blocks nfsd: System Settings > Network > Firewall",
         ]
         .join("\n"),
-    }
-}
-
-fn with_help(message: &str, help: Option<String>) -> String {
-    match help {
-        Some(h) => format!("{message}\nhelp: {h}"),
-        None => message.to_string(),
     }
 }
 

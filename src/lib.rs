@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod diagnostic;
 pub mod docker;
 pub mod docs;
 pub mod doctor;

@@ -25,6 +25,8 @@ fn main() -> ExitCode {
             if let Some(help) = err.help() {
                 devenv::errln!("help: {help}");
             }
+            let code = devenv::diagnostic::Diagnostic::code(&err);
+            devenv::errln!("code: {code} ({})", devenv::diagnostic::url(code));
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
         }
     }

@@ -58,7 +58,7 @@ impl Reporter for TerminalReporter {
                     Outcome::Failed(e) => format!(
                         "✗ {stage:<12} {:>5.1}s {}",
                         elapsed.as_secs_f64(),
-                        e.lines().next().unwrap_or_default()
+                        e.message.lines().next().unwrap_or_default()
                     ),
                     Outcome::Skipped { because } => {
                         format!("- {stage:<12}        skipped: {because}")

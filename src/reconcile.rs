@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use devenv_drivers::BoxFuture;
 
+use crate::diagnostic::Failure;
+
 /// What a stage reports when it succeeds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -45,8 +47,8 @@ impl Report {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done(Report),
-    /// The stage failed; the text is the error with its help.
-    Failed(String),
+    /// The stage failed, with its error's parts kept apart.
+    Failed(Failure),
     /// Not run because a stage it depends on did not finish.
     Skipped {
         because: String,
@@ -89,7 +91,7 @@ impl Progress {
     }
 }
 
-type Work<'a> = Box<dyn FnOnce(Progress) -> BoxFuture<'a, Result<Report, String>> + Send + 'a>;
+type Work<'a> = Box<dyn FnOnce(Progress) -> BoxFuture<'a, Result<Report, Failure>> + Send + 'a>;
 
 /// A named stage and the stages it waits for.
 pub struct Stage<'a> {
@@ -101,7 +103,7 @@ pub struct Stage<'a> {
 impl<'a> Stage<'a> {
     pub fn new<F>(name: impl Into<String>, after: &[&str], work: F) -> Stage<'a>
     where
-        F: FnOnce(Progress) -> BoxFuture<'a, Result<Report, String>> + Send + 'a,
+        F: FnOnce(Progress) -> BoxFuture<'a, Result<Report, Failure>> + Send + 'a,
     {
         Stage {
             name: name.into(),
@@ -129,10 +131,10 @@ impl RunResult {
         self.stages.iter().find(|(n, _)| n == stage).map(|(_, o)| o)
     }
 
-    /// The first failure, as "error at '<stage>': …".
-    pub fn first_failure(&self) -> Option<String> {
+    /// The first failure and the stage it ended.
+    pub fn first_failure(&self) -> Option<(&str, &Failure)> {
         self.stages.iter().find_map(|(n, o)| match o {
-            Outcome::Failed(e) => Some(format!("error at '{n}': {e}")),
+            Outcome::Failed(e) => Some((n.as_str(), e)),
             _ => None,
         })
     }
@@ -160,7 +162,7 @@ pub async fn run<'a>(
     let mut results: Vec<(String, Outcome)> = Vec::new();
     let mut finished: BTreeMap<String, bool> = BTreeMap::new();
     type Running<'a> =
-        Pin<Box<dyn Future<Output = (String, Instant, Result<Report, String>)> + Send + 'a>>;
+        Pin<Box<dyn Future<Output = (String, Instant, Result<Report, Failure>)> + Send + 'a>>;
     let mut running: Vec<Running<'a>> = Vec::new();
     let mut running_names: Vec<String> = Vec::new();
     let mut cancel = std::pin::pin!(cancel);
@@ -326,7 +328,9 @@ impl Reporter for PlainReporter {
                             &r.summary
                         }
                     ),
-                    Outcome::Failed(e) => crate::outln!("{stage}: failed ({secs:.1}s): {e}"),
+                    Outcome::Failed(e) => {
+                        crate::outln!("{stage}: failed ({secs:.1}s): {}", e.render())
+                    }
                     Outcome::Skipped { because } => crate::outln!("{stage}: skipped: {because}"),
                     Outcome::Cancelled => crate::outln!("{stage}: cancelled"),
                 }
@@ -350,7 +354,7 @@ impl Reporter for JsonReporter {
                         serde_json::json!({"stage": stage, "event": "done", "changed": r.changed, "summary": r.summary, "elapsed_ms": ms})
                     }
                     Outcome::Failed(e) => {
-                        serde_json::json!({"stage": stage, "event": "failed", "error": e, "elapsed_ms": ms})
+                        serde_json::json!({"stage": stage, "event": "failed", "error": e.message, "causes": e.causes, "help": e.help, "code": e.code, "elapsed_ms": ms})
                     }
                     Outcome::Skipped { because } => {
                         serde_json::json!({"stage": stage, "event": "skipped", "because": because})
@@ -415,7 +419,12 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stages = vec![
             Stage::new("vm", &[], |_| {
-                Box::pin(async { Err("minikube exited with status 80".to_string()) })
+                Box::pin(async {
+                    Err(Failure::new(
+                        crate::diagnostic::codes::TOOL_FAILED,
+                        "minikube exited with status 80",
+                    ))
+                })
             }),
             sleeper("remote", &[], 5, log.clone()),
             sleeper("mount", &["vm"], 1, log.clone()),
@@ -436,10 +445,9 @@ mod tests {
             result.outcome("release"),
             Some(Outcome::Skipped { .. })
         ));
-        assert_eq!(
-            result.first_failure().unwrap(),
-            "error at 'vm': minikube exited with status 80"
-        );
+        let (stage, failure) = result.first_failure().unwrap();
+        assert_eq!(stage, "vm");
+        assert_eq!(failure.message, "minikube exited with status 80");
     }
 
     #[test]

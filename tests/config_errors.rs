@@ -360,3 +360,18 @@ fn a_file_that_is_not_utf8_names_the_line_and_the_byte() {
     );
     assert!(stderr.contains("save devenv.toml as UTF-8"), "{stderr}");
 }
+
+#[test]
+fn every_error_ends_with_its_code_and_where_it_is_explained() {
+    let env = Env::new();
+    let out = env.devenv().args(["up", "--dry-run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("code: config-not-found (https://")
+            && last.ends_with("/docs/troubleshooting.md#config-not-found)"),
+        "{stderr}"
+    );
+    let e = rejected("[project]\nname = 5\n");
+    assert!(e.contains("code: config-invalid ("), "{e}");
+}

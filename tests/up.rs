@@ -279,6 +279,25 @@ fn a_failing_vm_start_shows_minikubes_error_and_skips_what_needs_the_vm() {
         stdout.contains("exports: "),
         "exports ran beside vm: {stdout}"
     );
+    assert!(stderr.contains("code: tool-failed ("), "{stderr}");
+
+    // The same failure as a script sees it: the stage's event keeps the parts apart.
+    let out = env.devenv().args(["--json", "up"]).output().unwrap();
+    let failed: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "failed")
+        .expect("a failed event");
+    assert_eq!(failed["stage"], "vm");
+    assert_eq!(failed["code"], "tool-failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("minikube"),
+        "{failed}"
+    );
+    assert!(
+        failed["help"].as_str().unwrap().contains("GUEST_PROVISION"),
+        "the help carries minikube's last lines: {failed}"
+    );
 }
 
 #[test]

@@ -113,6 +113,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                     "nothing was changed; get the dev cluster's kubeconfig from the platform team (`kubectl config get-contexts` lists the contexts you have, `kubectl --context {} get namespaces` checks it)",
                     r.context
                 ),
+                diagnostic: crate::diagnostic::codes::OFFLOAD_REMOTE,
                 code: 1,
             });
         }
@@ -206,6 +207,7 @@ async fn purge(ctx: &Context, loaded: &Loaded, service: &str) -> Result<(), Erro
             format!("kubectl --context {} get namespace {namespace}", r.context)
         }),
         code: 1,
+        diagnostic: crate::diagnostic::Diagnostic::code(&e),
     };
     if !still.is_empty() {
         return Err(Error::Failed {
@@ -221,6 +223,7 @@ async fn purge(ctx: &Context, loaded: &Loaded, service: &str) -> Result<(), Erro
             help: "bring them back with `devenv offload <service> --local` first, then --purge"
                 .into(),
             code: 1,
+            diagnostic: crate::diagnostic::codes::OFFLOAD_IN_USE,
         });
     }
     let client = crate::offload::connect_remote(&r.context, service)

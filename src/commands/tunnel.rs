@@ -23,6 +23,7 @@ pub async fn exec(args: Args) -> Result<i32, Error> {
             message: format!("tunnel supervisor: {message}"),
             help: format!("its log: {}", files.log().display()),
             code: 1,
+            diagnostic: crate::diagnostic::codes::TUNNEL,
         })?;
     Ok(0)
 }

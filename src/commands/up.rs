@@ -3,6 +3,7 @@
 //! fingerprint), computes the plan, and runs it; `--dry-run` prints the plan instead. A second
 //! `up` with nothing changed only reads and verifies.
 
+use crate::diagnostic::codes;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -389,16 +390,23 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         .filter(|(_, o)| matches!(o, Outcome::Done(r) if r.changed))
         .map(|(n, _)| n.as_str())
         .collect();
-    let failure = result.first_failure();
-    let (message, stage_help) = if cancelled {
-        ("interrupted".to_string(), String::new())
+    let (message, stage_help, diagnostic) = if cancelled {
+        ("interrupted".to_string(), String::new(), codes::INTERRUPTED)
     } else {
-        match failure
-            .as_deref()
-            .map(|f| f.split_once("\nhelp: ").unwrap_or((f, "")))
-        {
-            Some((m, h)) => (m.to_string(), h.to_string()),
-            None => ("a stage did not finish".to_string(), String::new()),
+        match result.first_failure() {
+            Some((stage, failure)) => {
+                let mut message = format!("error at '{stage}': {}", failure.message);
+                for cause in &failure.causes {
+                    message.push_str(&format!("\n  caused by: {cause}"));
+                }
+                let help = failure.help.clone().unwrap_or_default();
+                (message, help, failure.code)
+            }
+            None => (
+                "a stage did not finish".to_string(),
+                String::new(),
+                codes::STAGE_FAILED,
+            ),
         }
     };
     Err(Error::Failed {
@@ -417,6 +425,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             }
         ),
         code: if cancelled { 130 } else { 1 },
+        diagnostic,
     })
 }
 

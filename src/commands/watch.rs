@@ -249,6 +249,7 @@ fn watch_error(err: &notify::Error) -> Error {
             message: format!("cannot watch the source tree: {}", limit.message()),
             help: limit.help(),
             code: 1,
+            diagnostic: crate::diagnostic::codes::WATCH,
         },
         None => Error::Failed {
             message: format!("cannot watch the source tree: {err}"),
@@ -257,6 +258,7 @@ fn watch_error(err: &notify::Error) -> Error {
                 crate::docs::url("watch.md")
             ),
             code: 1,
+            diagnostic: crate::diagnostic::codes::WATCH,
         },
     }
 }
