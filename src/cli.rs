@@ -1,11 +1,13 @@
 //! The command line, declared with clap's derive API. Each subcommand's arguments live next to
 //! its `exec` in `commands/`; this file only assembles them and the global options.
 
-use std::path::PathBuf;
-
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands;
+use crate::context::Context;
+pub use crate::context::Global;
+use crate::error::Error;
+pub use crate::ui::ColorChoice;
 
 const EXAMPLES: &str = concat!(
     "\
@@ -38,35 +40,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, clap::Args)]
-pub struct Global {
-    /// Run as if started in DIR.
-    #[arg(short = 'C', value_name = "DIR", global = true)]
-    pub directory: Option<PathBuf>,
-    /// Use this devenv.toml instead of searching for one.
-    #[arg(long, value_name = "FILE", global = true, env = "DEVENV_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Say more (-v: each command run; -vv: everything).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Say only what went wrong.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
-    /// When to use colours (NO_COLOR in the environment means never).
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true)]
-    pub color: ColorChoice,
-    /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Onboard(commands::onboard::Args),
@@ -82,4 +55,24 @@ pub enum Command {
     Completions(commands::completions::Args),
     #[command(name = "tunnel-supervisor", hide = true)]
     TunnelSupervisor(commands::tunnel::Args),
+}
+
+/// Run the chosen subcommand; the exit code is returned for commands whose result is not
+/// simply success or error (doctor exits 1 when a check fails).
+pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
+    use commands::*;
+    match command {
+        Command::Onboard(args) => onboard::exec(args, ctx).await,
+        Command::Init(args) => init::exec(args, ctx),
+        Command::Up(args) => up::exec(args, ctx).await,
+        Command::Down(args) => down::exec(args, ctx).await,
+        Command::Status(args) => status::exec(args, ctx).await,
+        Command::Doctor(args) => doctor::exec(args, ctx).await,
+        Command::Exports(args) => exports::exec(args, ctx).await,
+        Command::Offload(args) => offload::exec(args, ctx).await,
+        Command::Watch(args) => watch::exec(args, ctx).await,
+        Command::Top(args) => top::exec(args, ctx).await,
+        Command::Completions(args) => completions::exec(args, Cli::command()),
+        Command::TunnelSupervisor(args) => tunnel::exec(args).await,
+    }
 }

@@ -6,11 +6,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cli::Global;
 use crate::config::{self, ConfigError, Loaded};
 use crate::error::Error;
 use crate::process::{Platform, Runner, SystemRunner};
 use crate::state::StateDir;
+use crate::ui::ColorChoice;
 use crate::ui::Ui;
 
 pub struct Context {
@@ -142,4 +142,27 @@ fn user_name(raw: Option<String>) -> String {
     } else {
         cleaned
     }
+}
+
+/// The options every command takes.
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    pub directory: Option<PathBuf>,
+    /// Use this devenv.toml instead of searching for one.
+    #[arg(long, value_name = "FILE", global = true, env = "DEVENV_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Say more (-v: each command run; -vv: everything).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Say only what went wrong.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// When to use colours (NO_COLOR in the environment means never).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
 }

@@ -224,9 +224,9 @@ impl Diagnostic for devenv_drivers::SelectError {
     }
 }
 
-impl Diagnostic for crate::helm::ChartError {
+impl Diagnostic for crate::chart::ChartError {
     fn code(&self) -> &'static str {
-        use crate::helm::ChartError::*;
+        use crate::chart::ChartError::*;
         match self {
             NoChart { .. } => codes::CHART_MISSING,
             Read { .. } => codes::CHART_READ,

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::chart::ChartError;
 use crate::config::ConfigError;
 use crate::docker::DockerError;
-use crate::helm::ChartError;
 use crate::nfs::apply::ApplyError;
 use crate::process::ProcessError;
 use crate::state::StateError;

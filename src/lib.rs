@@ -5,6 +5,7 @@
 //! small set of modules: [`process`] for programs, [`state`] for per-user files, [`machine`] for
 //! what the VM drivers need to know about the host.
 
+pub mod chart;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -16,9 +17,12 @@ pub mod docs;
 pub mod doctor;
 pub mod error;
 pub mod execute;
+pub mod export;
+pub mod fsutil;
 pub mod helm;
 pub mod machine;
 pub mod minikube;
+pub mod names;
 pub mod nfs;
 pub mod offload;
 pub mod output;
@@ -41,7 +45,7 @@ pub async fn run() -> Result<i32, Error> {
     let cli = cli::Cli::parse();
     init_tracing(&cli.global);
     let ctx = context::Context::from_env(&cli.global)?;
-    commands::dispatch(cli.command, &ctx).await
+    cli::dispatch(cli.command, &ctx).await
 }
 
 /// `-v` shows each command devenv runs and what its libraries log, `-vv` everything; logs go to

@@ -5,8 +5,6 @@ use std::io::IsTerminal;
 
 use anstyle::{AnsiColor, Style};
 
-use crate::cli::ColorChoice;
-
 /// `TERM=dumb`: a terminal (an editor's shell buffer, some CI consoles) that takes no escape
 /// sequences, neither colours nor cursor moves.
 pub fn dumb_terminal() -> bool {
@@ -87,4 +85,12 @@ impl Ui {
             crate::outln!("{}", text.as_ref());
         }
     }
+}
+
+/// `--color`: when to use colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }

@@ -1,9 +1,7 @@
 //! `devenv completions <shell>`: shell completion scripts from the clap definition.
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::Cli;
 use crate::error::Error;
 
 /// Print a shell completion script
@@ -19,8 +17,8 @@ pub struct Args {
     pub shell: Shell,
 }
 
-pub fn exec(args: Args) -> Result<i32, Error> {
-    let mut cmd = Cli::command();
+/// `cmd` is devenv's whole command line, which the caller assembles.
+pub fn exec(args: Args, mut cmd: clap::Command) -> Result<i32, Error> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "devenv", &mut script);
     let script = String::from_utf8_lossy(&script);

@@ -208,7 +208,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
 
     let owner = Owner::current();
     let host = machine::driver_for(&Choice::parse(&fp.driver))
-        .map(|driver| crate::commands::exports::host_for(ctx, driver, owner));
+        .map(|driver| crate::export::host_for(ctx, driver, owner));
     let exports_text = host
         .as_ref()
         .map(|h| {

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::commands::exports::Export;
 use crate::config::{Connect, Placement};
 use crate::context::Context;
 use crate::error::Error;
+use crate::export::Export;
 use crate::minikube::{self, VmState};
 use crate::nfs::file::ExportsFile;
 use crate::offload::tunnel;

@@ -10,19 +10,19 @@ use std::time::{Duration, Instant};
 
 use devenv_drivers::Choice;
 
-use crate::commands::exports::Export;
 use crate::config::{Loaded, Placement};
 use crate::context::Context;
 use crate::docker::build::ImageSpec;
 use crate::error::Error;
 use crate::execute::Executor;
+use crate::export::Export;
+use crate::fsutil::fnv1a;
 use crate::machine::{self, Machine};
 use crate::minikube::{self, VmState};
 use crate::nfs::{self, apply::Privilege, apply::candidate};
 use crate::plan::{ExportsFacts, Facts, ImageFacts, Plan};
 use crate::probe::Probe;
 use crate::reconcile::{self, JsonReporter, Outcome, PlainReporter, Reporter};
-use crate::state::fnv1a;
 
 /// Bring the local environment up: VM, NFS mount of the source, Helm release.
 ///

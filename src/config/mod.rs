@@ -15,7 +15,6 @@ pub use validate::watch_glob;
 pub use locate::line_col;
 pub use size::Size;
 pub use suggest::closest;
-pub(crate) use validate::dns_label;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -295,6 +294,16 @@ pub struct Image {
     pub dockerfile: String,
     /// The image reference people see (`shop-api:dev`).
     pub tag: String,
+}
+
+/// A reference split into repository and tag (`registry:5000/team/api:dev` →
+/// `registry:5000/team/api`, `dev`); no tag means `latest`, as in Docker.
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
+        None => (reference, "latest"),
+    }
 }
 
 fn default_dockerfile() -> String {
@@ -732,6 +741,20 @@ pub(crate) fn problem_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_split_at_the_last_colon_after_the_last_slash() {
+        assert_eq!(split_reference("shop-api:dev"), ("shop-api", "dev"));
+        assert_eq!(split_reference("shop-api"), ("shop-api", "latest"));
+        assert_eq!(
+            split_reference("registry:5000/team/api:1.2"),
+            ("registry:5000/team/api", "1.2")
+        );
+        assert_eq!(
+            split_reference("registry:5000/team/api"),
+            ("registry:5000/team/api", "latest")
+        );
+    }
 
     #[test]
     fn defaults_fill_everything_but_the_project_name() {

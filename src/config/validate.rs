@@ -8,7 +8,8 @@ use devenv_drivers::{Choice, Registry, SelectError};
 
 use super::locate::Doc;
 use super::{Loaded, Placement, Problem, Size, problem_at};
-use crate::helm::Chart;
+use crate::chart::Chart;
+use crate::names::dns_label;
 
 pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
     let doc = Doc::parse(source);
@@ -354,7 +355,7 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
 
 /// A Docker image reference devenv can tag: a lowercase repository, an optional tag.
 fn image_reference(reference: &str) -> Result<(), String> {
-    let (repo, tag) = crate::docker::build::split_reference(reference);
+    let (repo, tag) = super::split_reference(reference);
     let repo_ok = !repo.is_empty()
         && repo
             .bytes()
@@ -391,24 +392,6 @@ impl Validator<'_> {
                 Some(format!("use {min} to {max}")),
             );
         }
-    }
-}
-
-/// A Kubernetes DNS label (RFC 1123): what namespaces, Services and minikube profiles accept.
-pub(crate) fn dns_label(name: &str, max: usize) -> Result<(), String> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if name.is_empty() {
-        Err("must not be empty".into())
-    } else if name.len() > max {
-        Err(format!("\"{name}\" is longer than {max} characters"))
-    } else if !ok_chars || name.starts_with('-') || name.ends_with('-') {
-        Err(format!(
-            "\"{name}\" is not a DNS label (lowercase letters, digits and '-', not at the ends)"
-        ))
-    } else {
-        Ok(())
     }
 }
 
@@ -460,15 +443,6 @@ pub fn watch_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dns_labels_follow_rfc_1123() {
-        assert!(dns_label("shop-2", 40).is_ok());
-        assert!(dns_label("Shop", 40).is_err());
-        assert!(dns_label("-shop", 40).is_err());
-        assert!(dns_label("sh op", 40).is_err());
-        assert!(dns_label(&"a".repeat(41), 40).is_err());
-    }
 
     #[test]
     fn image_references_are_lowercase_with_an_optional_tag() {

@@ -13,16 +13,7 @@ use futures_util::StreamExt;
 
 use super::context::{Context, ContextError};
 use super::{Daemon, DockerError};
-
-/// A reference split into repository and tag (`registry:5000/team/api:dev` →
-/// `registry:5000/team/api`, `dev`); no tag means `latest`, as in Docker.
-pub fn split_reference(reference: &str) -> (&str, &str) {
-    let slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[slash..].rfind(':') {
-        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
-        None => (reference, "latest"),
-    }
-}
+use crate::config::split_reference;
 
 /// The tag the release runs: the context's hash, so it changes exactly when the context does.
 pub fn content_tag(hash: &str) -> String {
@@ -210,20 +201,6 @@ pub async fn exists(daemon: &Daemon, reference: &str) -> Result<bool, DockerErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references_split_at_the_last_colon_after_the_last_slash() {
-        assert_eq!(split_reference("shop-api:dev"), ("shop-api", "dev"));
-        assert_eq!(split_reference("shop-api"), ("shop-api", "latest"));
-        assert_eq!(
-            split_reference("registry:5000/team/api:1.2"),
-            ("registry:5000/team/api", "1.2")
-        );
-        assert_eq!(
-            split_reference("registry:5000/team/api"),
-            ("registry:5000/team/api", "latest")
-        );
-    }
 
     #[test]
     fn the_exit_code_is_read_from_the_classic_builders_message() {

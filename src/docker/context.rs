@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 
-use crate::state::Fnv;
+use crate::fsutil::Fnv;
 
 /// One `.dockerignore` pattern.
 #[derive(Debug, Clone)]

@@ -23,9 +23,9 @@ use std::path::PathBuf;
 
 use devenv_drivers::{Check, CheckState, ExportsDialect, Os};
 
-use crate::commands::exports::Export;
 use crate::config::Loaded;
 use crate::context::Context;
+use crate::export::Export;
 use crate::machine;
 use crate::minikube::{self, VmState};
 use crate::process::{ProcessError, install_hint};

@@ -964,7 +964,7 @@ async fn lock(dir: &Path, exports: &Path, timeout: Duration) -> Result<std::fs::
     use std::os::unix::fs::OpenOptionsExt;
     let name = format!(
         "devenv-exports-{:016x}.lock",
-        crate::state::fnv1a(exports.as_os_str().as_encoded_bytes())
+        crate::fsutil::fnv1a(exports.as_os_str().as_encoded_bytes())
     );
     let path = dir.join(name);
     let file = OpenOptions::new()

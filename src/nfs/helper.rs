@@ -216,7 +216,7 @@ impl Request {
 }
 
 fn project(text: &str) -> Result<String, Refusal> {
-    crate::config::dns_label(text, 63).map_err(|rule| Refusal::Project {
+    crate::names::dns_label(text, 63).map_err(|rule| Refusal::Project {
         project: text.into(),
         rule,
     })?;

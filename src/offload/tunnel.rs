@@ -152,7 +152,7 @@ impl Files {
         let mut file = File::open(self.pid()).ok()?;
         match file.try_lock_shared() {
             Ok(()) => None,
-            Err(std::fs::TryLockError::WouldBlock) => crate::state::read_pid(&mut file),
+            Err(std::fs::TryLockError::WouldBlock) => crate::fsutil::read_pid(&mut file),
             Err(std::fs::TryLockError::Error(_)) => None,
         }
     }
@@ -389,7 +389,7 @@ pub async fn supervise(files: &Files) -> Result<(), String> {
         Err(std::fs::TryLockError::Error(e)) => return Err(e.to_string()),
     }
     let pid = std::process::id();
-    crate::state::write_pid(&mut pid_file).map_err(|e| e.to_string())?;
+    crate::fsutil::write_pid(&mut pid_file).map_err(|e| e.to_string())?;
 
     let spec: Spec = serde_json::from_slice(
         &std::fs::read(files.spec()).map_err(|e| format!("{}: {e}", files.spec().display()))?,
