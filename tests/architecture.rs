@@ -23,7 +23,12 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             }
             let rel = path.strip_prefix(&src).unwrap();
-            let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+            let first = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
             let module = first.trim_end_matches(".rs").to_string();
             if matches!(module.as_str(), "main" | "lib" | "bin") {
                 continue;
@@ -78,5 +83,9 @@ fn no_module_reaches_itself_through_the_modules_it_uses() {
         .filter_map(|m| circle(&edges, m))
         .map(|c| c.join(" → "))
         .collect();
-    assert!(circles.is_empty(), "import circles:\n{}", circles.join("\n"));
+    assert!(
+        circles.is_empty(),
+        "import circles:\n{}",
+        circles.join("\n")
+    );
 }

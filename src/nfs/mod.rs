@@ -10,6 +10,7 @@ pub mod attrs;
 pub mod file;
 pub mod helper;
 pub mod macos;
+pub mod scope;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -173,10 +174,10 @@ fn mask(prefix: u8) -> Ipv4Addr {
 }
 
 /// Parse an export client written as an IPv4 address or `network/prefix` (a devenv.toml
-/// override), held to the same scope rule as devenv's own lines ([`file::check_client_scope`]).
+/// override), held to the same scope rule as devenv's own lines ([`scope::check_client_scope`]).
 pub fn parse_client(text: &str) -> Result<ExportClient, String> {
     let text = text.trim();
-    file::check_client_scope(text).map_err(|e| e.to_string())?;
+    scope::check_client_scope(text).map_err(|e| e.to_string())?;
     match text.split_once('/') {
         None => text
             .parse()
