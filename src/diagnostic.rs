@@ -151,6 +151,7 @@ pub mod codes {
         CLUSTER_ROLLOUT = "cluster-rollout": "a workload did not roll out in time";
         CLUSTER_UNANSWERED = "cluster-unanswered": "a cluster's API took the connection and never answered";
         OFFLOAD_REMOTE = "offload-remote": "the remote cluster cannot be used";
+        REMOTE_NOT_ALLOWED = "remote-not-allowed": "the remote context points at a cluster [remote] server does not allow";
         OFFLOAD_LOCAL = "offload-local": "the local cluster cannot take an offload's bridge";
         OFFLOAD_FOREIGN = "offload-foreign": "a Service devenv would replace is not devenv's";
         OFFLOAD_UNREACHABLE = "offload-unreachable": "an offloaded service does not answer";

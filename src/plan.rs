@@ -215,6 +215,9 @@ pub struct Facts {
     pub driver: &'static dyn Driver,
     /// What this machine has to give the VM, when it can be read.
     pub host: Option<crate::machine::Resources>,
+    /// Why `[remote] server` refuses the cluster `[remote] context` points at, when something
+    /// is to be sent there ([`crate::offload::allowed_server`]).
+    pub remote_refusal: Option<String>,
     /// The first failing check of the driver, if any.
     pub driver_failure: Option<String>,
     /// Placement of every service after the user's toggles.
@@ -307,6 +310,9 @@ impl Plan {
                 facts.exports.source.display(),
                 other.display()
             ))));
+        }
+        if let Some(why) = &facts.remote_refusal {
+            preflight.push(Action::Verify(Verify::Unsupported(why.clone())));
         }
         if !remote.is_empty() && c.remote.is_none() {
             preflight.push(Action::Verify(Verify::Unsupported(format!(

@@ -974,3 +974,81 @@ fn a_round_trip_keeps_postgres_resolvable_with_helm_3() {
 fn a_round_trip_keeps_postgres_resolvable_with_helm_4() {
     a_round_trip_keeps_postgres_resolvable("helm4");
 }
+
+/// `[remote] server` set to `servers` (TOML) in the example's devenv.toml.
+fn pin_remote_server(env: &Env, servers: &str) {
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write(
+        "devenv.toml",
+        &toml.replace(
+            "context = \"dev-cluster\"\n",
+            &format!("context = \"dev-cluster\"\nserver = {servers}\n"),
+        ),
+    );
+}
+
+#[test]
+fn a_context_that_points_away_from_the_pinned_dev_cluster_receives_nothing() {
+    let Some((env, _local, remote)) = offload_env() else {
+        return;
+    };
+    pin_remote_server(
+        &env,
+        "[\"https://dev.example.com:6443\", \"https://dev2.example.com\"]",
+    );
+    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kubeconfig context dev-cluster points at {}, which is not the shared dev cluster",
+            remote.url()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("code: remote-not-allowed ("), "{stderr}");
+    assert!(
+        remote.requests().is_empty(),
+        "nothing was sent to that cluster"
+    );
+
+    // A team default of "remote" stops `up` at preflight, before anything changes.
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    env.write(
+        "devenv.toml",
+        &toml.replacen("offload = \"local\"", "offload = \"remote\"", 1),
+    );
+    let out = env
+        .devenv()
+        .args(["--json", "up", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["would_stop"][0]["stage"], "preflight", "{plan}");
+    assert!(
+        plan["would_stop"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("which is not the shared dev cluster"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn the_pinned_server_matches_without_a_trailing_slash_or_case() {
+    let Some((env, _local, remote)) = offload_env() else {
+        return;
+    };
+    let url = remote.url();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    pin_remote_server(
+        &env,
+        &format!("\"{}://{}/\"", scheme.to_uppercase(), rest.to_uppercase()),
+    );
+    let (_, _, stderr) = output(&env, &["offload", "postgres", "--remote"]);
+    assert!(!stderr.contains("remote-not-allowed"), "{stderr}");
+    assert!(
+        !remote.requests().is_empty(),
+        "the toggle went on to the cluster"
+    );
+}

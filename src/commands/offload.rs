@@ -117,6 +117,17 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                 code: 1,
             });
         }
+        if let Err(why) = crate::offload::allowed_server(r) {
+            return Err(Error::Failed {
+                message: format!("{service} stays where it is: {why}"),
+                help: format!(
+                    "nothing was changed; point context {} at the dev cluster (`kubectl config get-contexts`), or ask the platform team whether [remote] server is right",
+                    r.context
+                ),
+                diagnostic: crate::diagnostic::codes::REMOTE_NOT_ALLOWED,
+                code: 1,
+            });
+        }
     }
     if args.purge && !args.yes {
         let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);

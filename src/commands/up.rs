@@ -186,6 +186,15 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         .filter(|name| c.services.contains_key(*name))
         .cloned()
         .collect();
+    // Only when something is to be sent to the remote cluster: a pin that refuses its context
+    // must not stop a project that runs everything locally.
+    let remote_used = placements.iter().any(|(_, p)| *p == Placement::Remote)
+        || !state.remote_releases.is_empty();
+    let remote_refusal = c
+        .remote
+        .as_ref()
+        .filter(|_| remote_used)
+        .and_then(|r| crate::offload::allowed_server(r).err());
     let images = read_images(&loaded, &placements, &state, &vm.state, recreate);
     let overlay_file = project.path().join("values-overlay.json");
     let image_hashes: Vec<(&str, &str)> = images
@@ -198,6 +207,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         && mounted
         && state.applied_fingerprint.as_deref() == Some(fingerprint.as_str());
     let facts = Facts {
+        remote_refusal,
         host: machine::resources(ctx.host_root.as_deref()),
         driver,
         driver_failure: driver_failure.as_ref().map(|(reason, fix)| {

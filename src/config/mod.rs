@@ -242,6 +242,24 @@ pub struct Remote {
     pub context: String,
     #[serde(default)]
     pub connect: Connect,
+    /// The API server URL(s) the context may point at (a string or a list); empty: any. A
+    /// context that points elsewhere (a production cluster) never receives a release.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub server: Vec<String>,
+}
+
+/// A string or a list of strings, as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// How local pods reach an offloaded service.
@@ -757,6 +775,20 @@ mod tests {
     }
 
     #[test]
+    fn the_remote_server_pin_is_one_url_or_a_list() {
+        let one =
+            parse("[project]\nname = \"x\"\n[remote]\ncontext = \"c\"\nserver = \"https://a\"\n")
+                .unwrap();
+        assert_eq!(one.remote.unwrap().server, ["https://a"]);
+        let many =
+            parse("[project]\nname = \"x\"\n[remote]\ncontext = \"c\"\nserver = [\"https://a\", \"https://b\"]\n")
+                .unwrap();
+        assert_eq!(many.remote.unwrap().server, ["https://a", "https://b"]);
+        let none = parse("[project]\nname = \"x\"\n[remote]\ncontext = \"c\"\n").unwrap();
+        assert!(none.remote.unwrap().server.is_empty());
+    }
+
+    #[test]
     fn defaults_fill_everything_but_the_project_name() {
         let c = parse("[project]\nname = \"shop\"\n").unwrap();
         assert_eq!(c.vm, Vm::default());
@@ -802,6 +834,7 @@ mod docs_tests {
         c.remote = Some(Remote {
             context: "c".into(),
             connect: Connect::Tunnel,
+            server: vec!["https://dev.example:6443".into()],
         });
         c.services.insert(
             "NAME".into(),

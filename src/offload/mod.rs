@@ -210,6 +210,64 @@ impl Step {
     }
 }
 
+/// Whether `[remote] server` allows the cluster `remote.context` points at: empty allows any;
+/// otherwise the context's cluster server in the kubeconfig must be one of the URLs (without a
+/// trailing `/`, scheme and host compared in any case). The error says where the context points
+/// and what is allowed, so a context repointed at production is refused before anything is sent.
+pub fn allowed_server(remote: &crate::config::Remote) -> Result<(), String> {
+    if remote.server.is_empty() {
+        return Ok(());
+    }
+    let kubeconfig = crate::cluster::read_kubeconfig()?;
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == remote.context)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .ok_or_else(|| format!("there is no kubeconfig context {}", remote.context))?;
+    let server = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .ok_or_else(|| {
+            format!(
+                "kubeconfig context {} names cluster {cluster}, which has no server",
+                remote.context
+            )
+        })?;
+    let normal = |url: &str| {
+        let url = url.trim().trim_end_matches('/');
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+                format!(
+                    "{}://{}{}{path}",
+                    scheme.to_ascii_lowercase(),
+                    host.to_ascii_lowercase(),
+                    if path.is_empty() { "" } else { "/" }
+                )
+            }
+            None => url.to_ascii_lowercase(),
+        }
+    };
+    if remote.server.iter().any(|s| normal(s) == normal(&server)) {
+        return Ok(());
+    }
+    Err(format!(
+        "kubeconfig context {} points at {server}, which is not the shared dev cluster ([remote] server = {}): devenv sends nothing there",
+        remote.context,
+        remote
+            .server
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// The user's namespace for a project on the remote cluster.
 pub fn remote_namespace(user: &str, project: &str) -> String {
     format!("devenv-{user}-{project}")
