@@ -292,13 +292,8 @@ fn a_dry_run_that_would_stop_at_preflight_says_so_and_exits_1() {
         .stderr(predicate::str::contains(
             "error: preflight would stop: driver kvm2 is not usable here",
         ));
-    let out = env
-        .devenv()
-        .args(["--json", "up", "--dry-run"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, plan) = env.json_dry_run();
+    assert_eq!(code, Some(1));
     assert_eq!(plan["would_stop"][0]["stage"], "preflight", "{plan}");
 }
 

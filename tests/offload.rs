@@ -1017,13 +1017,8 @@ fn a_context_that_points_away_from_the_pinned_dev_cluster_receives_nothing() {
         "devenv.toml",
         &toml.replacen("offload = \"local\"", "offload = \"remote\"", 1),
     );
-    let out = env
-        .devenv()
-        .args(["--json", "up", "--dry-run"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, plan) = env.json_dry_run();
+    assert_eq!(code, Some(1));
     assert_eq!(plan["would_stop"][0]["stage"], "preflight", "{plan}");
     assert!(
         plan["would_stop"][0]["error"]

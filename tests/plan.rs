@@ -24,12 +24,7 @@ fn plan_with_code(env: &Env, code: i32) -> String {
 
 /// The plan of `--json up --dry-run`.
 fn json_plan(env: &Env) -> serde_json::Value {
-    let out = env
-        .devenv()
-        .args(["--json", "up", "--dry-run"])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
+    env.json_dry_run().1
 }
 
 /// The names of a JSON plan's stages, in order.

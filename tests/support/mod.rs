@@ -206,6 +206,22 @@ impl Env {
         ));
     }
 
+    /// `devenv --json up --dry-run`: its exit code and the plan it printed.
+    pub fn json_dry_run(&self) -> (Option<i32>, serde_json::Value) {
+        let out = self
+            .devenv()
+            .args(["--json", "up", "--dry-run"])
+            .output()
+            .unwrap();
+        let plan = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON plan ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), plan)
+    }
+
     /// `devenv init --example`, asserted to succeed.
     pub fn example(&self) -> &Env {
         self.devenv().args(["init", "--example"]).assert().success();
