@@ -1047,3 +1047,37 @@ fn the_pinned_server_matches_without_a_trailing_slash_or_case() {
         "the toggle went on to the cluster"
     );
 }
+
+#[test]
+fn the_users_remote_namespace_says_whose_it_is_which_devenv_and_when_it_was_last_used() {
+    let Some((env, _local, remote)) = offload_env() else {
+        return;
+    };
+    let Some(listener) = node_listener() else {
+        return;
+    };
+    expose_remote_postgres(&env, &remote, &listener);
+    let ns = remote.get("namespaces", "", "devenv-ann-shop").unwrap();
+    assert_eq!(labels(&ns)["devenv.dev/owner"], "ann", "{ns}");
+    assert_eq!(labels(&ns)["devenv.dev/project"], "shop", "{ns}");
+    assert_eq!(
+        labels(&ns)["devenv.dev/version"],
+        env!("CARGO_PKG_VERSION"),
+        "{ns}"
+    );
+    let last_used = |ns: &Value| {
+        ns["metadata"]["annotations"]["devenv.dev/last-used"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = last_used(&ns);
+    assert!(
+        first.starts_with("20") && first.contains('T') && first.ends_with('Z'),
+        "RFC 3339 in UTC: {ns}"
+    );
+    // The next toggle (like every `up` with a remote service) uses it again and says so.
+    output(&env, &["offload", "postgres", "--remote"]);
+    let again = last_used(&remote.get("namespaces", "", "devenv-ann-shop").unwrap());
+    assert!(again > first, "{first} then {again}");
+}

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Map, Value};
 
@@ -32,6 +32,11 @@ pub const PROJECT: &str = "devenv.dev/project";
 /// On a bridge object: the service of devenv.toml it stands for, so `up` can find bridges left
 /// over after a service came back to the laptop.
 pub const SERVICE: &str = "devenv.dev/offload";
+/// On the user's remote namespace: the devenv version that last used it.
+pub const VERSION: &str = "devenv.dev/version";
+/// On the user's remote namespace (an annotation): when an `up` or a toggle last used it, in
+/// RFC 3339, so the platform team can find namespaces nobody uses any more.
+pub const LAST_USED: &str = "devenv.dev/last-used";
 
 /// How long a single question to a cluster may take before devenv calls it unreachable.
 pub const API_TIMEOUT: Duration = Duration::from_secs(15);
@@ -486,8 +491,17 @@ pub async fn ensure_namespace(
         source,
     };
     let api: Api<Namespace> = Api::all(client);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let version = env!("CARGO_PKG_VERSION");
     if let Some(ns) = users_namespace(&api, context, name, user).await? {
         if !is_terminating(&ns) {
+            let stamp = serde_json::json!({"metadata": {
+                "labels": {VERSION: version},
+                "annotations": {LAST_USED: now},
+            }});
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&stamp))
+                .await
+                .map_err(api_err)?;
             return Ok(false);
         }
         // Deleted moments ago (`down --purge`, `--local --purge`): nothing can be created in
@@ -501,7 +515,12 @@ pub async fn ensure_namespace(
     let ns = Namespace {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
-            labels: Some(labels(&[(OWNER, user), (PROJECT, project)])),
+            labels: Some(labels(&[
+                (OWNER, user),
+                (PROJECT, project),
+                (VERSION, version),
+            ])),
+            annotations: Some(BTreeMap::from([(LAST_USED.to_string(), now)])),
             ..ObjectMeta::default()
         },
         ..Namespace::default()
