@@ -1050,13 +1050,9 @@ fn the_pinned_server_matches_without_a_trailing_slash_or_case() {
 
 #[test]
 fn the_users_remote_namespace_says_whose_it_is_which_devenv_and_when_it_was_last_used() {
-    let Some((env, _local, remote)) = offload_env() else {
+    let Some((env, remote)) = remote_postgres_exposed() else {
         return;
     };
-    let Some(listener) = node_listener() else {
-        return;
-    };
-    expose_remote_postgres(&env, &remote, &listener);
     let ns = remote.get("namespaces", "", "devenv-ann-shop").unwrap();
     assert_eq!(labels(&ns)["devenv.dev/owner"], "ann", "{ns}");
     assert_eq!(labels(&ns)["devenv.dev/project"], "shop", "{ns}");
@@ -1076,8 +1072,68 @@ fn the_users_remote_namespace_says_whose_it_is_which_devenv_and_when_it_was_last
         first.starts_with("20") && first.contains('T') && first.ends_with('Z'),
         "RFC 3339 in UTC: {ns}"
     );
-    // The next toggle (like every `up` with a remote service) uses it again and says so.
+    // A use within the hour leaves it (an `up` that changes nothing only reads); a later one,
+    // like every `up` and toggle, writes the time again.
+    output(&env, &["offload", "postgres", "--remote"]);
+    let ns = remote.get("namespaces", "", "devenv-ann-shop").unwrap();
+    assert_eq!(last_used(&ns), first);
+    let answer = remote.http(
+        "PATCH",
+        "/api/v1/namespaces/devenv-ann-shop",
+        Some("application/merge-patch+json"),
+        &json!({"metadata": {"annotations": {"devenv.dev/last-used": "2026-01-02T03:04:05Z"}}})
+            .to_string(),
+    );
+    assert_eq!(answer.status, 200);
+    let first = "2026-01-02T03:04:05Z".to_string();
     output(&env, &["offload", "postgres", "--remote"]);
     let again = last_used(&remote.get("namespaces", "", "devenv-ann-shop").unwrap());
     assert!(again > first, "{first} then {again}");
+}
+
+#[test]
+fn remote_list_shows_devenv_namespaces_with_owner_project_use_and_services_and_nothing_else() {
+    let Some((env, remote)) = remote_postgres_exposed() else {
+        return;
+    };
+    // Someone's own namespace, without devenv's labels, is not devenv's to list.
+    remote.create(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-tools"}
+    }));
+    let before = remote.requests().len();
+    let (code, stdout, stderr) = output(&env, &["--json", "remote", "list"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        remote.requests()[before..].iter().all(|r| r.is_read_only()),
+        "listing only reads"
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["context"], "dev-cluster");
+    let namespaces = v["namespaces"].as_array().unwrap();
+    assert_eq!(namespaces.len(), 1, "{v}");
+    let ns = &namespaces[0];
+    assert_eq!(ns["namespace"], "devenv-ann-shop");
+    assert_eq!(ns["owner"], "ann");
+    assert_eq!(ns["project"], "shop");
+    assert_eq!(ns["version"], env!("CARGO_PKG_VERSION"));
+    assert!(ns["last_used"].as_str().unwrap().ends_with('Z'), "{ns}");
+    assert_eq!(ns["services"], json!(["postgres"]), "{ns}");
+    assert!(ns["requests"]["memory_bytes"].as_u64().is_some(), "{ns}");
+
+    let (code, stdout, _) = output(&env, &["remote", "list"]);
+    assert_eq!(code, Some(0));
+    let row = stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("devenv-ann-shop") && row.contains(" ann ") && row.contains("postgres"),
+        "{stdout}"
+    );
+}
+
+/// The example with its remote postgres installed and exposed, after a first toggle that stops
+/// at the bridge; `None` where this machine has no helm or no address for the node.
+fn remote_postgres_exposed() -> Option<(Env, ApiServer)> {
+    let (env, _local, remote) = offload_env()?;
+    let listener = node_listener()?;
+    expose_remote_postgres(&env, &remote, &listener);
+    Some((env, remote))
 }

@@ -7,6 +7,7 @@ pub mod exports;
 pub mod init;
 pub mod offload;
 pub mod onboard;
+pub mod remote;
 pub mod status;
 pub mod top;
 pub mod tunnel;

@@ -37,6 +37,28 @@ pub const VERSION: &str = "devenv.dev/version";
 /// On the user's remote namespace (an annotation): when an `up` or a toggle last used it, in
 /// RFC 3339, so the platform team can find namespaces nobody uses any more.
 pub const LAST_USED: &str = "devenv.dev/last-used";
+/// How stale [`LAST_USED`] may be before a use writes it again: idle is measured in days, and
+/// an `up` that changes nothing stays a read-only visit to the shared cluster.
+const LAST_USED_GRAIN: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether the namespace's [`LAST_USED`] and [`VERSION`] are worth writing again: missing,
+/// unreadable, older than [`LAST_USED_GRAIN`], or another devenv's.
+fn stale_stamp(ns: &Namespace, now: k8s_openapi::jiff::Timestamp) -> bool {
+    let version = ns
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(VERSION))
+        .map(String::as_str);
+    let then = ns
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LAST_USED))
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+    let fresh = then.is_some_and(|then| now.duration_since(then).unsigned_abs() < LAST_USED_GRAIN);
+    version != Some(env!("CARGO_PKG_VERSION")) || !fresh
+}
 
 /// How long a single question to a cluster may take before devenv calls it unreachable.
 pub const API_TIMEOUT: Duration = Duration::from_secs(15);
@@ -491,10 +513,14 @@ pub async fn ensure_namespace(
         source,
     };
     let api: Api<Namespace> = Api::all(client);
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let instant = k8s_openapi::jiff::Timestamp::now();
+    let now = instant.to_string();
     let version = env!("CARGO_PKG_VERSION");
     if let Some(ns) = users_namespace(&api, context, name, user).await? {
         if !is_terminating(&ns) {
+            if !stale_stamp(&ns, instant) {
+                return Ok(false);
+            }
             let stamp = serde_json::json!({"metadata": {
                 "labels": {VERSION: version},
                 "annotations": {LAST_USED: now},
