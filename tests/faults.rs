@@ -266,18 +266,10 @@ fn concurrent_writers_with_their_own_temp_dirs_never_lose_a_block() {
 /// a devenv run inherits it), with their command lines.
 fn marked_processes(marker: &str) -> Vec<(u32, String)> {
     let needle = format!("DEVENV_FAULT_RUN={marker}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
-        })
-        .map(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            (pid, String::from_utf8_lossy(&cmdline).replace('\0', " "))
-        })
+    support::procs::all()
+        .into_iter()
+        .filter(|p| p.has_env(&needle))
+        .map(|p| (p.pid, p.command()))
         .collect()
 }
 

@@ -1050,14 +1050,10 @@ fn after_down_the_context_is_gone_as_minikube_leaves_it_and_the_next_up_brings_t
 
 /// Processes of this machine whose command line is exactly `words`.
 fn processes_running(words: &[&str]) -> Vec<u32> {
-    let want = words.join("\0") + "\0";
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes())
-        })
+    support::procs::all()
+        .into_iter()
+        .filter(|p| p.argv == words)
+        .map(|p| p.pid)
         .collect()
 }
 

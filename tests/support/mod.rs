@@ -423,6 +423,7 @@ pub mod controlplane;
 pub mod docker;
 pub mod kubelet;
 pub mod postgres;
+pub mod procs;
 pub mod tls;
 pub mod vm;
 pub mod watcher;
