@@ -1137,3 +1137,101 @@ fn remote_postgres_exposed() -> Option<(Env, ApiServer)> {
     expose_remote_postgres(&env, &remote, &listener);
     Some((env, remote))
 }
+
+/// A namespace on `remote` as devenv makes them, for `owner`, last used at `last_used`, with
+/// `extra` labels.
+fn devenv_namespace(remote: &ApiServer, owner: &str, last_used: &str, extra: Value) {
+    let mut labels = json!({
+        "app.kubernetes.io/managed-by": "devenv",
+        "devenv.dev/owner": owner,
+        "devenv.dev/project": "shop",
+    });
+    labels
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    remote.create(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {
+            "name": format!("devenv-{owner}-shop"),
+            "labels": labels,
+            "annotations": {"devenv.dev/last-used": last_used},
+        }
+    }));
+}
+
+#[test]
+fn remote_gc_deletes_only_devenv_namespaces_idle_longer_than_asked_and_only_with_yes() {
+    let Some((env, _local, remote)) = offload_env() else {
+        return;
+    };
+    devenv_namespace(&remote, "bob", "2026-01-01T00:00:00Z", json!({}));
+    devenv_namespace(
+        &remote,
+        "cat",
+        "2026-01-01T00:00:00Z",
+        json!({"devenv.dev/keep": "true"}),
+    );
+    // A clock ahead of this one: used just now, not long ago.
+    devenv_namespace(&remote, "dan", "2099-01-01T00:00:00Z", json!({}));
+    remote.create(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-tools"}
+    }));
+
+    let before = remote.requests().len();
+    let (code, stdout, stderr) = output(
+        &env,
+        &[
+            "--json",
+            "remote",
+            "gc",
+            "--idle",
+            "14d",
+            "--context",
+            "dev-cluster",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["idle"][0]["namespace"], "devenv-bob-shop", "{v}");
+    assert_eq!(v["idle"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["deleted"], json!([]));
+    let kept: Vec<&str> = v["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["devenv-cat-shop", "devenv-dan-shop"], "{v}");
+    assert!(
+        remote.requests()[before..].iter().all(|r| r.is_read_only()),
+        "a dry run only reads"
+    );
+
+    let (code, stdout, stderr) = output(
+        &env,
+        &[
+            "remote",
+            "gc",
+            "--idle",
+            "14d",
+            "--yes",
+            "--context",
+            "dev-cluster",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("deleted devenv-bob-shop (bob"), "{stdout}");
+    let deletes: Vec<String> = remote.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(deletes, ["/api/v1/namespaces/devenv-bob-shop"]);
+    for name in ["devenv-cat-shop", "devenv-dan-shop", "team-tools"] {
+        assert!(remote.get("namespaces", "", name).is_some(), "{name} kept");
+    }
+    let (code, _, stderr) = output(&env, &["remote", "gc", "--idle", "0d"]);
+    assert_eq!(code, Some(2), "{stderr}");
+}
