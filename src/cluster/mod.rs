@@ -237,6 +237,22 @@ pub const ANSWER_BOUND: Duration = Duration::from_secs(30);
 /// able to see it ready, or say what is not.
 const ANSWER_FLOOR: Duration = Duration::from_secs(5);
 
+/// One request given `bound`: its answer, the server's error, or [`ClusterError::Unanswered`]
+/// naming `what` when the server took the connection and said nothing in that time.
+pub async fn answered<T>(
+    what: &str,
+    bound: Duration,
+    request: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(bound, request).await {
+        Ok(answer) => answer.map_err(ClusterError::Api),
+        Err(_) => Err(ClusterError::Unanswered {
+            what: what.to_string(),
+            after: bound,
+        }),
+    }
+}
+
 /// `request`, given until `deadline` (at least [`ANSWER_FLOOR`]) and at most
 /// [`ANSWER_BOUND`]; `Ok(None)` when it did not answer in that time.
 async fn within<T>(

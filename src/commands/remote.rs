@@ -135,8 +135,9 @@ fn failed(e: crate::cluster::ClusterError) -> Error {
 async fn devenv_namespaces(client: &kube::Client) -> Result<Vec<Namespace>, Error> {
     let selector = format!("{MANAGED_BY}=devenv,{OWNER}");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let found = bounded(
+    let found = crate::cluster::answered(
         "the list of devenv namespaces",
+        API_TIMEOUT,
         namespaces.list(&ListParams::default().labels(&selector)),
     )
     .await
@@ -202,8 +203,9 @@ async fn gc(
     if yes {
         let api: Api<Namespace> = Api::all(client.clone());
         for (name, _) in &idle_ones {
-            bounded(
+            crate::cluster::answered(
                 "the deletion of a namespace",
+                API_TIMEOUT,
                 api.delete(name, &kube::api::DeleteParams::default()),
             )
             .await
@@ -266,12 +268,20 @@ async fn list(ctx: &Context, context: Option<String>) -> Result<i32, Error> {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &name);
         let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &name);
         let all = ListParams::default();
-        let ds = bounded("the list of Deployments", deployments.list(&all))
-            .await
-            .map_err(failed)?;
-        let ss = bounded("the list of StatefulSets", statefulsets.list(&all))
-            .await
-            .map_err(failed)?;
+        let ds = crate::cluster::answered(
+            "the list of Deployments",
+            API_TIMEOUT,
+            deployments.list(&all),
+        )
+        .await
+        .map_err(failed)?;
+        let ss = crate::cluster::answered(
+            "the list of StatefulSets",
+            API_TIMEOUT,
+            statefulsets.list(&all),
+        )
+        .await
+        .map_err(failed)?;
         let mut services: Vec<String> = ds
             .items
             .iter()
@@ -342,19 +352,4 @@ async fn list(ctx: &Context, context: Option<String>) -> Result<i32, Error> {
         );
     }
     Ok(0)
-}
-
-/// One read of the shared cluster, given [`API_TIMEOUT`]: a cluster that does not answer is
-/// said to be unreachable rather than waited for.
-async fn bounded<T>(
-    what: &str,
-    request: impl std::future::Future<Output = Result<T, kube::Error>>,
-) -> Result<T, crate::cluster::ClusterError> {
-    match tokio::time::timeout(API_TIMEOUT, request).await {
-        Ok(answer) => answer.map_err(crate::cluster::ClusterError::Api),
-        Err(_) => Err(crate::cluster::ClusterError::Unanswered {
-            what: what.to_string(),
-            after: Duration::from_secs(API_TIMEOUT.as_secs()),
-        }),
-    }
 }
