@@ -159,6 +159,7 @@ pub mod codes {
         OFFLOAD_IN_USE = "offload-in-use": "remote data is kept because services still run there";
         TUNNEL = "tunnel": "the tunnel to the remote cluster failed";
         WATCH = "watch": "the source tree cannot be watched";
+        VERSION_REQUIRED = "version-required": "a tool's version is outside devenv.toml's [requires]";
     }
 }
 

@@ -423,6 +423,18 @@ impl Executor {
 
     async fn verify(&self, v: &Verify, progress: &Progress) -> Result<(), Failure> {
         match v {
+            Verify::Versions(found) => Err(Failure::new(
+                codes::VERSION_REQUIRED,
+                v.known_failure(self.platform).unwrap_or_default(),
+            )
+            .with_help(format!(
+                "install a version within the range, or ask whoever keeps devenv.toml to widen [requires]{}",
+                if found.iter().any(|m| m.tool == crate::requires::Tool::Kubernetes) {
+                    " (the shared cluster's version is the platform team's)"
+                } else {
+                    ""
+                }
+            ))),
             Verify::Driver { .. } | Verify::Tools(_) | Verify::Unsupported(_) => {
                 match v.known_failure(self.platform) {
                     None => Ok(()),

@@ -31,6 +31,7 @@ pub mod probe;
 pub mod process;
 pub mod progress;
 pub mod reconcile;
+pub mod requires;
 pub mod state;
 pub mod templates;
 pub mod ui;

@@ -28,6 +28,8 @@ pub enum Verify {
     Tools(Vec<&'static str>),
     /// Something this version of devenv cannot do yet; the stage fails with this message.
     Unsupported(String),
+    /// Versions outside `[requires]` (never empty): the stage fails naming each with its fix.
+    Versions(Vec<crate::requires::Mismatch>),
     /// A file devenv writes in the source tree on the host reads back through the VM's mount.
     MountProbe {
         profile: String,
@@ -67,6 +69,13 @@ impl Verify {
                 (!missing.is_empty()).then(|| format!("not installed:\n{}", missing.join("\n")))
             }
             Verify::Unsupported(why) => Some(why.clone()),
+            Verify::Versions(found) => Some(
+                found
+                    .iter()
+                    .map(|m| format!("{m} (fix: {})", m.fix))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
             _ => None,
         }
     }
@@ -78,6 +87,7 @@ impl Verify {
             }
             Verify::Tools(tools) => format!("{} are installed", tools.join(", ")),
             Verify::Unsupported(why) => format!("stops here: {why}"),
+            Verify::Versions(_) => "the versions devenv.toml's [requires] names".to_string(),
             Verify::MountProbe {
                 host_dir, vm_dir, ..
             } => format!(
@@ -218,6 +228,8 @@ pub struct Facts {
     /// Why `[remote] server` refuses the cluster `[remote] context` points at, when something
     /// is to be sent there ([`crate::offload::allowed_server`]).
     pub remote_refusal: Option<String>,
+    /// Versions on this machine (or of the shared cluster) outside `[requires]`.
+    pub version_mismatches: Vec<crate::requires::Mismatch>,
     /// The first failing check of the driver, if any.
     pub driver_failure: Option<String>,
     /// Placement of every service after the user's toggles.
@@ -295,6 +307,11 @@ impl Plan {
             }),
             Action::Verify(Verify::Tools(TOOLS.to_vec())),
         ];
+        if !facts.version_mismatches.is_empty() {
+            preflight.push(Action::Verify(Verify::Versions(
+                facts.version_mismatches.clone(),
+            )));
+        }
         if facts.exports.sudo {
             preflight.push(Action::Note(format!(
                 "sudo is asked for once, before any stage starts, to edit {} and reload the NFS server",

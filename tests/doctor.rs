@@ -126,15 +126,10 @@ fn minikube_version_comes_from_the_binary() {
 #[test]
 fn helm_3_and_helm_4_are_both_accepted() {
     for name in ["helm3", "helm4"] {
-        let Some(helm) = real_tool(name) else { return };
         let env = Env::new();
-        let bin = env.home.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::os::unix::fs::symlink(&helm, bin.join("helm")).unwrap();
-        let path = std::env::join_paths(
-            std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-        )
-        .unwrap();
+        let Some(path) = path_with_helm(&env, name) else {
+            return;
+        };
         let out = env
             .devenv()
             .env("PATH", path)
@@ -252,6 +247,16 @@ fn export_to_vm(env: &Env) {
         .env("DEVENV_EXPORTS_RELOAD", "true")
         .assert()
         .success();
+}
+
+/// PATH with the real `helm3` or `helm4` first, as `helm`.
+fn path_with_helm(env: &Env, name: &str) -> Option<std::ffi::OsString> {
+    let helm = real_tool(name)?;
+    let bin = env.home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(&helm, bin.join("helm")).unwrap();
+    let path = std::env::var_os("PATH").unwrap();
+    Some(std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path))).unwrap())
 }
 
 /// PATH for `devenv` with the fake minikube, without any directory that holds a `helm`.
@@ -862,4 +867,97 @@ fn an_unreachable_remote_cluster_fails_with_the_kubectl_command_that_shows_why()
     assert_eq!(c["state"], "fail", "{c}");
     assert!(reason(c).starts_with("dev-cluster does not answer"), "{c}");
     assert_eq!(c["fix"], "kubectl --context dev-cluster version");
+}
+
+/// The example project with `[requires]` set to `table` (TOML lines).
+fn require(env: &Env, table: &str) {
+    example_with(env, |toml| format!("{toml}\n[requires]\n{table}\n"));
+}
+
+fn tool<'a>(v: &'a Value, id: &str) -> &'a Value {
+    v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {v}"))
+}
+
+#[test]
+fn a_tool_outside_requires_fails_with_the_installed_version_the_range_and_the_fix() {
+    let env = Env::new();
+    // The minikube double says v1.38.1.
+    require(&env, "minikube = \">=1.33, <1.36\"");
+    let (code, v) = doctor_json(&env);
+    let m = tool(&v, "tool.minikube");
+    assert_eq!(m["state"], "fail", "{m}");
+    assert_eq!(
+        reason(m),
+        "minikube 1.38.1 is installed, and devenv.toml's [requires] minikube is \">=1.33, <1.36\""
+    );
+    assert!(
+        m["fix"]
+            .as_str()
+            .unwrap()
+            .contains("/releases/download/v1.33.0/minikube-linux-"),
+        "the lowest version within the range, from minikube's releases: {m}"
+    );
+    assert!(
+        m["doc"].as_str().unwrap().ends_with("#required-versions"),
+        "{m}"
+    );
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn a_tool_within_requires_says_so_and_devenv_checks_itself() {
+    let env = Env::new();
+    require(&env, "minikube = \"~1.38\"\ndevenv = \">=99\"");
+    let (_, v) = doctor_json(&env);
+    let m = tool(&v, "tool.minikube");
+    assert_eq!(m["state"], "ok", "{m}");
+    assert_eq!(
+        reason(m),
+        "minikube v1.38.1 (devenv.toml requires \"~1.38\")"
+    );
+    let d = tool(&v, "tool.devenv");
+    assert_eq!(d["state"], "fail", "{d}");
+    assert!(
+        reason(d).starts_with(&format!(
+            "devenv {} is installed",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{d}"
+    );
+    assert!(
+        !v["remote"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["id"] == "remote.version"),
+        "nothing asks the shared cluster without requires.kubernetes"
+    );
+}
+
+#[test]
+fn requires_helm_below_4_keeps_the_real_helm_4_away() {
+    for (name, state) in [("helm3", "ok"), ("helm4", "fail")] {
+        let env = Env::new();
+        require(&env, "helm = \">=3.14, <4\"");
+        let Some(path) = path_with_helm(&env, name) else {
+            return;
+        };
+        let out = env
+            .devenv()
+            .env("PATH", path)
+            .args(["--json", "doctor"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let h = tool(&v, "tool.helm");
+        assert_eq!(h["state"], state, "{name}: {h}");
+        if state == "fail" {
+            assert!(reason(h).starts_with("helm 4."), "{h}");
+        }
+    }
 }

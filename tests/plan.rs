@@ -356,3 +356,43 @@ fn a_vm_larger_than_the_machine_is_warned_about_before_it_starts() {
     );
     assert!(vm_notes_on_a_host_of(8, 32768).is_empty());
 }
+
+#[test]
+fn a_version_outside_requires_stops_up_at_preflight_with_its_code_and_fix() {
+    let env = Env::new().kvm_host();
+    env.example();
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    // The minikube double says v1.38.1; helm is not asked, since nothing pins it.
+    env.write(
+        "devenv.toml",
+        &format!("{toml}\n[requires]\nminikube = \"<1.36\"\ndevenv = \"<99\"\n"),
+    );
+    let (code, plan) = env.json_dry_run();
+    assert_eq!(code, Some(1));
+    assert_eq!(plan["would_stop"][0]["stage"], "preflight", "{plan}");
+    let error = plan["would_stop"][0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "minikube 1.38.1 is installed, and devenv.toml's [requires] minikube is \"<1.36\" (fix: "
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("devenv "), "devenv is within <99: {error}");
+
+    let out = env.devenv().arg("up").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("code: version-required"), "{stderr}");
+    assert!(
+        !env.minikube_calls().iter().any(|c| c.starts_with("start")),
+        "nothing starts: {:?}",
+        env.minikube_calls()
+    );
+
+    env.write(
+        "devenv.toml",
+        &format!("{toml}\n[requires]\nminikube = \">=1.38\"\n"),
+    );
+    let (code, plan) = env.json_dry_run();
+    assert_eq!(code, Some(0), "{plan}");
+}

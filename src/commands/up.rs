@@ -206,7 +206,18 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         && vm.state == Some(VmState::Running)
         && mounted
         && state.applied_fingerprint.as_deref() == Some(fingerprint.as_str());
+    let version_mismatches = crate::requires::mismatches(
+        ctx.runner.as_ref(),
+        &c.requires,
+        ctx.platform,
+        c.remote
+            .as_ref()
+            .filter(|_| remote_used && remote_refusal.is_none())
+            .map(|r| r.context.as_str()),
+    )
+    .await;
     let facts = Facts {
+        version_mismatches,
         remote_refusal,
         host: machine::resources(ctx.host_root.as_deref()),
         driver,

@@ -39,6 +39,29 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
     #[serde(default)]
     pub watch: Watch,
+    #[serde(default, skip_serializing_if = "Requires::is_empty")]
+    pub requires: Requires,
+}
+
+/// `[requires]`: the versions this project accepts, as version ranges in Cargo's syntax
+/// (`">=1.33, <1.36"`, `"~3.17"`, `"1.31"` meaning `^1.31`). A platform team pins them so that
+/// every laptop runs what was tested; `doctor` and `up`'s preflight check them and `onboard`
+/// installs a matching version where the package manager can ([`crate::requires`]).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    pub devenv: Option<String>,
+    pub minikube: Option<String>,
+    pub helm: Option<String>,
+    pub kubectl: Option<String>,
+    /// The Kubernetes version of the shared cluster (`[remote] context`).
+    pub kubernetes: Option<String>,
+}
+
+impl Requires {
+    pub fn is_empty(&self) -> bool {
+        self == &Requires::default()
+    }
 }
 
 /// `[watch]`: how `devenv top` and `devenv watch` sample resources, and when they warn.
@@ -246,6 +269,23 @@ pub struct Remote {
     /// context that points elsewhere (a production cluster) never receives a release.
     #[serde(default, deserialize_with = "one_or_many")]
     pub server: Vec<String>,
+    /// What each developer's namespace on the shared cluster may request in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+/// `[remote.quota]`: a ResourceQuota (and a LimitRange giving containers that request nothing
+/// a default request, which a quota on requests needs) in each developer's namespace, so that
+/// one laptop's offloaded services cannot take the shared cluster. Kubernetes quantities.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Total CPU requests (`"4"`, `"2500m"`).
+    pub cpu: Option<String>,
+    /// Total memory requests (`"8Gi"`).
+    pub memory: Option<String>,
+    /// Number of pods.
+    pub pods: Option<u32>,
 }
 
 /// A string or a list of strings, as a list.
@@ -298,6 +338,10 @@ pub struct Service {
     /// An image devenv builds for this service inside the VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Image>,
+    /// Offloaded services this one needs before it can start: the local release waits until
+    /// they are ready on the shared cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }
 
 /// `[services.<name>.image]`: an image built in the VM's Docker daemon from a directory of the
@@ -835,7 +879,19 @@ mod docs_tests {
             context: "c".into(),
             connect: Connect::Tunnel,
             server: vec!["https://dev.example:6443".into()],
+            quota: Some(Quota {
+                cpu: Some("4".into()),
+                memory: Some("8Gi".into()),
+                pods: Some(20),
+            }),
         });
+        c.requires = Requires {
+            devenv: Some("0.1".into()),
+            minikube: Some("1".into()),
+            helm: Some("3".into()),
+            kubectl: Some("1".into()),
+            kubernetes: Some("1".into()),
+        };
         c.services.insert(
             "NAME".into(),
             Service {
@@ -844,6 +900,7 @@ mod docs_tests {
                     dockerfile: default_dockerfile(),
                     tag: "t".into(),
                 }),
+                needs: vec!["x".into()],
                 ..Service::default()
             },
         );

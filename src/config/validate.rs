@@ -192,6 +192,40 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
         );
     }
 
+    if let Some(q) = c.remote.as_ref().and_then(|r| r.quota.as_ref()) {
+        for (key, value) in [("cpu", &q.cpu), ("memory", &q.memory)] {
+            if let Some(value) = value
+                && !quantity(value)
+            {
+                v.add(
+                    &["remote", "quota", key],
+                    format!("\"{value}\" is not a Kubernetes quantity"),
+                    Some(if key == "cpu" {
+                        "write cores like \"4\" or millicores like \"2500m\"".into()
+                    } else {
+                        "write it like \"8Gi\" or \"512Mi\"".into()
+                    }),
+                );
+            }
+        }
+        if q.pods == Some(0) {
+            v.add(&["remote", "quota", "pods"], "must be at least 1", None);
+        }
+    }
+
+    // [requires]
+    for tool in crate::requires::Tool::ALL {
+        if let Some(range) = tool.required(&c.requires)
+            && let Err(why) = crate::requires::parse_range(range)
+        {
+            v.add(
+                &["requires", tool.key()],
+                why,
+                Some("write a range like \">=1.33, <1.36\", \"~3.17\" or \"1.31\"".into()),
+            );
+        }
+    }
+
     // [services.*]
     let mut hosts: BTreeMap<&str, &str> = BTreeMap::new();
     let mut keys: BTreeMap<&str, &str> = BTreeMap::new();
@@ -209,6 +243,24 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
                     &at("host"),
                     format!("host \"{host}\" is already used by service \"{other}\""),
                     Some("each service needs its own DNS name".into()),
+                );
+            }
+        }
+        for (i, need) in s.needs.iter().enumerate() {
+            let idx = i.to_string();
+            let path = ["services", name.as_str(), "needs", idx.as_str()];
+            if need == name {
+                v.add(&path, format!("\"{name}\" cannot need itself"), None);
+            } else if !c.services.contains_key(need) {
+                v.add(
+                    &path,
+                    format!("\"{need}\" is not a service of this devenv.toml"),
+                    Some(
+                        match super::closest(need, c.services.keys().map(String::as_str)) {
+                            Some(s) => format!("did you mean \"{s}\"?"),
+                            None => "name a [services.NAME] table".into(),
+                        },
+                    ),
                 );
             }
         }
@@ -353,6 +405,19 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
     v.problems
 }
 
+/// A Kubernetes resource quantity as a quota takes it: a decimal number and an optional
+/// suffix (`m`, `k`, `M`, `G`, `T`, `Ki`, `Mi`, `Gi`, `Ti`).
+fn quantity(text: &str) -> bool {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &text[digits.len()..];
+    let number = !digits.is_empty()
+        && !digits.starts_with('.')
+        && !digits.ends_with('.')
+        && digits.bytes().filter(|b| *b == b'.').count() <= 1
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    number && ["", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"].contains(&suffix)
+}
+
 /// A Docker image reference devenv can tag: a lowercase repository, an optional tag.
 fn image_reference(reference: &str) -> Result<(), String> {
     let (repo, tag) = super::split_reference(reference);
@@ -451,6 +516,16 @@ mod tests {
         assert!(image_reference("Shop-API:dev").is_err());
         assert!(image_reference("shop api").is_err());
         assert!(image_reference("shop:").is_err());
+    }
+
+    #[test]
+    fn quotas_take_kubernetes_quantities() {
+        for ok in ["4", "2500m", "0.5", "8Gi", "512Mi", "1G"] {
+            assert!(quantity(ok), "{ok}");
+        }
+        for bad in ["", "four", "8GB", "8 Gi", ".5", "1.", "1.2.3", "-1", "Gi"] {
+            assert!(!quantity(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub mod anchor {
     pub const REMOTE_CONTEXT: &str = "remote-context";
     pub const REMOTE_ACCESS: &str = "remote-access";
     pub const REMOTE_TUNNEL: &str = "remote-tunnel";
+    pub const REQUIRES: &str = "required-versions";
 
     /// Every anchor, for the test that keeps the page and the links in step.
     pub const ALL: &[&str] = &[
@@ -85,6 +86,7 @@ pub mod anchor {
         REMOTE_CONTEXT,
         REMOTE_ACCESS,
         REMOTE_TUNNEL,
+        REQUIRES,
     ];
 }
 
@@ -247,15 +249,25 @@ pub async fn run(ctx: &Context, loaded: Option<&Loaded>, roots: Roots) -> Vec<Fi
         Some((cmd, out))
     };
     let remote_namespace = loaded.map(|l| format!("devenv-{}-{}", ctx.user, l.config.project.name));
+    let required = loaded
+        .map(|l| l.config.requires.clone())
+        .unwrap_or_default();
     let remote = async {
         let r = loaded?.config.remote.as_ref()?;
         let ns = remote_namespace.as_deref()?;
         let (list, can_i) = (remote::contexts(), remote::can_i(&r.context, ns));
-        let (contexts, access) = tokio::join!(runner.output(&list), runner.output(&can_i));
-        Some((r.context.clone(), ns.to_string(), contexts, access))
+        let version = async {
+            match required.kubernetes {
+                Some(_) => Some(runner.output(&remote::server_version(&r.context)).await),
+                None => None,
+            }
+        };
+        let (contexts, access, version) =
+            tokio::join!(runner.output(&list), runner.output(&can_i), version);
+        Some((r.context.clone(), ns.to_string(), contexts, access, version))
     };
     let (tools, host_facts, vm_state, virtualbox, server, export, rendered, remote) = tokio::join!(
-        tools::checks(ctx),
+        tools::checks(ctx, &required),
         host_facts,
         vm_state,
         virtualbox,
@@ -453,7 +465,7 @@ pub async fn run(ctx: &Context, loaded: Option<&Loaded>, roots: Roots) -> Vec<Fi
     }
 
     // Remote
-    if let Some((context, ns, contexts, access)) = remote {
+    if let Some((context, ns, contexts, access, version)) = remote {
         // Until a service runs remotely, a missing or unreachable dev cluster stops nothing.
         let offloaded = loaded.is_some_and(|l| {
             l.config
@@ -474,6 +486,12 @@ pub async fn run(ctx: &Context, loaded: Option<&Loaded>, roots: Roots) -> Vec<Fi
                     .push_str(" (no service is offloaded yet, so nothing needs it)");
             }
             add(Group::Remote, c);
+        }
+        if let Some(answer) = version {
+            add(
+                Group::Remote,
+                remote::version_check(&context, answer, &required, ctx),
+            );
         }
     }
     if let Some(l) = loaded

@@ -107,6 +107,55 @@ pub fn can_i(context: &str, namespace: &str) -> Cmd {
         .timeout(Duration::from_secs(20))
 }
 
+/// `kubectl --context C version -o json`: the server's version, for `[requires] kubernetes`.
+pub fn server_version(context: &str) -> Cmd {
+    Cmd::new("kubectl")
+        .args(["--context", context])
+        .arg(format!("--request-timeout={REQUEST_TIMEOUT}"))
+        .args(["version", "-o", "json"])
+        .read_only()
+        .timeout(Duration::from_secs(20))
+}
+
+/// `remote.version`: the shared cluster's Kubernetes against `[requires] kubernetes`.
+pub fn version_check(
+    context: &str,
+    answer: Result<Output, ProcessError>,
+    required: &crate::config::Requires,
+    ctx: &crate::context::Context,
+) -> Check {
+    let doc = doc(anchor::REQUIRES);
+    let version = answer.as_ref().ok().and_then(|out| {
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+        crate::requires::loose(json["serverVersion"]["gitVersion"].as_str()?)
+    });
+    let check = match (&answer, &version) {
+        (_, Some(v)) => Check::ok("remote.version", format!("{context} runs Kubernetes {v}")),
+        (Err(e), None) => Check::warn(
+            "remote.version",
+            format!("cannot ask {context} for its version: {e}"),
+            format!("kubectl --context {} version", quote(context)),
+            &doc,
+        ),
+        (Ok(out), None) => Check::warn(
+            "remote.version",
+            format!(
+                "{context} did not say its version: {}",
+                crate::process::tail_lines(&format!("{}{}", out.stderr, out.stdout), 2)
+            ),
+            format!("kubectl --context {} version", quote(context)),
+            &doc,
+        ),
+    };
+    super::tools::within_range(
+        check,
+        crate::requires::Tool::Kubernetes,
+        version,
+        required,
+        ctx,
+    )
+}
+
 /// `remote.context` and `remote.access` from the two probes' answers.
 pub fn checks(
     context: &str,

@@ -1,32 +1,37 @@
-//! The versions of the tools devenv drives: minikube, Helm 3 or 4, kubectl. A missing tool fails
-//! with the install command for this OS; one that answers strangely is reported as it answered.
+//! The versions of the tools devenv drives: minikube, Helm 3 or 4, kubectl, and devenv itself
+//! when `[requires]` pins it. A missing tool fails with the install command for this OS; one
+//! that answers strangely is reported as it answered; one outside `[requires]` fails with the
+//! command that brings a matching version.
 
 use devenv_drivers::Check;
 
 use super::{anchor, doc};
+use crate::config::Requires;
 use crate::context::Context;
 use crate::helm;
-use crate::machine::PROBE_TIMEOUT;
+use crate::machine::{PROBE_TIMEOUT, current_arch};
 use crate::process::{Cmd, ProcessError, install_hint};
+use crate::requires::{self, Tool};
 
-/// The three probes, run concurrently.
-pub async fn checks(ctx: &Context) -> Vec<Check> {
-    let probe = |program: &'static str, args: &'static [&'static str]| {
-        let cmd = Cmd::new(program)
-            .args(args)
+/// The three probes, run concurrently, then devenv's own version against `[requires]`.
+pub async fn checks(ctx: &Context, required: &Requires) -> Vec<Check> {
+    let probe = |tool: Tool| {
+        let cmd = Cmd::new(tool.key())
+            .args(tool.version_args())
             .read_only()
             .timeout(PROBE_TIMEOUT);
-        async move { (program, ctx.runner.run(&cmd).await) }
+        async move { (tool, ctx.runner.run(&cmd).await) }
     };
     let (minikube, helm, kubectl) = tokio::join!(
-        probe("minikube", &["version", "--short"]),
-        probe("helm", &["version", "--short"]),
-        probe("kubectl", &["version", "--client", "-o", "json"]),
+        probe(Tool::Minikube),
+        probe(Tool::Helm),
+        probe(Tool::Kubectl),
     );
     let doc = doc(anchor::TOOLS);
-    [minikube, helm, kubectl]
+    let mut checks: Vec<Check> = [minikube, helm, kubectl]
         .into_iter()
-        .map(|(program, result)| {
+        .map(|(tool, result)| {
+            let program = tool.key();
             let id = format!("tool.{program}");
             match result {
                 Err(ProcessError::NotFound { install, .. }) => {
@@ -38,15 +43,71 @@ pub async fn checks(ctx: &Context) -> Vec<Check> {
                     format!("reinstall it: {}", install_hint(program, ctx.platform)),
                     &doc,
                 ),
-                Ok(out) => version_check(
-                    &id,
-                    program,
-                    &out.stdout,
-                    &install_hint(program, ctx.platform),
+                Ok(out) => within_range(
+                    version_check(
+                        &id,
+                        program,
+                        &out.stdout,
+                        &install_hint(program, ctx.platform),
+                    ),
+                    tool,
+                    tool.read_version(&out.stdout),
+                    required,
+                    ctx,
                 ),
             }
         })
-        .collect()
+        .collect();
+    if required.devenv.is_some() {
+        let version = requires::devenv_version();
+        checks.insert(
+            0,
+            within_range(
+                Check::ok("tool.devenv", format!("devenv {version}")),
+                Tool::Devenv,
+                Some(version),
+                required,
+                ctx,
+            ),
+        );
+    }
+    checks
+}
+
+/// A tool that answered, held to its `[requires]` range: unchanged when nothing is required
+/// or it already failed, a fail with the fix when outside the range.
+pub fn within_range(
+    check: Check,
+    tool: Tool,
+    version: Option<semver::Version>,
+    required: &Requires,
+    ctx: &Context,
+) -> Check {
+    let Some(range) = tool.required(required) else {
+        return check;
+    };
+    if check.state == devenv_drivers::CheckState::Fail {
+        return check;
+    }
+    let doc = doc(anchor::REQUIRES);
+    let Some(version) = version else {
+        return Check::warn(
+            &check.id,
+            format!(
+                "{} (cannot tell whether it is within devenv.toml's [requires] {tool} = \"{range}\")",
+                check.reason
+            ),
+            format!("run `{tool} {}`", tool.version_args().join(" ")),
+            &doc,
+        );
+    };
+    match requires::check(required, tool, &version, ctx.platform, current_arch()) {
+        None => Check {
+            reason: format!("{} (devenv.toml requires \"{range}\")", check.reason),
+            ..check
+        },
+        Some(m) => Check::fail(&check.id, m.to_string(), m.fix, &doc),
+    }
 }
 
 /// Read a tool's version answer: Helm must be 3 or 4; kubectl's client version comes as JSON.
