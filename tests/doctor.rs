@@ -930,7 +930,7 @@ fn a_tool_within_requires_says_so_and_devenv_checks_itself() {
         "{d}"
     );
     assert!(
-        !v["remote"]
+        !v["checks"]
             .as_array()
             .into_iter()
             .flatten()

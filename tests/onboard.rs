@@ -555,3 +555,30 @@ fn an_os_family_without_a_known_package_manager_is_told_what_to_install() {
         .stderr(predicate::str::contains("not this system (Arch Linux)"))
         .stderr(predicate::str::contains("docs/onboarding.md"));
 }
+
+#[test]
+fn an_installed_helm_outside_requires_is_replaced_by_the_pinned_one() {
+    let env = debian_with_everything();
+    env.write(
+        "devenv.toml",
+        "[project]\nname = \"shop\"\nchart = \".\"\n\n[requires]\nhelm = \">=3.14, <4\"\n",
+    );
+    env.write("Chart.yaml", "apiVersion: v2\nname: shop\nversion: 0.1.0\n");
+    // The installed helm answers its version, as the real one does.
+    let helm = env.machine_bin().join("helm");
+    std::fs::remove_file(&helm).unwrap();
+    std::fs::write(&helm, "#!/usr/bin/env bash\necho 'v4.1.4+g05fa379'\n").unwrap();
+    std::fs::set_permissions(&helm, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plan = dry_run(&env, &["--platform", "debian"], &[]);
+    assert!(plan.contains("'helm=3.14.*'"), "{plan}");
+    assert!(plan.contains("--allow-downgrades"), "{plan}");
+    assert!(
+        plan.contains("helm 4.1.4 is installed, and devenv.toml's [requires] helm is"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("minikube_"),
+        "minikube is not pinned: {plan}"
+    );
+    assert_only_probes(&env);
+}

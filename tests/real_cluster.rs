@@ -588,3 +588,50 @@ fn the_api_double_answers_what_devenv_reads_as_the_real_server_does() {
         }
     });
 }
+
+#[test]
+fn requires_kubernetes_is_checked_against_the_real_servers_version() {
+    let Some((env, _local, _plane, _one)) = remote_on_real_server() else {
+        return;
+    };
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    let toml = toml.replacen("offload = \"local\"", "offload = \"remote\"", 1);
+    env.write(
+        "devenv.toml",
+        &format!("{toml}\n[requires]\nkubernetes = \">=1.27\"\n"),
+    );
+    // doctor asks through kubectl.
+    let check = version_check(&env);
+    assert_eq!(check["state"], "fail", "{check}");
+    assert_eq!(
+        check["reason"],
+        "the shared cluster runs Kubernetes 1.20.2, and devenv.toml's [requires] kubernetes is \">=1.27\""
+    );
+    // up asks through its own client, before anything is sent there.
+    let (code, plan) = env.json_dry_run();
+    assert_eq!(code, Some(1), "{plan}");
+    let stop = plan["would_stop"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        stop.starts_with("the shared cluster runs Kubernetes 1.20.2"),
+        "{plan}"
+    );
+
+    env.write(
+        "devenv.toml",
+        &format!("{toml}\n[requires]\nkubernetes = \"~1.20\"\n"),
+    );
+    assert_eq!(version_check(&env)["state"], "ok");
+}
+
+/// doctor's `remote.version` check.
+fn version_check(env: &support::Env) -> serde_json::Value {
+    let out = env.devenv().args(["--json", "doctor"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "remote.version")
+        .cloned()
+        .unwrap_or_else(|| panic!("no remote.version: {v}"))
+}

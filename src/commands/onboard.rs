@@ -18,7 +18,7 @@
 //! cannot be simulated with an os-release file, and a flag keeps the override in plain sight on
 //! the command line rather than in the environment, which commands do not read.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,12 +29,14 @@ use devenv_drivers::{Arch, Choice, Host, Os, Registry, SelectError};
 use serde::Serialize;
 
 use crate::commands::doctor;
-use crate::config::{ConfigError, Vm};
+use crate::config::{ConfigError, Requires, Vm};
 use crate::context::Context;
 use crate::error::Error;
 use crate::machine::{self, Machine, PROBE_TIMEOUT};
 use crate::process::{Cmd, DryRunRunner, Platform, Runner, join};
+use crate::requires::{self, Tool};
 use crate::ui::Ui;
+use semver::Version;
 
 /// The snippets `devenv exports` needs to run its sudo commands without a password prompt.
 const SUDOERS_LINUX: &str = include_str!("../../templates/sudoers.linux");
@@ -42,6 +44,8 @@ const SUDOERS_MACOS: &str = include_str!("../../templates/sudoers.macos");
 const SUDOERS_PATH: &str = "/etc/sudoers.d/devenv";
 
 const MINIKUBE_RELEASES: &str = "https://storage.googleapis.com/minikube/releases/latest";
+/// Every release's packages, by tag (`v1.35.0/minikube_1.35.0-0_amd64.deb`).
+const MINIKUBE_DOWNLOADS: &str = "https://github.com/kubernetes/minikube/releases/download";
 const HELM_APT_KEY: &str = "https://packages.buildkite.com/helm-linux/helm-debian/gpgkey";
 const HELM_APT_REPO: &str = "https://packages.buildkite.com/helm-linux/helm-debian/any/";
 const HOMEBREW_INSTALL: &str = "/bin/bash -c \"$(curl -fsSL https://raw.githubusercontent.com/Homebrew/install/HEAD/install.sh)\"";
@@ -125,6 +129,10 @@ pub struct Facts {
     pub kube_minor: String,
     /// The exports helper built with this devenv (beside its binary), installed from there.
     pub exports_helper: PathBuf,
+    /// The project's `[requires]` (empty outside a project).
+    pub requires: Requires,
+    /// The versions of the installed tools `[requires]` names, where they answered.
+    pub versions: BTreeMap<String, Version>,
 }
 
 impl Facts {
@@ -146,6 +154,35 @@ impl Facts {
 
     fn has(&self, program: &str) -> bool {
         self.programs.contains(program)
+    }
+
+    /// Installed, and within `[requires]` when it names the tool and its version could be
+    /// read (`doctor` reports one that cannot be).
+    fn fits(&self, tool: Tool) -> bool {
+        let Some(range) = tool.required(&self.requires) else {
+            return self.has(tool.key());
+        };
+        self.has(tool.key())
+            && self
+                .versions
+                .get(tool.key())
+                .is_none_or(|v| requires::parse_range(range).is_ok_and(|range| range.matches(v)))
+    }
+
+    /// The exact version to install for `[requires]`, when its range has an upper bound.
+    fn pinned(&self, tool: Tool) -> Option<Version> {
+        requires::pinned(&requires::parse_range(tool.required(&self.requires)?).ok()?)
+    }
+
+    /// A tool that is installed but outside `[requires]`, for the plan's explanations.
+    fn outside(&self, tool: Tool) -> Option<String> {
+        let v = self.versions.get(tool.key())?;
+        (!self.fits(tool)).then(|| {
+            format!(
+                " {tool} {v} is installed, and devenv.toml's [requires] {tool} is \"{}\".",
+                tool.required(&self.requires).unwrap_or_default()
+            )
+        })
     }
 
     fn in_group(&self, group: &str) -> bool {
@@ -367,18 +404,35 @@ async fn plan_for(args: &Args, ctx: &Context, planning_only: bool) -> Result<(Pl
 
     let config = ctx.load_config();
     let has_config = !matches!(config, Err(ConfigError::NotFound { .. }));
-    let (project_driver, kube_version) = match &config {
+    let (project_driver, kube_version, required) = match &config {
         Ok(l) => (
             Some(l.config.vm.driver.clone()),
             l.config.vm.kubernetes_version.clone(),
+            l.config.requires.clone(),
         ),
-        Err(_) => (None, Vm::default().kubernetes_version),
+        Err(_) => (None, Vm::default().kubernetes_version, Requires::default()),
     };
-    let kube_minor = kube_minor(&kube_version)
+    // kubectl's repository is one per minor version: the VM's, unless [requires] wants another.
+    let kube_minor = required
+        .kubectl
+        .as_deref()
+        .and_then(|r| requires::kubectl_minor(&requires::parse_range(r).ok()?, &kube_version))
+        .or_else(|| kube_minor(&kube_version))
         .or_else(|| kube_minor(&Vm::default().kubernetes_version))
         .unwrap_or_else(|| "v1.31".to_string());
     let work = ctx.state_dir()?.root().join("onboard");
-    let facts = probe(runner, platform, work, kube_minor).await?;
+    let mut facts = probe(runner.clone(), platform, work, kube_minor).await?;
+    for tool in Tool::PROGRAMS {
+        if tool.required(&required).is_some() && facts.has(tool.key()) {
+            let answer = runner
+                .output(&probe_cmd(tool.key(), tool.version_args()))
+                .await;
+            if let Some(v) = answer.ok().and_then(|o| tool.read_version(&o.stdout)) {
+                facts.versions.insert(tool.key().to_string(), v);
+            }
+        }
+    }
+    facts.requires = required;
 
     let requested = args
         .driver
@@ -696,6 +750,8 @@ async fn probe(
         work,
         kube_minor,
         exports_helper: built_exports_helper(),
+        requires: Requires::default(),
+        versions: BTreeMap::new(),
     })
 }
 
@@ -865,16 +921,25 @@ fn macos_steps(
     let hyperkit = driver == "hyperkit";
     wanted.push(("brew".into(), facts.has("brew")));
     let mut formulae = Vec::new();
-    for (program, formula) in [
-        ("minikube", "minikube"),
-        ("helm", "helm"),
-        ("kubectl", "kubernetes-cli"),
-        (driver, driver),
+    let mut upgrades = Vec::new();
+    let mut pinned = Vec::new();
+    for (tool, formula) in [
+        (Tool::Minikube, "minikube"),
+        (Tool::Helm, "helm"),
+        (Tool::Kubectl, "kubernetes-cli"),
     ] {
-        wanted.push((program.to_string(), facts.has(program)));
-        if !facts.has(program) {
-            formulae.push(formula);
+        wanted.push((tool.key().to_string(), facts.fits(tool)));
+        match (facts.fits(tool), facts.pinned(tool)) {
+            (true, _) => {}
+            // Homebrew has only its newest version of a formula.
+            (false, Some(v)) => pinned.push((tool, v)),
+            (false, None) if facts.has(tool.key()) => upgrades.push(formula),
+            (false, None) => formulae.push(formula),
         }
+    }
+    wanted.push((driver.to_string(), facts.has(driver)));
+    if !facts.has(driver) {
+        formulae.push(driver);
     }
     let driver_binary = "docker-machine-driver-hyperkit";
     if hyperkit {
@@ -931,6 +996,28 @@ fn macos_steps(
         steps.push(Step::new("brew", "Install the tools with Homebrew", why).run(&argv));
     }
 
+    if !upgrades.is_empty() {
+        let mut argv = vec!["brew", "upgrade"];
+        argv.extend(&upgrades);
+        steps.push(
+            Step::new(
+                "brew-upgrade",
+                "Upgrade tools outside devenv.toml's [requires] with Homebrew",
+                format!(
+                    "The newest release of each fits devenv.toml's [requires].{}",
+                    [Tool::Minikube, Tool::Helm, Tool::Kubectl]
+                        .into_iter()
+                        .filter_map(|t| facts.outside(t))
+                        .collect::<String>()
+                ),
+            )
+            .run(&argv),
+        );
+    }
+    for (tool, version) in pinned {
+        steps.push(pinned_release(facts, tool, &version));
+    }
+
     if hyperkit && !facts.has(driver_binary) {
         let file = facts.work_file(driver_binary);
         let url = format!("{MINIKUBE_RELEASES}/{driver_binary}");
@@ -951,9 +1038,20 @@ fn macos_steps(
 }
 
 fn debian_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec<Step>) {
-    for program in ["minikube", "helm", "kubectl", "curl"] {
-        wanted.push((program.into(), facts.has(program)));
+    for tool in Tool::PROGRAMS {
+        wanted.push((tool.key().into(), facts.fits(tool)));
     }
+    wanted.push(("curl".into(), facts.has("curl")));
+    // A tool installed outside [requires] is installed again at a version within it, which
+    // may be a downgrade; apt takes the version as a glob of the repository's releases.
+    let helm = match facts.pinned(Tool::Helm) {
+        Some(v) => format!("helm={}.{}.*", v.major, v.minor),
+        None => "helm".to_string(),
+    };
+    let kubectl = match facts.outside(Tool::Kubectl) {
+        Some(_) => format!("kubectl={}.*", facts.kube_minor.trim_start_matches('v')),
+        None => "kubectl".to_string(),
+    };
     let system = [
         "qemu-kvm",
         "libvirt-daemon-system",
@@ -987,7 +1085,7 @@ fn debian_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec
             ]),
         );
     }
-    if !facts.has("helm") {
+    if !facts.fits(Tool::Helm) {
         let key = facts.work_file("helm.asc");
         let list = facts.work_file("helm.list");
         let line = format!("deb [signed-by=/etc/apt/keyrings/helm.asc] {HELM_APT_REPO} any main\n");
@@ -1020,9 +1118,9 @@ fn debian_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec
                 "/etc/apt/sources.list.d/helm-stable-debian.list",
             ]),
         );
-        apt.push("helm");
+        apt.push(&helm);
     }
-    if !facts.has("kubectl") {
+    if !facts.fits(Tool::Kubectl) {
         let minor = &facts.kube_minor;
         let base = format!("https://pkgs.k8s.io/core:/stable:/{minor}/deb/");
         let key = facts.work_file("kubernetes.asc");
@@ -1067,14 +1165,17 @@ fn debian_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec
                 "/etc/apt/sources.list.d/kubernetes.list",
             ]),
         );
-        apt.push("kubectl");
+        apt.push(&kubectl);
     }
     if !apt.is_empty() {
         let mut argv = vec!["sudo", "apt-get", "install", "-y"];
+        if apt.iter().any(|p| p.contains('=')) {
+            argv.push("--allow-downgrades");
+        }
         argv.extend(&apt);
         let repos: Vec<&str> = ["helm", "kubectl"]
             .into_iter()
-            .filter(|p| apt.contains(p))
+            .filter(|p| apt.iter().any(|a| a.split('=').next() == Some(p)))
             .collect();
         let mut why = "QEMU/KVM runs the VM, libvirt manages it for minikube's kvm2 driver, and \
                        nfs-kernel-server exports the source tree to it. Only what is missing is \
@@ -1085,35 +1186,47 @@ fn debian_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec
             [one] => why.push_str(&format!(" {one} comes from the repository added above.")),
             _ => why.push_str(" helm and kubectl come from the repositories added above."),
         }
+        for tool in [Tool::Helm, Tool::Kubectl] {
+            if let Some(outside) = facts.outside(tool) {
+                why.push_str(&outside);
+            }
+        }
         steps.push(
             Step::new("apt", "Install the packages with apt", why)
                 .run(&["sudo", "apt-get", "update"])
                 .run(&argv),
         );
     }
-    if !facts.has("minikube") {
+    if !facts.fits(Tool::Minikube) {
         let arch = if facts.arch() == Arch::Aarch64 {
             "arm64"
         } else {
             "amd64"
         };
-        let name = format!("minikube_latest_{arch}.deb");
+        let (name, url) = match facts.pinned(Tool::Minikube) {
+            Some(v) => {
+                let name = format!("minikube_{v}-0_{arch}.deb");
+                let url = format!("{MINIKUBE_DOWNLOADS}/v{v}/{name}");
+                (name, url)
+            }
+            None => {
+                let name = format!("minikube_latest_{arch}.deb");
+                let url = format!("{MINIKUBE_RELEASES}/{name}");
+                (name, url)
+            }
+        };
         let file = facts.work_file(&name);
         steps.push(
             Step::new(
                 "minikube",
                 "Install minikube from its .deb",
-                "minikube publishes a .deb with every release; Debian and Ubuntu do not package \
-                 it. Current releases carry the kvm2 driver built in.",
+                format!(
+                    "minikube publishes a .deb with every release; Debian and Ubuntu do not \
+                     package it. Current releases carry the kvm2 driver built in.{}",
+                    requirement(facts, Tool::Minikube)
+                ),
             )
-            .run(&[
-                "curl",
-                "-fL",
-                "--create-dirs",
-                "-o",
-                &file,
-                &format!("{MINIKUBE_RELEASES}/{name}"),
-            ])
+            .run(&["curl", "-fL", "--create-dirs", "-o", &file, &url])
             .run(&["sudo", "dpkg", "-i", &file]),
         );
     }
@@ -1121,8 +1234,18 @@ fn debian_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec
 }
 
 fn fedora_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec<Step>) {
-    for program in ["minikube", "helm", "kubectl"] {
-        wanted.push((program.into(), facts.has(program)));
+    for tool in Tool::PROGRAMS {
+        wanted.push((tool.key().into(), facts.fits(tool)));
+    }
+    let mut upgrade: Vec<&str> = Vec::new();
+    // Fedora packages one helm, and kubectl's repository has the newest of its minor version:
+    // a range with an upper bound is met from the projects' releases.
+    for tool in [Tool::Helm, Tool::Kubectl] {
+        if !facts.fits(tool)
+            && let Some(v) = facts.pinned(tool)
+        {
+            steps.push(pinned_release(facts, tool, &v));
+        }
     }
     let mut dnf: Vec<&str> = Vec::new();
     let mut virtualization = false;
@@ -1139,10 +1262,15 @@ fn fedora_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec
     if !facts.packages.contains("nfs-utils") {
         dnf.push("nfs-utils");
     }
-    if !facts.has("helm") {
-        dnf.push("helm");
+    let from_dnf = |tool: Tool| !facts.fits(tool) && facts.pinned(tool).is_none();
+    if from_dnf(Tool::Helm) {
+        if facts.has("helm") {
+            upgrade.push("helm");
+        } else {
+            dnf.push("helm");
+        }
     }
-    if !facts.has("kubectl") {
+    if from_dnf(Tool::Kubectl) {
         let minor = &facts.kube_minor;
         let base = format!("https://pkgs.k8s.io/core:/stable:/{minor}/rpm/");
         let file = facts.work_file("kubernetes.repo");
@@ -1170,7 +1298,11 @@ fn fedora_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec
                 "/etc/yum.repos.d/kubernetes.repo",
             ]),
         );
-        dnf.push("kubectl");
+        if facts.has("kubectl") {
+            upgrade.push("kubectl");
+        } else {
+            dnf.push("kubectl");
+        }
     }
     if !dnf.is_empty() {
         let mut argv = vec!["sudo", "dnf", "install", "-y"];
@@ -1187,33 +1319,133 @@ fn fedora_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, steps: &mut Vec
         }
         steps.push(Step::new("dnf", "Install the packages with dnf", why).run(&argv));
     }
-    if !facts.has("minikube") {
+    if !upgrade.is_empty() {
+        let mut argv = vec!["sudo", "dnf", "upgrade", "-y"];
+        argv.extend(&upgrade);
+        let why: String = [Tool::Helm, Tool::Kubectl]
+            .into_iter()
+            .filter_map(|t| facts.outside(t))
+            .collect();
+        steps.push(
+            Step::new(
+                "dnf-upgrade",
+                "Upgrade tools outside devenv.toml's [requires] with dnf",
+                format!("The newest release of each fits devenv.toml's [requires].{why}"),
+            )
+            .run(&argv),
+        );
+    }
+    if !facts.fits(Tool::Minikube) {
         let arch = if facts.arch() == Arch::Aarch64 {
             "aarch64"
         } else {
             "x86_64"
         };
-        let name = format!("minikube-latest.{arch}.rpm");
+        let (name, url) = match facts.pinned(Tool::Minikube) {
+            Some(v) => {
+                let name = format!("minikube-{v}-0.{arch}.rpm");
+                let url = format!("{MINIKUBE_DOWNLOADS}/v{v}/{name}");
+                (name, url)
+            }
+            None => {
+                let name = format!("minikube-latest.{arch}.rpm");
+                let url = format!("{MINIKUBE_RELEASES}/{name}");
+                (name, url)
+            }
+        };
         let file = facts.work_file(&name);
         steps.push(
             Step::new(
                 "minikube",
                 "Install minikube from its .rpm",
-                "minikube publishes an rpm with every release; Fedora does not package it. \
-                 Current releases carry the kvm2 driver built in.",
+                format!(
+                    "minikube publishes an rpm with every release; Fedora does not package it. \
+                     Current releases carry the kvm2 driver built in.{}",
+                    requirement(facts, Tool::Minikube)
+                ),
             )
-            .run(&[
-                "curl",
-                "-fL",
-                "--create-dirs",
-                "-o",
-                &file,
-                &format!("{MINIKUBE_RELEASES}/{name}"),
-            ])
-            .run(&["sudo", "rpm", "-Uvh", &file]),
+            .run(&["curl", "-fL", "--create-dirs", "-o", &file, &url])
+            .run(&if facts.pinned(Tool::Minikube).is_some() {
+                vec!["sudo", "rpm", "-Uvh", "--oldpackage", &file]
+            } else {
+                vec!["sudo", "rpm", "-Uvh", &file]
+            }),
         );
     }
     linux_access_steps(facts, steps);
+}
+
+/// What `[requires]` asks of `tool`, for a step's explanation: empty when nothing.
+fn requirement(facts: &Facts, tool: Tool) -> String {
+    let Some(range) = tool.required(&facts.requires) else {
+        return String::new();
+    };
+    let version = facts
+        .pinned(tool)
+        .map_or_else(|| "the newest release".to_string(), |v| v.to_string());
+    format!(
+        " devenv.toml's [requires] {tool} is \"{range}\": {version} is installed.{}",
+        facts.outside(tool).unwrap_or_default()
+    )
+}
+
+/// `tool` at exactly `version`, from its project's releases, for a range package managers cannot
+/// meet: Homebrew has only the newest release, and so has minikube's `latest` channel.
+fn pinned_release(facts: &Facts, tool: Tool, version: &Version) -> Step {
+    let os = if facts.os() == Os::MacOs {
+        "darwin"
+    } else {
+        "linux"
+    };
+    let cpu = if facts.arch() == Arch::Aarch64 {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let why = format!(
+        "devenv.toml's [requires] {tool} is \"{}\", and {version} is the lowest release within \
+         it: it is installed from its project's release to /usr/local/bin.{}",
+        tool.required(&facts.requires).unwrap_or_default(),
+        facts.outside(tool).unwrap_or_default()
+    );
+    let step = Step::new(
+        tool.key(),
+        format!("Install {tool} {version} from its release"),
+        why,
+    );
+    let dest = format!("/usr/local/bin/{tool}");
+    // The release's file, and the program inside it when it is an archive.
+    let (url, file, inside) = match tool {
+        Tool::Minikube => (
+            format!(
+                "https://github.com/kubernetes/minikube/releases/download/v{version}/minikube-{os}-{cpu}"
+            ),
+            format!("minikube-{version}"),
+            None,
+        ),
+        Tool::Kubectl => (
+            format!("https://dl.k8s.io/release/v{version}/bin/{os}/{cpu}/kubectl"),
+            format!("kubectl-{version}"),
+            None,
+        ),
+        _ => (
+            format!("https://get.helm.sh/helm-v{version}-{os}-{cpu}.tar.gz"),
+            format!("helm-v{version}-{os}-{cpu}.tar.gz"),
+            Some(format!("{os}-{cpu}/helm")),
+        ),
+    };
+    let local = facts.work_file(&file);
+    let step = step.run(&["curl", "-fL", "--create-dirs", "-o", &local, &url]);
+    match inside {
+        None => step.run(&["sudo", "install", "-m", "0755", &local, &dest]),
+        Some(inside) => {
+            let dir = facts.work_file(&format!("{tool}-{version}"));
+            let program = format!("{dir}/{inside}");
+            step.run(&["mkdir", "-p", &dir])
+                .run(&["tar", "-xzf", &local, "-C", &dir, &inside])
+                .run(&["sudo", "install", "-m", "0755", &program, &dest])
+        }
+    }
 }
 
 /// The libvirt group and the services, the same on every Linux family.
@@ -1467,6 +1699,8 @@ mod tests {
             work: PathBuf::from("/w"),
             kube_minor: "v1.31".to_string(),
             exports_helper: PathBuf::from("/b/devenv-exports-helper"),
+            requires: Requires::default(),
+            versions: BTreeMap::new(),
         }
     }
 
@@ -1567,6 +1801,138 @@ mod tests {
         );
         assert!(!plan.steps.iter().any(|s| s.id == "helm-repository"));
         assert!(!plan.steps.iter().any(|s| s.id == "curl"));
+    }
+
+    /// `f` with every tool installed at `versions` and `[requires]` set by `edit`.
+    fn installed(mut f: Facts, versions: &[(&str, &str)], edit: impl Fn(&mut Requires)) -> Facts {
+        for (tool, v) in versions {
+            f.programs.insert(tool.to_string());
+            f.versions
+                .insert(tool.to_string(), requires::loose(v).unwrap());
+        }
+        f.programs.insert("curl".into());
+        edit(&mut f.requires);
+        f
+    }
+
+    #[test]
+    fn tools_within_requires_are_left_alone() {
+        let f = installed(
+            facts(Platform::Debian, "x86_64"),
+            &[
+                ("minikube", "1.35.0"),
+                ("helm", "3.17.2"),
+                ("kubectl", "1.31.4"),
+            ],
+            |r| {
+                r.minikube = Some(">=1.33".into());
+                r.helm = Some(">=3.14, <4".into());
+                r.kubectl = Some("~1.31".into());
+            },
+        );
+        let plan = build_plan(&f, "kvm2", "devenv up");
+        let cmds = argvs(&plan).join("\n");
+        assert!(!cmds.contains("minikube"), "{cmds}");
+        assert!(!cmds.contains("helm"), "{cmds}");
+        assert!(!cmds.contains("kubectl"), "{cmds}");
+    }
+
+    #[test]
+    fn debian_installs_the_versions_requires_pins_with_apt_and_minikubes_release() {
+        let f = installed(
+            facts(Platform::Debian, "x86_64"),
+            &[
+                ("minikube", "1.38.1"),
+                ("helm", "4.1.4"),
+                ("kubectl", "1.33.1"),
+            ],
+            |r| {
+                r.minikube = Some(">=1.34, <1.36".into());
+                r.helm = Some(">=3.14, <4".into());
+                r.kubectl = Some("<1.32".into());
+            },
+        );
+        let plan = build_plan(&f, "kvm2", "devenv up");
+        let cmds = argvs(&plan);
+        assert!(
+            cmds.contains(
+                &"sudo apt-get install -y --allow-downgrades qemu-kvm libvirt-daemon-system libvirt-clients nfs-kernel-server 'helm=3.14.*' 'kubectl=1.31.*'".into()
+            ),
+            "{cmds:#?}"
+        );
+        assert!(plan.steps.iter().any(|s| s.id == "helm-repository"));
+        assert!(
+            cmds.contains(&"curl -fL --create-dirs -o /w/minikube_1.34.0-0_amd64.deb https://github.com/kubernetes/minikube/releases/download/v1.34.0/minikube_1.34.0-0_amd64.deb".into()),
+            "{cmds:#?}"
+        );
+        let apt = plan.steps.iter().find(|s| s.id == "apt").unwrap();
+        assert!(
+            apt.why.contains(
+                "helm 4.1.4 is installed, and devenv.toml's [requires] helm is \">=3.14, <4\"."
+            ),
+            "{}",
+            apt.why
+        );
+        assert_eq!(plan.missing[..3], ["minikube", "helm", "kubectl"]);
+    }
+
+    #[test]
+    fn homebrew_upgrades_to_its_newest_or_a_pinned_release_is_downloaded() {
+        let f = installed(
+            facts(Platform::MacOs, "arm64"),
+            &[
+                ("minikube", "1.30.1"),
+                ("helm", "3.12.0"),
+                ("kubectl", "1.31.0"),
+            ],
+            |r| {
+                r.minikube = Some(">=1.33".into());
+                r.helm = Some("~3.17.2".into());
+            },
+        );
+        let mut f = f;
+        f.programs.extend(["brew".to_string(), "vfkit".to_string()]);
+        let plan = build_plan(&f, "vfkit", "devenv up");
+        let cmds = argvs(&plan);
+        assert!(cmds.contains(&"brew upgrade minikube".into()), "{cmds:#?}");
+        assert!(
+            cmds.contains(&"curl -fL --create-dirs -o /w/helm-v3.17.2-darwin-arm64.tar.gz https://get.helm.sh/helm-v3.17.2-darwin-arm64.tar.gz".into()),
+            "{cmds:#?}"
+        );
+        assert!(
+            cmds.contains(
+                &"sudo install -m 0755 /w/helm-3.17.2/darwin-arm64/helm /usr/local/bin/helm".into()
+            ),
+            "{cmds:#?}"
+        );
+        assert!(
+            !cmds.iter().any(|c| c.starts_with("brew install")),
+            "{cmds:#?}"
+        );
+    }
+
+    #[test]
+    fn fedora_takes_a_pinned_helm_from_its_release_not_from_dnf() {
+        let mut f = facts(Platform::Fedora, "x86_64");
+        f.requires.helm = Some("=3.16.4".into());
+        f.requires.minikube = Some("~1.35".into());
+        let plan = build_plan(&f, "kvm2", "devenv up");
+        let cmds = argvs(&plan);
+        assert!(
+            cmds.iter()
+                .any(|c| c.ends_with("https://get.helm.sh/helm-v3.16.4-linux-amd64.tar.gz")),
+            "{cmds:#?}"
+        );
+        let dnf = cmds
+            .iter()
+            .find(|c| c.starts_with("sudo dnf install"))
+            .unwrap();
+        assert!(!dnf.contains("helm"), "{dnf}");
+        assert!(
+            cmds.iter()
+                .any(|c| c.ends_with("/v1.35.0/minikube-1.35.0-0.x86_64.rpm")),
+            "{cmds:#?}"
+        );
     }
 
     #[test]
