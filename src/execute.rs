@@ -245,13 +245,27 @@ impl Executor {
                 user,
                 project,
                 service,
+                quota,
             } => {
                 let client = offload::connect_remote(context, service).await?;
                 let say = |line: &str| progress.line(line);
-                let created =
-                    offload::ensure_namespace(client, context, namespace, user, project, &say)
-                        .await?;
-                Ok(created.then(|| format!("created namespace {namespace} on {context}")))
+                let created = offload::ensure_namespace(
+                    client.clone(),
+                    context,
+                    namespace,
+                    user,
+                    project,
+                    &say,
+                )
+                .await?;
+                let mut said = Vec::new();
+                if created {
+                    said.push(format!("created namespace {namespace} on {context}"));
+                }
+                said.extend(
+                    offload::quota::ensure(client, context, namespace, quota.as_ref()).await?,
+                );
+                Ok((!said.is_empty()).then(|| said.join("; ")))
             }
             Step::Tunnel {
                 profile,

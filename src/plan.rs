@@ -517,6 +517,7 @@ impl Plan {
                     user: facts.user.clone(),
                     project: c.project.name.clone(),
                     service: name.to_string(),
+                    quota: r.quota.clone(),
                 })];
                 if facts.release_unchanged {
                     actions.push(Action::Verify(Verify::Release {

@@ -1235,3 +1235,90 @@ fn remote_gc_deletes_only_devenv_namespaces_idle_longer_than_asked_and_only_with
     let (code, _, stderr) = output(&env, &["remote", "gc", "--idle", "0d"]);
     assert_eq!(code, Some(2), "{stderr}");
 }
+
+/// devenv.toml with `[remote.quota]` set to `table` (TOML lines), or without it.
+fn set_quota(env: &Env, table: Option<&str>) {
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    let toml = match toml.split_once("\n[remote.quota]\n") {
+        Some((before, _)) => before.to_string(),
+        None => toml,
+    };
+    let toml = match table {
+        Some(t) => format!("{toml}\n[remote.quota]\n{t}\n"),
+        None => toml,
+    };
+    env.write("devenv.toml", &toml);
+}
+
+#[test]
+fn remote_quota_becomes_a_resource_quota_with_default_requests_and_goes_with_its_keys() {
+    let Some((env, remote)) = remote_postgres_exposed() else {
+        return;
+    };
+    set_quota(&env, Some("cpu = \"2500m\"\nmemory = \"4Gi\"\npods = 10"));
+    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
+    let quota = remote
+        .get("resourcequotas", "devenv-ann-shop", "devenv-quota")
+        .unwrap_or_else(|| panic!("no quota ({code:?}): {stdout}{stderr}"));
+    assert_eq!(
+        quota["spec"]["hard"],
+        json!({"requests.cpu": "2500m", "requests.memory": "4Gi", "pods": "10"}),
+        "{quota}"
+    );
+    assert_eq!(labels(&quota)["app.kubernetes.io/managed-by"], "devenv");
+    let defaults = remote
+        .get("limitranges", "devenv-ann-shop", "devenv-defaults")
+        .unwrap();
+    assert_eq!(
+        defaults["spec"]["limits"][0],
+        json!({"type": "Container", "defaultRequest": {"cpu": "100m", "memory": "128Mi"}}),
+        "{defaults}"
+    );
+
+    // Unchanged: read, not written again.
+    let before = remote.requests().len();
+    output(&env, &["offload", "postgres", "--remote"]);
+    let writes: Vec<String> = remote.requests()[before..]
+        .iter()
+        .filter(|r| {
+            !r.is_read_only()
+                && (r.path.contains("resourcequotas") || r.path.contains("limitranges"))
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+
+    // The keys go: so do the objects.
+    set_quota(&env, None);
+    output(&env, &["offload", "postgres", "--remote"]);
+    assert!(
+        remote
+            .get("resourcequotas", "devenv-ann-shop", "devenv-quota")
+            .is_none()
+    );
+    assert!(
+        remote
+            .get("limitranges", "devenv-ann-shop", "devenv-defaults")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_quota_devenv_did_not_make_is_never_replaced() {
+    let Some((env, remote)) = remote_postgres_exposed() else {
+        return;
+    };
+    remote.create(json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "devenv-quota", "namespace": "devenv-ann-shop"},
+        "spec": {"hard": {"pods": "99"}}
+    }));
+    set_quota(&env, Some("pods = 5"));
+    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
+    assert_ne!(code, Some(0), "{stdout}");
+    assert!(stderr.contains("ResourceQuota devenv-quota"), "{stderr}");
+    let quota = remote
+        .get("resourcequotas", "devenv-ann-shop", "devenv-quota")
+        .unwrap();
+    assert_eq!(quota["spec"]["hard"]["pods"], "99");
+}

@@ -635,3 +635,109 @@ fn version_check(env: &support::Env) -> serde_json::Value {
         .cloned()
         .unwrap_or_else(|| panic!("no remote.version: {v}"))
 }
+
+/// `[remote.quota]` as devenv writes it, admitted by the real server: the LimitRange fills in
+/// the requests of a container that has none (the LimitRanger plugin), the quota refuses a pod
+/// beyond it (the ResourceQuota plugin), a second pass writes nothing although the server
+/// stores `0.5` as `500m`, and both go when the keys do.
+#[test]
+fn remote_quota_is_enforced_by_the_real_servers_admission() {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{Api, DeleteParams, PostParams};
+    use serde_json::json;
+    let _one = ControlPlane::exclusive();
+    let Some(plane) = ControlPlane::shared() else {
+        return;
+    };
+    let ns = "devenv-quota-test";
+    plane.forget_namespace(ns);
+    let quota = devenv::config::Quota {
+        cpu: Some("0.5".into()),
+        memory: Some("256Mi".into()),
+        pods: Some(3),
+    };
+    support::docker::block_on(async {
+        let client = plane.client().await;
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        let ensure = |q: Option<devenv::config::Quota>| {
+            let client = client.clone();
+            async move { devenv::offload::quota::ensure(client, "real", ns, q.as_ref()).await }
+        };
+        let wrote = ensure(Some(quota.clone())).await.unwrap();
+        assert_eq!(wrote.len(), 2, "{wrote:?}");
+        assert_eq!(
+            ensure(Some(quota.clone())).await.unwrap(),
+            Vec::<String>::new(),
+            "unchanged: nothing written"
+        );
+
+        // The quota binds once the resource-quota controller has counted the namespace (its
+        // status), and pods are admitted once the service-account controller has made the
+        // namespace's `default` account: each a moment after it is written.
+        let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+            Api::namespaced(client.clone(), ns);
+        let counted = std::time::Instant::now();
+        while quotas
+            .get("devenv-quota")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.hard)
+            .is_none()
+        {
+            assert!(
+                counted.elapsed().as_secs() < 30,
+                "the quota was never counted"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), ns);
+        while accounts.get_opt("default").await.unwrap().is_none() {
+            assert!(
+                counted.elapsed().as_secs() < 30,
+                "no default service account"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let pod = |name: &str, cpu: Option<&str>| -> Pod {
+            let resources = match cpu {
+                Some(cpu) => json!({"requests": {"cpu": cpu, "memory": "64Mi"}}),
+                None => json!({}),
+            };
+            serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}]}
+            }))
+            .unwrap()
+        };
+        let admitted = pods
+            .create(&PostParams::default(), &pod("plain", None))
+            .await
+            .unwrap();
+        let requests = admitted.spec.unwrap().containers[0]
+            .resources
+            .clone()
+            .unwrap()
+            .requests
+            .unwrap();
+        assert_eq!(requests["cpu"].0, "100m");
+        assert_eq!(requests["memory"].0, "128Mi");
+        let refused = pods
+            .create(&PostParams::default(), &pod("greedy", Some("1")))
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("exceeded quota"), "{refused}");
+
+        let gone = ensure(None).await.unwrap();
+        assert_eq!(gone.len(), 2, "{gone:?}");
+        pods.delete("plain", &DeleteParams::default()).await.ok();
+    });
+    plane.forget_namespace(ns);
+}

@@ -10,6 +10,7 @@
 
 pub mod bridge;
 pub mod observe;
+pub mod quota;
 pub mod savings;
 pub mod tunnel;
 
@@ -73,6 +74,8 @@ pub enum Step {
         user: String,
         project: String,
         service: String,
+        /// `[remote.quota]`, kept in the namespace (and removed with the keys).
+        quota: Option<crate::config::Quota>,
     },
     /// The project's tunnel supervisor forwards exactly `forwards` (stopped when empty), from
     /// the host address the VM of `profile` sees.
@@ -141,9 +144,25 @@ impl Step {
                 context,
                 namespace,
                 user,
+                quota,
                 ..
             } => format!(
-                "namespace {namespace} on context {context} exists, labelled {MANAGED_BY}={DEVENV} and {OWNER}={user} (created when missing; refused if someone else's)"
+                "namespace {namespace} on context {context} exists, labelled {MANAGED_BY}={DEVENV} and {OWNER}={user} (created when missing; refused if someone else's){}",
+                match quota::resource_quota(quota.as_ref()) {
+                    Some(q) => format!(
+                        ", with ResourceQuota {} ({}) and LimitRange {} (default requests)",
+                        quota::QUOTA,
+                        q.spec
+                            .and_then(|s| s.hard)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|(k, v)| format!("{k}={}", v.0))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        quota::DEFAULTS
+                    ),
+                    None => String::new(),
+                }
             ),
             Step::Tunnel {
                 dir,

@@ -53,7 +53,9 @@
 //!   rollout is; [`ApiServer::set_ready_after`]). Pods of failing workloads are
 //!   written by tests with [`ApiServer::set_status`].
 //! - No admission, no authentication or authorisation (every request is allowed), no schema
-//!   validation or pruning of unknown fields, no defaults inside pod templates.
+//!   validation or pruning of unknown fields, no defaults inside pod templates. ResourceQuotas
+//!   and LimitRanges are stored, never enforced or applied, and a quota's status is never
+//!   counted: `tests/real_cluster.rs` shows devenv's on the real server's admission.
 //! - The garbage collector is reduced to: deleting an object deletes its dependents (by
 //!   ownerReferences uid) at once, unless `propagationPolicy=Orphan`; a deleted Namespace is
 //!   Terminating for a moment (`store::NAMESPACE_TERMINATION`), refusing new objects with the

@@ -85,6 +85,8 @@ pub static RESOURCES: &[Resource] = &[
     res("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"], false, false),
     res("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], false, false),
     res("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &["pvc"], true, false),
+    res("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, &["quota"], true, false),
+    res("", "v1", "limitranges", "limitrange", "LimitRange", true, &["limits"], false, false),
     res("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", false, &["pv"], true, false),
     res("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], true, true),
     res("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, &["sts"], true, true),
