@@ -3,6 +3,7 @@
 //! (read-only) from the machine; `--dry-run` prints it and `up` executes it stage by stage
 //! ([`crate::execute`]), so what a dry run shows is what runs.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -609,6 +610,45 @@ impl Plan {
                     })],
                 ));
                 bridges.push(bridge);
+            }
+            // Readiness gates: a local service that needs an offloaded one is released only
+            // once the shared cluster has that one ready (and the tunnel forwards it).
+            let mut gates: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (name, placement) in &facts.placements {
+                if *placement != Placement::Local {
+                    continue;
+                }
+                for need in c.services.get(name).map(|s| &s.needs[..]).unwrap_or(&[]) {
+                    if remote.contains(&need.as_str()) {
+                        gates.entry(need.as_str()).or_default().push(name.as_str());
+                    }
+                }
+            }
+            for (need, by) in gates {
+                let gate = format!("needs:{need}");
+                let remote_stage = format!("remote:{need}");
+                let mut after = vec![remote_stage.as_str()];
+                if tunnel {
+                    after.push("tunnel");
+                }
+                stages.push(stage(
+                    &gate,
+                    &after,
+                    vec![
+                        Action::Note(format!(
+                            "{} need{} {need}, which runs on the shared cluster: the local release waits until it is ready there{}",
+                            by.join(", "),
+                            if by.len() == 1 { "s" } else { "" },
+                            if tunnel { " and the tunnel forwards it" } else { "" }
+                        )),
+                        Action::Verify(Verify::Rollout {
+                            context: r.context.clone(),
+                            namespace: namespace.clone(),
+                            timeout: c.project.rollout_timeout(),
+                        }),
+                    ],
+                ));
+                release_after.push(gate);
             }
             // Services back on the laptop whose bridge is still in the local cluster: the
             // release adopts the bridge's Service, and the remote address goes only once the

@@ -473,14 +473,7 @@ fn a_remote_release_that_never_gets_ready_stops_with_the_rollout_error() {
         return;
     };
     remote.set_auto_ready(false);
-    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
-    env.write(
-        "devenv.toml",
-        &toml.replace(
-            "values = [\"deploy/values-dev.yaml\"]",
-            "values = [\"deploy/values-dev.yaml\"]\nrollout_timeout = \"2s\"",
-        ),
-    );
+    env.rollout_timeout("2s");
     let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote"]);
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("error at 'remote:postgres'"), "{stderr}");
@@ -495,15 +488,7 @@ fn the_dry_run_shows_the_remote_and_bridge_stages_of_a_direct_offload() {
     let env = Env::new().kvm_host();
     env.example();
     set_connect(&env, "direct");
-    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
-    env.write(
-        "devenv.toml",
-        &toml.replacen(
-            "port = 5432\noffload = \"local\"",
-            "port = 5432\noffload = \"remote\"",
-            1,
-        ),
-    );
+    env.postgres_offloaded();
     let (code, stdout, stderr) = output(&env, &["up", "--dry-run"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
@@ -1321,4 +1306,77 @@ fn a_quota_devenv_did_not_make_is_never_replaced() {
         .get("resourcequotas", "devenv-ann-shop", "devenv-quota")
         .unwrap();
     assert_eq!(quota["spec"]["hard"]["pods"], "99");
+}
+
+/// devenv.toml with postgres on the shared cluster and `needs` given to api.
+fn api_needs(env: &Env, needs: &str) {
+    env.postgres_offloaded();
+    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
+    let toml: String = toml
+        .lines()
+        .filter(|l| !l.starts_with("needs = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let toml = toml.replacen(
+        "[services.api]\n",
+        &format!("[services.api]\nneeds = {needs}\n"),
+        1,
+    );
+    env.write("devenv.toml", &toml);
+}
+
+fn stage<'a>(plan: &'a Value, name: &str) -> Option<&'a Value> {
+    plan["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+#[test]
+fn a_local_service_that_needs_an_offloaded_one_is_released_after_it_is_ready_there() {
+    let env = Env::new().kvm_host();
+    env.example();
+    set_connect(&env, "tunnel");
+    api_needs(&env, "[\"postgres\"]");
+    let (code, plan) = env.json_dry_run();
+    assert_eq!(code, Some(0), "{plan}");
+    let gate = stage(&plan, "needs:postgres").unwrap_or_else(|| panic!("{plan}"));
+    assert_eq!(gate["after"], json!(["remote:postgres", "tunnel"]));
+    assert!(
+        gate.to_string()
+            .contains("api needs postgres, which runs on the shared cluster: the local release waits until it is ready there and the tunnel forwards it"),
+        "{gate}"
+    );
+    let release = stage(&plan, "release").unwrap();
+    assert!(
+        release["after"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("needs:postgres")),
+        "{release}"
+    );
+
+    // Without the need, the laptop's release does not wait for the shared cluster.
+    api_needs(&env, "[]");
+    let (_, plan) = env.json_dry_run();
+    assert!(stage(&plan, "needs:postgres").is_none());
+}
+
+#[test]
+fn a_needed_service_that_never_gets_ready_keeps_the_local_release_from_starting() {
+    let Some((env, local, remote)) = offload_env() else {
+        return;
+    };
+    remote.set_auto_ready(false);
+    api_needs(&env, "[\"postgres\"]");
+    env.rollout_timeout("2s");
+    let (code, stdout, stderr) = output(&env, &["up"]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("needs:postgres: skipped"), "{stdout}");
+    assert!(stdout.contains("release: skipped"), "{stdout}");
+    assert!(
+        local.get("deployments", "shop", "api").is_none(),
+        "the local release never started: {stdout}"
+    );
 }

@@ -874,14 +874,7 @@ fn a_rollout_that_never_gets_ready_times_out_naming_what_it_waited_for() {
     let Some((env, _api)) = cluster_env_not_ready() else {
         return;
     };
-    let toml = std::fs::read_to_string(env.project.join("devenv.toml")).unwrap();
-    env.write(
-        "devenv.toml",
-        &toml.replace(
-            "values = [\"deploy/values-dev.yaml\"]",
-            "values = [\"deploy/values-dev.yaml\"]\nrollout_timeout = \"2s\"",
-        ),
-    );
+    env.rollout_timeout("2s");
     env.devenv()
         .arg("up")
         .assert()

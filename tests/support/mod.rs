@@ -184,6 +184,34 @@ impl Env {
     }
 
     /// Write devenv.toml (and whatever the test adds) into the project.
+    /// Rewrite the project's devenv.toml with `edit`.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let toml = std::fs::read_to_string(self.project.join("devenv.toml")).unwrap();
+        self.write("devenv.toml", &edit(toml));
+    }
+
+    /// The example's `[project] rollout_timeout` set to `timeout` (`"2s"`).
+    pub fn rollout_timeout(&self, timeout: &str) {
+        let values = "values = [\"deploy/values-dev.yaml\"]";
+        self.edit_config(|toml| {
+            toml.replace(
+                values,
+                &format!("{values}\nrollout_timeout = \"{timeout}\""),
+            )
+        });
+    }
+
+    /// The example's postgres on the shared cluster by the team's default.
+    pub fn postgres_offloaded(&self) {
+        self.edit_config(|toml| {
+            toml.replacen(
+                "port = 5432\noffload = \"local\"",
+                "port = 5432\noffload = \"remote\"",
+                1,
+            )
+        });
+    }
+
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let path = self.project.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
