@@ -5,6 +5,7 @@
 //! small set of modules: [`process`] for programs, [`state`] for per-user files, [`machine`] for
 //! what the VM drivers need to know about the host.
 
+pub mod bundle;
 pub mod chart;
 pub mod cli;
 pub mod cluster;
@@ -32,6 +33,7 @@ pub mod process;
 pub mod progress;
 pub mod reconcile;
 pub mod requires;
+pub mod runlog;
 pub mod state;
 pub mod templates;
 pub mod ui;

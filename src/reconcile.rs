@@ -342,28 +342,43 @@ impl Reporter for PlainReporter {
 /// JSON lines: `{"stage": …, "event": "started" | "line" | "done" | "failed" | "skipped" | "cancelled", …}`.
 pub struct JsonReporter;
 
+/// One event as the JSON line `--json` prints and the run log keeps.
+pub fn event_json(stage: &str, event: &Event) -> serde_json::Value {
+    match event {
+        Event::Started => serde_json::json!({"stage": stage, "event": "started"}),
+        Event::Line(l) => serde_json::json!({"stage": stage, "event": "line", "line": l}),
+        Event::Finished { outcome, elapsed } => {
+            let ms = elapsed.as_millis() as u64;
+            match outcome {
+                Outcome::Done(r) => {
+                    serde_json::json!({"stage": stage, "event": "done", "changed": r.changed, "summary": r.summary, "elapsed_ms": ms})
+                }
+                Outcome::Failed(e) => {
+                    serde_json::json!({"stage": stage, "event": "failed", "error": e.message, "causes": e.causes, "help": e.help, "code": e.code, "elapsed_ms": ms})
+                }
+                Outcome::Skipped { because } => {
+                    serde_json::json!({"stage": stage, "event": "skipped", "because": because})
+                }
+                Outcome::Cancelled => serde_json::json!({"stage": stage, "event": "cancelled"}),
+            }
+        }
+    }
+}
+
 impl Reporter for JsonReporter {
     fn event(&self, stage: &str, event: &Event) {
-        let v = match event {
-            Event::Started => serde_json::json!({"stage": stage, "event": "started"}),
-            Event::Line(l) => serde_json::json!({"stage": stage, "event": "line", "line": l}),
-            Event::Finished { outcome, elapsed } => {
-                let ms = elapsed.as_millis() as u64;
-                match outcome {
-                    Outcome::Done(r) => {
-                        serde_json::json!({"stage": stage, "event": "done", "changed": r.changed, "summary": r.summary, "elapsed_ms": ms})
-                    }
-                    Outcome::Failed(e) => {
-                        serde_json::json!({"stage": stage, "event": "failed", "error": e.message, "causes": e.causes, "help": e.help, "code": e.code, "elapsed_ms": ms})
-                    }
-                    Outcome::Skipped { because } => {
-                        serde_json::json!({"stage": stage, "event": "skipped", "because": because})
-                    }
-                    Outcome::Cancelled => serde_json::json!({"stage": stage, "event": "cancelled"}),
-                }
-            }
-        };
-        crate::outln!("{v}");
+        crate::outln!("{}", event_json(stage, event));
+    }
+}
+
+/// Every event to each of the reporters, in order: the screen and the run log.
+pub struct Tee(pub Vec<Arc<dyn Reporter>>);
+
+impl Reporter for Tee {
+    fn event(&self, stage: &str, event: &Event) {
+        for r in &self.0 {
+            r.event(stage, event);
+        }
     }
 }
 

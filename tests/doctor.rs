@@ -961,3 +961,238 @@ fn requires_helm_below_4_keeps_the_real_helm_4_away() {
         }
     }
 }
+
+/// Every file of a bundle, by its name inside `devenv-bundle/`.
+fn open_bundle(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+            let name = name
+                .strip_prefix("devenv-bundle/")
+                .unwrap_or_else(|| panic!("{name} outside devenv-bundle/"))
+                .to_string();
+            (name, text)
+        })
+        .collect()
+}
+
+/// A second kubeconfig with a client certificate, key and token for another cluster.
+fn planted_kubeconfig(env: &Env) -> std::path::PathBuf {
+    let path = env.home.path().join("other.kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster:\n    server: https://admin:planted-url-password@prod.example:6443\n\
+         users:\n- name: prod\n  user:\n    token: planted-kube-token\n    client-key-data: cGxhbnRlZC1rZXktZGF0YQ==\n    client-certificate-data: cGxhbnRlZC1jZXJ0\n\
+         contexts:\n- name: prod\n  context:\n    cluster: prod\n    user: prod\n",
+    )
+    .unwrap();
+    path
+}
+
+/// No planted secret anywhere in the bundle.
+fn assert_clean(files: &std::collections::BTreeMap<String, String>, planted: &[&str]) {
+    for (name, text) in files {
+        for secret in planted {
+            assert!(
+                !text.contains(secret),
+                "{secret} leaked into {name}:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bundle_from_a_broken_laptop_opens_says_what_is_missing_and_holds_no_planted_secret() {
+    let env = Env::new().without_minikube();
+    env.example();
+    // A broken devenv.toml with a secret in it, and a kubeconfig full of credentials.
+    env.edit_config(|toml| {
+        toml.replacen(
+            "[project]\n",
+            "[project]\napi_token = \"planted-config-token\"\n# admin password: planted-comment-password\n",
+            1,
+        )
+    });
+    let kubeconfig = planted_kubeconfig(&env);
+    let out = env
+        .devenv()
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["doctor", "--bundle", "ticket.tar.gz"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ticket.tar.gz (secrets removed)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("doctor.json"),
+        "it lists what it wrote: {stdout}"
+    );
+    let files = open_bundle(&env.project.join("ticket.tar.gz"));
+    for name in [
+        "doctor.json",
+        "versions.txt",
+        "system.json",
+        "devenv.toml",
+        "devenv.toml.error.txt",
+        "kubeconfig.yaml",
+        "MISSING.txt",
+    ] {
+        assert!(files.contains_key(name), "no {name}: {:?}", files.keys());
+    }
+    assert!(
+        files["devenv.toml.error.txt"].contains("expected one of: name, chart"),
+        "{}",
+        files["devenv.toml.error.txt"]
+    );
+    assert!(
+        files["versions.txt"].contains("$ minikube\n(`minikube` is not installed"),
+        "{}",
+        files["versions.txt"]
+    );
+    assert!(
+        files["MISSING.txt"].contains("devenv.toml cannot be read"),
+        "{}",
+        files["MISSING.txt"]
+    );
+    let doctor: Value = serde_json::from_str(&files["doctor.json"]).unwrap();
+    assert_eq!(doctor["ok"], false);
+    assert_clean(
+        &files,
+        &[
+            "planted-config-token",
+            "planted-comment-password",
+            "planted-kube-token",
+            "cGxhbnRlZC1rZXktZGF0YQ",
+            "cGxhbnRlZC1jZXJ0",
+            "planted-url-password",
+        ],
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.project.join("ticket.tar.gz"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "only the user may read it");
+    }
+}
+
+#[test]
+fn a_bundle_of_a_running_project_holds_its_logs_events_and_runs_without_their_secrets() {
+    let Some((env, api)) = support::cluster_env() else {
+        return;
+    };
+    let out = env.devenv().arg("up").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Secrets where each source could carry one.
+    let project_dir = std::fs::read_dir(env.state.join("projects"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(
+        project_dir.join("tunnel.log"),
+        "forward postgres: Authorization: Bearer planted-tunnel-token\n",
+    )
+    .unwrap();
+    let run = std::fs::read_dir(project_dir.join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut log = std::fs::read_to_string(&run).unwrap();
+    log.push_str("{\"stage\":\"release\",\"event\":\"line\",\"line\":\"DB_PASSWORD=planted-run-password\"}\n");
+    std::fs::write(&run, log).unwrap();
+    std::fs::create_dir_all(env.minikube_state.join("logs")).unwrap();
+    std::fs::write(
+        env.minikube_state.join("logs/devenv-shop"),
+        "I1207 apiserver flags: --token-auth-file=/x --password planted-minikube-password\n\
+         -----BEGIN RSA PRIVATE KEY-----\nplanted-pem-body\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    api.create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "api.1", "namespace": "shop"},
+        "involvedObject": {"kind": "Pod", "name": "api-1"},
+        "reason": "Failed", "type": "Warning",
+        "message": "connect postgres://app:planted-event-password@postgres:5432 failed",
+        "lastTimestamp": "2026-12-07T05:00:00Z",
+    }));
+
+    let out = env
+        .devenv()
+        .args(["--json", "doctor", "--bundle", "b.tar.gz"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(v["bundle"].as_str().unwrap().ends_with("b.tar.gz"), "{v}");
+    let files = open_bundle(&env.project.join("b.tar.gz"));
+    for name in [
+        "state.json",
+        "tunnel.log",
+        "minikube-logs.txt",
+        "minikube-status.json",
+        "events.json",
+        "exports.txt",
+        "kubeconfig.yaml",
+    ] {
+        assert!(
+            files.contains_key(name),
+            "no {name}: {:?} {v}",
+            files.keys()
+        );
+    }
+    assert!(
+        files.keys().any(|k| k.starts_with("runs/up-")),
+        "{:?}",
+        files.keys()
+    );
+    assert!(
+        files["events.json"].contains("postgres://[REDACTED]@postgres:5432"),
+        "{}",
+        files["events.json"]
+    );
+    assert!(
+        files["minikube-logs.txt"].contains("==> Last Start <=="),
+        "{}",
+        files["minikube-logs.txt"]
+    );
+    assert!(
+        files["tunnel.log"].contains("Bearer [REDACTED]"),
+        "{}",
+        files["tunnel.log"]
+    );
+    assert_clean(
+        &files,
+        &[
+            "planted-tunnel-token",
+            "planted-run-password",
+            "planted-minikube-password",
+            "planted-pem-body",
+            "planted-event-password",
+        ],
+    );
+}

@@ -22,11 +22,25 @@ use crate::machine::{self, Machine};
 /// or any other check); warnings do not change the exit code. Only reads: never changes the
 /// machine.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Also write everything a ticket needs into one .tar.gz (default
+    /// devenv-bundle-<time>.tar.gz here): doctor's findings, tool versions, the machine,
+    /// devenv.toml, your offload toggles, the last runs of `up`, the exports block, minikube's
+    /// status and logs, the release and its events, the tunnel. Secrets (passwords, tokens,
+    /// keys, certificates, kubeconfig credentials) are removed; what cannot be collected is
+    /// listed in MISSING.txt.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub bundle: Option<std::path::PathBuf>,
+}
 
-pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
+pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     // A broken devenv.toml must not stop the machine checks: report it as one of them.
-    let (choice, loaded, config_check) = match ctx.load_config() {
+    let config = ctx.load_config();
+    let config_error = match &config {
+        Err(e) if !matches!(e, crate::config::ConfigError::NotFound { .. }) => Some(e.to_string()),
+        _ => None,
+    };
+    let (choice, loaded, config_check) = match config {
         Ok(l) => (Choice::parse(&l.config.vm.driver), Some(l), None),
         Err(crate::config::ConfigError::NotFound { .. }) => (Choice::Auto, None, None),
         Err(e) => (
@@ -43,8 +57,11 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
             )),
         ),
     };
-    // An impossible driver setting is a usage error, before any probe runs.
-    if let Choice::Named(_) = &choice {
+    // An impossible driver setting is a usage error, before any probe runs (a bundle is
+    // still written: it is for exactly such a laptop).
+    if let Choice::Named(_) = &choice
+        && args.bundle.is_none()
+    {
         machine::driver_for(&choice)?;
     }
 
@@ -72,7 +89,7 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
     }
 
     let chosen: Option<&str> = match &choice {
-        Choice::Named(_) => Some(machine::driver_for(&choice)?.name()),
+        Choice::Named(_) => machine::driver_for(&choice).ok().map(|d| d.name()),
         Choice::Auto => statuses.iter().find(|s| s.healthy()).map(|s| s.driver),
     };
     let chosen_status = chosen.and_then(|n| statuses.iter().find(|s| s.driver == n));
@@ -91,8 +108,12 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
     let (failures, warnings) = (counted(CheckState::Fail), counted(CheckState::Warn));
     let ok = driver_ok && failures == 0;
 
+    let report = report_json(&choice, chosen, &statuses, &findings, ok);
+    if let Some(path) = args.bundle {
+        return write_bundle(ctx, loaded.as_ref(), config_error, &report, path, ok).await;
+    }
     if ctx.ui.json {
-        print_json(&choice, chosen, &statuses, &findings, ok);
+        crate::outln!("{report}");
     } else {
         print_human(ctx, &choice, chosen, &statuses, &findings);
         let ui = &ctx.ui;
@@ -124,13 +145,65 @@ fn choice_text(choice: &Choice) -> String {
     }
 }
 
-fn print_json(
+/// `devenv doctor --bundle`: the archive, and what is in it.
+async fn write_bundle(
+    ctx: &Context,
+    loaded: Option<&crate::config::Loaded>,
+    config_error: Option<String>,
+    report: &serde_json::Value,
+    path: std::path::PathBuf,
+    ok: bool,
+) -> Result<i32, Error> {
+    let path = if path.as_os_str().is_empty() {
+        crate::bundle::default_path(&ctx.cwd)
+    } else {
+        ctx.cwd.join(path)
+    };
+    let bundle = crate::bundle::collect(ctx, loaded, config_error, report).await;
+    crate::bundle::write(&bundle, &path).map_err(|source| Error::Io {
+        action: "write the bundle",
+        path: path.clone(),
+        source,
+    })?;
+    if ctx.ui.json {
+        crate::outln!(
+            "{}",
+            json!({
+                "bundle": path,
+                "files": bundle.files.iter().map(|(n, b)| json!({"name": n, "bytes": b.len()})).collect::<Vec<_>>(),
+                "missing": bundle.missing.iter().map(|(w, y)| json!({"what": w, "why": y})).collect::<Vec<_>>(),
+                "doctor_ok": ok,
+            })
+        );
+        return Ok(0);
+    }
+    let ui = &ctx.ui;
+    ui.say(ui.ok(&format!(
+        "Wrote {} (secrets removed): attach it to your ticket.",
+        path.display()
+    )));
+    for (name, bytes) in &bundle.files {
+        crate::outln!("  {:<28} {:>8} bytes", name, bytes.len());
+    }
+    if !bundle.missing.is_empty() {
+        crate::outln!("Not collected (listed in MISSING.txt):");
+        for (what, why) in &bundle.missing {
+            crate::outln!("  {what}: {why}");
+        }
+    }
+    if !ok {
+        crate::outln!("doctor found problems: they are in doctor.json, or run `devenv doctor`.");
+    }
+    Ok(0)
+}
+
+fn report_json(
     choice: &Choice,
     chosen: Option<&str>,
     statuses: &[DriverStatus],
     findings: &[Finding],
     ok: bool,
-) {
+) -> serde_json::Value {
     let drivers_json: Vec<_> = statuses
         .iter()
         .map(|s| {
@@ -159,9 +232,7 @@ fn print_json(
             v
         })
         .collect();
-    crate::outln!(
-        "{}",
-        json!({
+    json!({
             "ok": ok,
             "os": format!("{:?}", machine::current_os()).to_lowercase(),
             "arch": format!("{:?}", machine::current_arch()).to_lowercase(),
@@ -171,8 +242,7 @@ fn print_json(
             "tools": in_group(Group::Tools),
             "config": findings.iter().find(|f| f.group == Group::Config).map(|f| check_json(&f.check)),
             "checks": checks,
-        })
-    );
+    })
 }
 
 fn print_human(

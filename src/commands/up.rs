@@ -320,7 +320,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         uid: export.owner.uid,
         docker_env: Default::default(),
     };
-    let reporter: Arc<dyn Reporter> = if ctx.ui.json {
+    let screen: Arc<dyn Reporter> = if ctx.ui.json {
         Arc::new(JsonReporter)
     } else if ctx.ui.quiet {
         Arc::new(reconcile::QuietReporter)
@@ -329,6 +329,11 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     } else {
         Arc::new(PlainReporter)
     };
+    // Kept for `devenv doctor --bundle`, whatever the screen showed.
+    let reporter: Arc<dyn Reporter> = Arc::new(reconcile::Tee(vec![
+        screen,
+        Arc::new(crate::runlog::RunLog::create(project.path(), "up")),
+    ]));
     let cancel = async move {
         match interrupt.as_mut() {
             Some(signal) => {
