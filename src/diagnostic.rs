@@ -76,15 +76,32 @@ impl Failure {
 
 impl<E: Diagnostic + ?Sized> From<&E> for Failure {
     fn from(e: &E) -> Failure {
-        let mut causes = Vec::new();
+        let mut chain = Vec::new();
         let mut source = e.source();
         while let Some(cause) = source {
-            causes.push(cause.to_string());
+            chain.push(cause.to_string());
             source = cause.source();
         }
+        let message = e.to_string();
+        // A layer that only repeats what is said already (kube's `ApiError: X (Status {…})`
+        // around the server's X, the server's X under a message quoting it) adds nothing but
+        // noise to the screen.
+        let causes = chain
+            .iter()
+            .enumerate()
+            .filter(|(i, cause)| {
+                let repeats_later = chain[i + 1..].iter().any(|l| cause.contains(l.as_str()));
+                let said = message.contains(cause.as_str())
+                    || cause
+                        .rsplit_once(": ")
+                        .is_some_and(|(head, _)| message.contains(head));
+                !repeats_later && !said
+            })
+            .map(|(_, c)| c.clone())
+            .collect();
         Failure {
             code: e.code(),
-            message: e.to_string(),
+            message,
             causes,
             help: e.help(),
         }

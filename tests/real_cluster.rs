@@ -741,3 +741,133 @@ fn remote_quota_is_enforced_by_the_real_servers_admission() {
     });
     plane.forget_namespace(ns);
 }
+
+/// The YAML blocks of docs/platform.md that define the roles.
+fn platform_rbac_yaml() -> Vec<String> {
+    let doc = include_str!("../docs/platform.md");
+    doc.split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.contains("kind: ClusterRole\n"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `kubectl apply` as the admin.
+fn apply_as_admin(plane: &ControlPlane, dir: &std::path::Path, yaml: &str) {
+    let kubectl = support::real_tool("kubectl").expect("kubectl");
+    let file = dir.join("apply.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = std::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig(dir, "admin"))
+        .args(["apply", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{yaml}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_roles_of_docs_platform_md_are_enough_for_a_developer_and_for_gc_on_a_real_rbac_server() {
+    use support::controlplane::{DEVELOPER_TOKEN, GC_TOKEN};
+    let _one = ControlPlane::exclusive();
+    let Some((env, local)) = support::cluster_env_with("helm3") else {
+        return;
+    };
+    let Some((_, plane, _node)) = support::real_cluster_env("helm3") else {
+        return;
+    };
+    plane.forget_namespace("devenv-ann-shop");
+    let kube = env.home.path().join("kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    apply_as_admin(
+        plane,
+        &kube,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: platform}\n",
+    );
+    let blocks = platform_rbac_yaml();
+    assert_eq!(blocks.len(), 2, "the developer's and gc's roles");
+    for block in &blocks {
+        apply_as_admin(plane, &kube, block);
+    }
+    // The docs bind gc's role to a service account; the test's gc-bot is a user in a group.
+    apply_as_admin(
+        plane,
+        &kube,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: devenv-gc-test}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: devenv-gc}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: devenv-gc}\n",
+    );
+    let developer = kube.join("dev-cluster.kubeconfig");
+    std::fs::write(
+        &developer,
+        plane.kubeconfig_as("dev-cluster", DEVELOPER_TOKEN),
+    )
+    .unwrap();
+    let gc = kube.join("gc.kubeconfig");
+    std::fs::write(&gc, plane.kubeconfig_as("gc", GC_TOKEN)).unwrap();
+    let files = [local.kubeconfig(&kube), developer, gc];
+    let env = env.with_env("KUBECONFIG", std::env::join_paths(files).unwrap());
+    env.edit_config(|toml| {
+        format!(
+            "{}\n[remote.quota]\ncpu = \"4\"\nmemory = \"4Gi\"\npods = 10\n",
+            toml.replace("connect = \"tunnel\"", "connect = \"direct\"")
+        )
+    });
+
+    // As ann, with only devenv-developer: the namespace, the release and the quota.
+    let (_, text) = run(&env, &["offload", "postgres", "--remote"]);
+    assert!(!text.contains("forbidden"), "{text}");
+    assert_eq!(
+        plane.namespace_phase("devenv-ann-shop").as_deref(),
+        Some("Active"),
+        "{text}"
+    );
+    let (code, text) = run(&env, &["--json", "remote", "list"]);
+    assert_eq!(code, Some(0), "{text}");
+    let listed: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        listed["namespaces"][0]["namespace"], "devenv-ann-shop",
+        "{listed}"
+    );
+    assert_eq!(
+        listed["namespaces"][0]["services"],
+        serde_json::json!(["postgres"]),
+        "{listed}"
+    );
+
+    // As gc-bot, with only devenv-gc: an idle namespace goes; creating one is refused.
+    support::docker::block_on(async {
+        use k8s_openapi::api::core::v1::Namespace;
+        use kube::api::{Api, Patch, PatchParams, PostParams};
+        let api: Api<Namespace> = Api::all(plane.client().await);
+        let old = serde_json::json!({"metadata": {"annotations": {"devenv.dev/last-used": "2026-01-01T00:00:00Z"}}});
+        api.patch(
+            "devenv-ann-shop",
+            &PatchParams::default(),
+            &Patch::Merge(&old),
+        )
+        .await
+        .unwrap();
+        let kc = kube::config::Kubeconfig::from_yaml(&plane.kubeconfig_as("gc", GC_TOKEN)).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let as_gc: Api<Namespace> = Api::all(kube::Client::try_from(config).unwrap());
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "gc-may-not"}}))
+                .unwrap();
+        let refused = as_gc.create(&PostParams::default(), &ns).await.unwrap_err();
+        assert!(refused.to_string().contains("forbidden"), "{refused}");
+    });
+    let (code, text) = run(
+        &env,
+        &["remote", "gc", "--idle", "14d", "--yes", "--context", "gc"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("deleted devenv-ann-shop"), "{text}");
+    plane.forget_namespace("devenv-ann-shop");
+}

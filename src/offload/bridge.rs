@@ -161,6 +161,7 @@ pub async fn remote_route(
         source,
     };
     let svc = remote_service(client.clone(), context, namespace, host, service).await?;
+    // A NodePort is reached at a node's address (docs/platform.md's role lists nodes).
     let nodes: Api<Node> = Api::all(client);
     let nodes = nodes
         .list(&ListParams::default())

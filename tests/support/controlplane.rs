@@ -2,9 +2,11 @@
 //! kube-apiserver, kube-controller-manager and kube-scheduler v1.20.2 built from Debian's
 //! `kubernetes` source package by `controlplane/build` (`.ci/install-tools` keeps them under
 //! the CI tools directory). The API server serves TLS with a certificate made here by openssl,
-//! takes a static bearer token for the admin, signs service-account tokens with a key pair made
-//! here, authorises everything (`AlwaysAllow`) and writes an audit log (level Metadata), from
-//! which tests count the requests devenv and helm made. No kubelet can run on these machines:
+//! takes static bearer tokens (the admin in `system:masters`; a developer `ann` and a `gc-bot`
+//! with no rights of their own), signs service-account tokens with a key pair made here,
+//! authorises with RBAC as a real cluster does (the admin may do everything; what the other two
+//! may do is what a test binds to them, e.g. the roles docs/platform.md gives) and writes an
+//! audit log (level Metadata), from which tests count the requests devenv and helm made. No kubelet can run on these machines:
 //! [`super::kubelet`] stands in for one.
 //!
 //! One control plane per test binary, started by the first test that asks and shared by the
@@ -25,6 +27,11 @@ use std::time::{Duration, Instant};
 
 /// The admin's bearer token (a test secret, never a real one).
 pub const TOKEN: &str = "devenv-test-admin-token";
+/// User `ann` in group `devenv-developers`: only what RBAC gives that group (nothing, until a
+/// test binds a role to it).
+pub const DEVELOPER_TOKEN: &str = "devenv-test-ann-token";
+/// User `gc-bot` in group `devenv-gc`, for `devenv remote gc` as a platform team runs it.
+pub const GC_TOKEN: &str = "devenv-test-gc-token";
 
 /// A running control plane.
 pub struct ControlPlane {
@@ -113,7 +120,9 @@ impl ControlPlane {
         certificates(&dir);
         std::fs::write(
             dir.join("tokens.csv"),
-            format!("{TOKEN},admin,admin,system:masters\n"),
+            format!(
+                "{TOKEN},admin,admin,system:masters\n{DEVELOPER_TOKEN},ann,ann,devenv-developers\n{GC_TOKEN},gc-bot,gc-bot,devenv-gc\n"
+            ),
         )
         .unwrap();
         std::fs::write(
@@ -155,7 +164,7 @@ impl ControlPlane {
                     &format!("--tls-private-key-file={}", p("server.key")),
                     &format!("--client-ca-file={}", p("ca.crt")),
                     &format!("--token-auth-file={}", p("tokens.csv")),
-                    "--authorization-mode=AlwaysAllow",
+                    "--authorization-mode=RBAC",
                     &format!("--service-account-key-file={}", p("sa.pub")),
                     &format!("--service-account-signing-key-file={}", p("sa.key")),
                     "--service-account-issuer=https://kubernetes.default.svc",
@@ -261,8 +270,13 @@ impl ControlPlane {
 
     /// The kubeconfig text for the admin, its cluster, user and context named `context`.
     pub fn kubeconfig_text(&self, context: &str) -> String {
+        self.kubeconfig_as(context, TOKEN)
+    }
+
+    /// A kubeconfig whose user authenticates with `token` ([`DEVELOPER_TOKEN`], [`GC_TOKEN`]).
+    pub fn kubeconfig_as(&self, context: &str, token: &str) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {}\n    certificate-authority: {}\ncontexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {context}\n    namespace: default\ncurrent-context: {context}\nusers:\n- name: {context}\n  user:\n    token: {TOKEN}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {}\n    certificate-authority: {}\ncontexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {context}\n    namespace: default\ncurrent-context: {context}\nusers:\n- name: {context}\n  user:\n    token: {token}\n",
             self.url,
             self.ca.display()
         )
