@@ -375,3 +375,16 @@ fn every_error_ends_with_its_code_and_where_it_is_explained() {
     let e = rejected("[project]\nname = 5\n");
     assert!(e.contains("code: config-invalid ("), "{e}");
 }
+
+#[test]
+fn platform_keys_are_checked_where_they_are_written() {
+    let e = rejected(
+        "[project]\nname = \"shop\"\n\n[requires]\nhelm = \">= three\"\n\n[remote]\ncontext = \"dev\"\n\n[remote.quota]\nmemory = \"8GB\"\n\n[services.api]\nneeds = [\"postgress\"]\n\n[services.postgres]\n",
+    );
+    assert_located(&e, 5, "requires.helm");
+    assert!(e.contains("is not a version range"), "{e}");
+    assert_located(&e, 11, "remote.quota.memory");
+    assert!(e.contains("write it like \"8Gi\""), "{e}");
+    assert_located(&e, 14, "services.api.needs.0");
+    assert!(e.contains("did you mean \"postgres\"?"), "{e}");
+}

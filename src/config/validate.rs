@@ -213,14 +213,21 @@ pub(super) fn validate(loaded: &Loaded, source: &str) -> Vec<Problem> {
         }
     }
 
-    // [requires]
-    for tool in crate::requires::Tool::ALL {
-        if let Some(range) = tool.required(&c.requires)
-            && let Err(why) = crate::requires::parse_range(range)
+    // [requires] (Cargo's range syntax; crate::requires compares versions with them)
+    let r = &c.requires;
+    for (key, range) in [
+        ("devenv", &r.devenv),
+        ("minikube", &r.minikube),
+        ("helm", &r.helm),
+        ("kubectl", &r.kubectl),
+        ("kubernetes", &r.kubernetes),
+    ] {
+        if let Some(range) = range
+            && let Err(e) = semver::VersionReq::parse(range.trim())
         {
             v.add(
-                &["requires", tool.key()],
-                why,
+                &["requires", key],
+                format!("\"{range}\" is not a version range: {e}"),
                 Some("write a range like \">=1.33, <1.36\", \"~3.17\" or \"1.31\"".into()),
             );
         }
