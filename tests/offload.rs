@@ -1380,3 +1380,46 @@ fn a_needed_service_that_never_gets_ready_keeps_the_local_release_from_starting(
         "the local release never started: {stdout}"
     );
 }
+
+#[test]
+fn a_toggle_dry_run_prints_the_plan_with_the_choice_applied_and_records_nothing() {
+    let Some((env, local, remote)) = offload_env() else {
+        return;
+    };
+    let (code, stdout, stderr) = output(&env, &["offload", "postgres", "--remote", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("helm upgrade --install postgres"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("namespace devenv-ann-shop on context dev-cluster exists"),
+        "{stdout}"
+    );
+    // Nothing recorded: the listing still has postgres on the laptop, and a plain dry run of
+    // up has no remote stage.
+    let (_, plan) = env.json_dry_run();
+    assert!(
+        !plan["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "remote:postgres"),
+        "{plan}"
+    );
+    let (code, stdout, stderr) = output(
+        &env,
+        &["offload", "postgres", "--local", "--purge", "--dry-run"],
+    );
+    assert_eq!(code, Some(0), "no question asked for a dry run: {stderr}");
+    assert!(
+        stdout.contains("delete namespace devenv-ann-shop"),
+        "{stdout}"
+    );
+    for cluster in [&local, &remote] {
+        assert!(
+            cluster.requests().iter().all(|r| r.is_read_only()),
+            "a dry run only reads"
+        );
+    }
+}

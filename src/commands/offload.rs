@@ -43,6 +43,10 @@ pub struct Args {
     /// With --purge: do not ask for confirmation.
     #[arg(long, short = 'y', requires = "purge")]
     pub yes: bool,
+    /// Print the plan the toggle would run (`devenv up --dry-run` with the choice applied) and
+    /// change nothing, not even the recorded choice.
+    #[arg(long, conflicts_with = "no_apply")]
+    pub dry_run: bool,
     /// How long to wait for another devenv command working on this project.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,
@@ -129,6 +133,26 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             });
         }
     }
+    if args.dry_run {
+        let code = up::exec(
+            up::Args {
+                dry_run: true,
+                watch: false,
+                recreate: false,
+                lock_timeout: args.lock_timeout,
+                toggle: Some((service.clone(), placement)),
+            },
+            ctx,
+        )
+        .await?;
+        if args.purge && !ctx.ui.json {
+            let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
+            ctx.ui.say(format!(
+                "then, once nothing else of the project runs there: delete namespace {namespace} with its releases and volumes"
+            ));
+        }
+        return Ok(code);
+    }
     if args.purge && !args.yes {
         let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
         let on = c
@@ -184,6 +208,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             watch: false,
             recreate: false,
             lock_timeout: args.lock_timeout,
+            toggle: None,
         },
         ctx,
     )

@@ -45,6 +45,9 @@ pub struct Args {
     /// How long to wait for another devenv command working on this project.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,
+    /// A toggle not recorded yet, planned as if it were (`devenv offload … --dry-run`).
+    #[arg(skip)]
+    pub toggle: Option<(String, Placement)>,
 }
 
 pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
@@ -75,6 +78,9 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         crate::process::Interrupt::listen().ok()
     };
     let mut state = project.load()?;
+    if let Some((service, placement)) = &args.toggle {
+        state.offload.insert(service.clone(), *placement);
+    }
     let placements: Vec<(String, Placement)> = c
         .services
         .iter()
