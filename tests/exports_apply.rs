@@ -1,4 +1,4 @@
-//! The safe-apply path of `src/nfs/apply.rs` at the library level: validation with the real
+//! The safe-apply path of `src/nfs/apply/` at the library level: validation with the real
 //! Linux `exportfs` in a private mount namespace (root only; CI runs as root), and the exact
 //! privileged commands: with the exports helper, the one command the sudoers snippet allows
 //! (checked with the real `visudo`); without it, sudo command lines no snippet allows.
