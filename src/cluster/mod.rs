@@ -93,7 +93,7 @@ pub async fn client(context: &str) -> Result<Client, ClusterError> {
         context: context.to_string(),
         message,
     };
-    let kubeconfig = read_kubeconfig().map_err(connect)?;
+    let kubeconfig = read_kubeconfig().map_err(|e| connect(e.to_string()))?;
     let options = KubeConfigOptions {
         context: Some(context.to_string()),
         ..KubeConfigOptions::default()
@@ -147,7 +147,7 @@ pub const USER_AGENT: &str = concat!("devenv/", env!("CARGO_PKG_VERSION"));
 /// merged in order (the first to set a value wins), else `~/.kube/config`. A listed file that
 /// does not exist is skipped, as client-go skips it: a cold `offload --remote` runs before
 /// minikube has written the first file of `local:remote`.
-pub fn read_kubeconfig() -> Result<Kubeconfig, String> {
+pub fn read_kubeconfig() -> Result<Kubeconfig, KubeconfigError> {
     let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
         .map(|v| {
             std::env::split_paths(&v)
@@ -156,7 +156,7 @@ pub fn read_kubeconfig() -> Result<Kubeconfig, String> {
         })
         .unwrap_or_default();
     let paths = if listed.is_empty() {
-        let home = std::env::home_dir().ok_or("no home directory to find ~/.kube/config in")?;
+        let home = std::env::home_dir().ok_or(KubeconfigError::NoHome)?;
         vec![home.join(".kube/config")]
     } else {
         listed
@@ -165,22 +165,39 @@ pub fn read_kubeconfig() -> Result<Kubeconfig, String> {
 }
 
 /// The files of `paths` that exist, merged in order.
-fn merge_kubeconfigs(paths: &[PathBuf]) -> Result<Kubeconfig, String> {
+fn merge_kubeconfigs(paths: &[PathBuf]) -> Result<Kubeconfig, KubeconfigError> {
     let mut merged: Option<Kubeconfig> = None;
     for path in paths.iter().filter(|p| p.exists()) {
-        let next = Kubeconfig::read_from(path).map_err(|e| e.to_string())?;
+        let next = Kubeconfig::read_from(path).map_err(|e| KubeconfigError::Unreadable {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         merged = Some(match merged {
             None => next,
-            Some(m) => m.merge(next).map_err(|e| e.to_string())?,
+            Some(m) => m.merge(next).map_err(|e| KubeconfigError::Unreadable {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
         });
     }
-    merged.ok_or_else(|| {
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        format!(
-            "no kubeconfig file exists (looked for {})",
-            names.join(", ")
-        )
+    merged.ok_or_else(|| KubeconfigError::NoneExists {
+        looked: paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
     })
+}
+
+/// Why the kubeconfig cannot be read as kubectl would.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("no home directory to find ~/.kube/config in")]
+    NoHome,
+    #[error("{}: {message}", path.display())]
+    Unreadable { path: PathBuf, message: String },
+    #[error("no kubeconfig file exists (looked for {looked})")]
+    NoneExists { looked: String },
 }
 
 /// Service `name` of `namespace` and the pods its selector picks, sorted by name: where its
@@ -523,7 +540,9 @@ mod tests {
         let merged = merge_kubeconfigs(&[local.clone(), remote]).unwrap();
         assert_eq!(merged.contexts.len(), 1);
         assert_eq!(merged.contexts[0].name, "dev");
-        let none = merge_kubeconfigs(std::slice::from_ref(&local)).unwrap_err();
+        let none = merge_kubeconfigs(std::slice::from_ref(&local))
+            .unwrap_err()
+            .to_string();
         assert!(none.contains(&local.display().to_string()), "{none}");
     }
 }

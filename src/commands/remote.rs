@@ -112,7 +112,7 @@ fn shared_context(ctx: &Context, context: Option<String>) -> Result<String, Erro
                 help: "pass --context <kubeconfig context of the shared cluster>".into(),
             })?;
             crate::offload::allowed_server(&remote).map_err(|why| Error::Failed {
-                message: why,
+                message: why.to_string(),
                 help: "point the context back at the dev cluster, or pass --context".into(),
                 code: 1,
                 diagnostic: codes::REMOTE_NOT_ALLOWED,

@@ -260,7 +260,7 @@ impl Step {
 /// otherwise the context's cluster server in the kubeconfig must be one of the URLs (without a
 /// trailing `/`, scheme and host compared in any case). The error says where the context points
 /// and what is allowed, so a context repointed at production is refused before anything is sent.
-pub fn allowed_server(remote: &crate::config::Remote) -> Result<(), String> {
+pub fn allowed_server(remote: &crate::config::Remote) -> Result<(), ServerRefusal> {
     if remote.server.is_empty() {
         return Ok(());
     }
@@ -271,18 +271,16 @@ pub fn allowed_server(remote: &crate::config::Remote) -> Result<(), String> {
         .find(|c| c.name == remote.context)
         .and_then(|c| c.context.as_ref())
         .map(|c| c.cluster.clone())
-        .ok_or_else(|| format!("there is no kubeconfig context {}", remote.context))?;
+        .ok_or_else(|| ServerRefusal::NoContext(remote.context.clone()))?;
     let server = kubeconfig
         .clusters
         .iter()
         .find(|c| c.name == cluster)
         .and_then(|c| c.cluster.as_ref())
         .and_then(|c| c.server.clone())
-        .ok_or_else(|| {
-            format!(
-                "kubeconfig context {} names cluster {cluster}, which has no server",
-                remote.context
-            )
+        .ok_or_else(|| ServerRefusal::NoServer {
+            context: remote.context.clone(),
+            cluster: cluster.clone(),
         })?;
     let normal = |url: &str| {
         let url = url.trim().trim_end_matches('/');
@@ -302,16 +300,35 @@ pub fn allowed_server(remote: &crate::config::Remote) -> Result<(), String> {
     if remote.server.iter().any(|s| normal(s) == normal(&server)) {
         return Ok(());
     }
-    Err(format!(
-        "kubeconfig context {} points at {server}, which is not the shared dev cluster ([remote] server = {}): devenv sends nothing there",
-        remote.context,
-        remote
+    Err(ServerRefusal::Elsewhere {
+        context: remote.context.clone(),
+        server,
+        allowed: remote
             .server
             .iter()
             .map(|s| format!("\"{s}\""))
             .collect::<Vec<_>>()
-            .join(", ")
-    ))
+            .join(", "),
+    })
+}
+
+/// Why `[remote] server` refuses the cluster `[remote] context` points at.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerRefusal {
+    #[error(transparent)]
+    Kubeconfig(#[from] crate::cluster::KubeconfigError),
+    #[error("there is no kubeconfig context {0}")]
+    NoContext(String),
+    #[error("kubeconfig context {context} names cluster {cluster}, which has no server")]
+    NoServer { context: String, cluster: String },
+    #[error(
+        "kubeconfig context {context} points at {server}, which is not the shared dev cluster ([remote] server = {allowed}): devenv sends nothing there"
+    )]
+    Elsewhere {
+        context: String,
+        server: String,
+        allowed: String,
+    },
 }
 
 /// The user's namespace for a project on the remote cluster.
@@ -466,16 +483,20 @@ pub async fn connect_remote(context: &str, service: &str) -> Result<Client, Offl
 /// the `key` section and the `global` section of each file in order (the chart's values.yaml,
 /// then the team's values files), merged as Helm merges them. Without this the remote copy
 /// would run with the subchart's bare defaults (another database name, another password).
-pub fn subchart_values(files: &[PathBuf], key: &str) -> Result<Value, String> {
+pub fn subchart_values(files: &[PathBuf], key: &str) -> Result<Value, ValuesError> {
     let mut out = Value::Object(Map::new());
     for file in files {
         if !file.is_file() {
             continue;
         }
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let values: Value = serde_norway::from_str(&text)
-            .map_err(|e| format!("{} is not valid YAML: {e}", file.display()))?;
+        let text = std::fs::read_to_string(file).map_err(|source| ValuesError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let values: Value = serde_norway::from_str(&text).map_err(|e| ValuesError::Yaml {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
         if let Some(section) = values.get(key) {
             merge(&mut out, section);
         }
@@ -488,6 +509,18 @@ pub fn subchart_values(files: &[PathBuf], key: &str) -> Result<Value, String> {
         map.remove("enabled");
     }
     Ok(out)
+}
+
+/// Why the values of a subchart cannot be gathered.
+#[derive(Debug, thiserror::Error)]
+pub enum ValuesError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not valid YAML: {message}", path.display())]
+    Yaml { path: PathBuf, message: String },
 }
 
 /// Deep-merge `src` into `dst`: maps key by key, anything else replaced.

@@ -45,7 +45,7 @@ impl Plan {
             ))));
         }
         if let Some(why) = &facts.remote_refusal {
-            preflight.push(Action::Verify(Verify::Unsupported(why.clone())));
+            preflight.push(Action::Verify(Verify::Unsupported(why.to_string())));
         }
         if !remote.is_empty() && c.remote.is_none() {
             preflight.push(Action::Verify(Verify::Unsupported(format!(
@@ -250,7 +250,7 @@ impl Plan {
                     let values = match crate::offload::subchart_values(&files, &key) {
                         Ok(values) => values,
                         Err(why) => {
-                            actions.push(Action::Verify(Verify::Unsupported(why)));
+                            actions.push(Action::Verify(Verify::Unsupported(why.to_string())));
                             serde_json::Value::Null
                         }
                     };

@@ -230,7 +230,7 @@ pub struct Facts {
     pub host: Option<crate::machine::Resources>,
     /// Why `[remote] server` refuses the cluster `[remote] context` points at, when something
     /// is to be sent there ([`crate::offload::allowed_server`]).
-    pub remote_refusal: Option<String>,
+    pub remote_refusal: Option<crate::offload::ServerRefusal>,
     /// Versions on this machine (or of the shared cluster) outside `[requires]`.
     pub version_mismatches: Vec<crate::requires::Mismatch>,
     /// The first failing check of the driver, if any.
