@@ -180,6 +180,19 @@ pub mod codes {
     }
 }
 
+impl Diagnostic for crate::probe::ProbeError {
+    fn code(&self) -> &'static str {
+        codes::MOUNT
+    }
+
+    fn help(&self) -> Option<String> {
+        Some(
+            "devenv checks the mount by writing a small file in the project's source tree: make it writable for you"
+                .into(),
+        )
+    }
+}
+
 impl Diagnostic for crate::config::ConfigError {
     fn code(&self) -> &'static str {
         use crate::config::ConfigError::*;

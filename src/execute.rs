@@ -465,7 +465,7 @@ impl Executor {
                 vm_dir,
             } => {
                 let probe = crate::probe::Probe::write(host_dir, vm_dir)
-                    .map_err(|e| Failure::new(codes::MOUNT, e))?;
+                    .map_err(|e| Failure::from(&e))?;
                 let vm_file = probe.vm_file.clone();
                 let read = self
                     .runner

@@ -15,9 +15,17 @@ pub struct Probe {
     token: String,
 }
 
+/// The probe file could not be written in the source tree.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the probe {}: {source}", path.display())]
+pub struct ProbeError {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
 impl Probe {
     /// Write a new probe in `host_dir`, to be read at `vm_dir` in the VM.
-    pub fn write(host_dir: &Path, vm_dir: &str) -> Result<Probe, String> {
+    pub fn write(host_dir: &Path, vm_dir: &str) -> Result<Probe, ProbeError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -25,8 +33,10 @@ impl Probe {
         let name = format!(".devenv-probe-{}-{nanos}", std::process::id());
         let token = format!("devenv probe {nanos}");
         let host_file = host_dir.join(&name);
-        std::fs::write(&host_file, &token)
-            .map_err(|e| format!("cannot write the probe {}: {e}", host_file.display()))?;
+        std::fs::write(&host_file, &token).map_err(|source| ProbeError {
+            path: host_file.clone(),
+            source,
+        })?;
         Ok(Probe {
             host_file,
             vm_file: format!("{}/{name}", vm_dir.trim_end_matches('/')),

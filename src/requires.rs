@@ -94,9 +94,20 @@ pub fn devenv_version() -> Version {
     Version::parse(env!("CARGO_PKG_VERSION")).expect("Cargo.toml's version is semver")
 }
 
-/// A range as `[requires]` writes it, or why it is not one (for the config check).
-pub fn parse_range(text: &str) -> Result<VersionReq, String> {
-    VersionReq::parse(text.trim()).map_err(|e| format!("\"{text}\" is not a version range: {e}"))
+/// A range as `[requires]` writes it (the file's check refused any other when it was loaded).
+pub fn parse_range(text: &str) -> Result<VersionReq, RangeError> {
+    VersionReq::parse(text.trim()).map_err(|source| RangeError {
+        text: text.to_string(),
+        source,
+    })
+}
+
+/// A `[requires]` value that is not a version range.
+#[derive(Debug, thiserror::Error)]
+#[error("\"{text}\" is not a version range: {source}")]
+pub struct RangeError {
+    pub text: String,
+    pub source: semver::Error,
 }
 
 /// The numbers of a version as tools print them: an optional `v`, one to three numbers, and
@@ -476,7 +487,7 @@ mod tests {
 
     #[test]
     fn ranges_that_are_not_ranges_are_refused_with_the_text() {
-        let e = parse_range(">= one").unwrap_err();
+        let e = parse_range(">= one").unwrap_err().to_string();
         assert!(e.starts_with("\">= one\" is not a version range"), "{e}");
     }
 }
