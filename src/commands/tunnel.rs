@@ -17,13 +17,11 @@ pub struct Args {
 
 pub async fn exec(args: Args) -> Result<i32, Error> {
     let files = Files::new(&args.dir);
-    tunnel::supervise(&files)
-        .await
-        .map_err(|message| Error::Failed {
-            message: format!("tunnel supervisor: {message}"),
-            help: format!("its log: {}", files.log().display()),
-            code: 1,
-            diagnostic: crate::diagnostic::codes::TUNNEL,
-        })?;
+    tunnel::supervise(&files).await.map_err(|e| Error::Failed {
+        message: format!("tunnel supervisor: {e}"),
+        help: format!("its log: {}", files.log().display()),
+        code: 1,
+        diagnostic: crate::diagnostic::codes::TUNNEL,
+    })?;
     Ok(0)
 }

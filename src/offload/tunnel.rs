@@ -367,9 +367,38 @@ fn log(line: &str) {
     crate::errln!("{} {line}", now());
 }
 
+/// Why the supervisor could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a tunnel supervisor already runs for this project ({})", pid_file.display())]
+    AlreadyRuns { pid_file: PathBuf },
+    #[error("{}: {message}", path.display())]
+    Spec { path: PathBuf, message: String },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error("cannot listen on {bind}: {source}")]
+    Listen {
+        bind: std::net::Ipv4Addr,
+        source: std::io::Error,
+    },
+    #[error("unexpected IPv6 address {0}")]
+    Ipv6(std::net::SocketAddrV6),
+    #[error("cannot catch SIGTERM: {0}")]
+    Signal(std::io::Error),
+}
+
 /// The supervisor itself (`devenv tunnel-supervisor`): runs until SIGTERM or SIGINT.
-pub async fn supervise(files: &Files) -> Result<(), String> {
-    std::fs::create_dir_all(files.dir()).map_err(|e| e.to_string())?;
+pub async fn supervise(files: &Files) -> Result<(), SuperviseError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SuperviseError::Io { path, source }
+    };
+    std::fs::create_dir_all(files.dir()).map_err(io(files.dir()))?;
     let pid_path = files.pid();
     let mut pid_file = OpenOptions::new()
         .read(true)
@@ -377,24 +406,23 @@ pub async fn supervise(files: &Files) -> Result<(), String> {
         .create(true)
         .truncate(false)
         .open(&pid_path)
-        .map_err(|e| format!("{}: {e}", pid_path.display()))?;
+        .map_err(io(&pid_path))?;
     match pid_file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(format!(
-                "a tunnel supervisor already runs for this project ({})",
-                pid_path.display()
-            ));
+            return Err(SuperviseError::AlreadyRuns { pid_file: pid_path });
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(e.to_string()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(&pid_path)(e)),
     }
     let pid = std::process::id();
-    crate::fsutil::write_pid(&mut pid_file).map_err(|e| e.to_string())?;
+    crate::fsutil::write_pid(&mut pid_file).map_err(io(&pid_path))?;
 
-    let spec: Spec = serde_json::from_slice(
-        &std::fs::read(files.spec()).map_err(|e| format!("{}: {e}", files.spec().display()))?,
-    )
-    .map_err(|e| format!("{}: {e}", files.spec().display()))?;
+    let spec_path = files.spec();
+    let spec: Spec = serde_json::from_slice(&std::fs::read(&spec_path).map_err(io(&spec_path))?)
+        .map_err(|e| SuperviseError::Spec {
+            path: spec_path.clone(),
+            message: e.to_string(),
+        })?;
     log(&format!(
         "pid {pid}: forwarding {} port(s) of namespace {} on context {} from {}",
         spec.forwards.len(),
@@ -412,9 +440,7 @@ pub async fn supervise(files: &Files) -> Result<(), String> {
                 .collect()
         })
         .unwrap_or_default();
-    let client = crate::cluster::client(&spec.context)
-        .await
-        .map_err(|e| e.to_string())?;
+    let client = crate::cluster::client(&spec.context).await?;
 
     let mut lives = Vec::new();
     let mut listeners = Vec::new();
@@ -427,10 +453,18 @@ pub async fn supervise(files: &Files) -> Result<(), String> {
             Err(_) if wanted != 0 => TcpListener::bind((spec.bind, 0)).await,
             other => other,
         }
-        .map_err(|e| format!("cannot listen on {}: {e}", spec.bind))?;
-        let listen = match listener.local_addr().map_err(|e| e.to_string())? {
+        .map_err(|source| SuperviseError::Listen {
+            bind: spec.bind,
+            source,
+        })?;
+        let listen = match listener
+            .local_addr()
+            .map_err(|source| SuperviseError::Listen {
+                bind: spec.bind,
+                source,
+            })? {
             SocketAddr::V4(a) => a,
-            SocketAddr::V6(a) => return Err(format!("unexpected IPv6 address {a}")),
+            SocketAddr::V6(a) => return Err(SuperviseError::Ipv6(a)),
         };
         log(&format!(
             "{} port {}: listening on {listen}",
@@ -477,7 +511,7 @@ pub async fn supervise(files: &Files) -> Result<(), String> {
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
+        .map_err(SuperviseError::Signal)?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
