@@ -206,25 +206,28 @@ pub async fn service_pods(
     client: Client,
     namespace: &str,
     name: &str,
-) -> Result<(k8s_openapi::api::core::v1::Service, Vec<Pod>), String> {
+) -> Result<(k8s_openapi::api::core::v1::Service, Vec<Pod>), ServiceError> {
     let services: Api<k8s_openapi::api::core::v1::Service> =
         Api::namespaced(client.clone(), namespace);
     let svc = services
         .get_opt(name)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot read Service {name}: the Kubernetes API {}",
-                describe(&e)
-            )
+        .map_err(|e| ServiceError::Read {
+            name: name.to_string(),
+            api: describe(&e),
         })?
-        .ok_or_else(|| format!("Service {name} is missing from namespace {namespace}"))?;
+        .ok_or_else(|| ServiceError::Missing {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        })?;
     let selector = svc
         .spec
         .as_ref()
         .and_then(|s| s.selector.clone())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("Service {name} has no selector"))?;
+        .ok_or_else(|| ServiceError::NoSelector {
+            name: name.to_string(),
+        })?;
     let labels = selector
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -234,15 +237,26 @@ pub async fn service_pods(
     let mut list = pods
         .list(&ListParams::default().labels(&labels))
         .await
-        .map_err(|e| {
-            format!(
-                "cannot list the pods of Service {name}: the Kubernetes API {}",
-                describe(&e)
-            )
+        .map_err(|e| ServiceError::ListPods {
+            name: name.to_string(),
+            api: describe(&e),
         })?
         .items;
     list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     Ok((svc, list))
+}
+
+/// Why a Service's pods cannot be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("cannot read Service {name}: the Kubernetes API {api}")]
+    Read { name: String, api: String },
+    #[error("Service {name} is missing from namespace {namespace}")]
+    Missing { name: String, namespace: String },
+    #[error("Service {name} has no selector")]
+    NoSelector { name: String },
+    #[error("cannot list the pods of Service {name}: the Kubernetes API {api}")]
+    ListPods { name: String, api: String },
 }
 
 /// The longest one request of a wait may go unanswered before devenv says so and asks again.

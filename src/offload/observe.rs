@@ -134,7 +134,7 @@ async fn local_health(client: Client, namespace: &str, t: &Target<'_>) -> (bool,
     let ask = crate::cluster::service_pods(client, namespace, t.host);
     match tokio::time::timeout(super::API_TIMEOUT, ask).await {
         Err(_) => (false, "the local cluster does not answer".into()),
-        Ok(Err(e)) => (false, e),
+        Ok(Err(e)) => (false, e.to_string()),
         Ok(Ok((_, pods))) => {
             let ready = pods
                 .iter()

@@ -595,8 +595,9 @@ async fn probe_loop(ctx: Ctx) {
 /// A ready pod behind the remote Service and the pod port its `port` goes to.
 async fn resolve(ctx: &Ctx) -> Result<(String, u16), String> {
     let f = &ctx.live.forward;
-    let (svc, pods) =
-        crate::cluster::service_pods(ctx.client.clone(), &ctx.namespace, &f.host).await?;
+    let (svc, pods) = crate::cluster::service_pods(ctx.client.clone(), &ctx.namespace, &f.host)
+        .await
+        .map_err(|e| e.to_string())?;
     let target = svc
         .spec
         .and_then(|s| s.ports)
