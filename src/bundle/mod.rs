@@ -82,6 +82,7 @@ pub async fn collect(
     b.json("doctor.json", doctor);
     versions(ctx, &mut b).await;
     b.json("system.json", &system(ctx).await);
+    let broken = config_error.is_some();
     config(ctx, loaded, config_error, &mut b);
     // kubectl hides certificates and tokens itself; the rest passes through redact as well.
     let kubeconfig = Cmd::new("kubectl").args(["config", "view"]);
@@ -98,7 +99,11 @@ pub async fn collect(
         ] {
             b.missed(
                 what,
-                "devenv.toml cannot be read, so the project (and its profile, release and state) is unknown",
+                if broken {
+                    "devenv.toml cannot be read, so the project (and its profile, release and state) is unknown"
+                } else {
+                    "not in a project (no devenv.toml from here upwards)"
+                },
             );
         }
         return b;
