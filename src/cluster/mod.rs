@@ -410,7 +410,25 @@ async fn pod_details(
     let selector = format!("involvedObject.name={}", problem.pod);
     let bound = Instant::now() + ANSWER_BOUND;
     let unanswered = || format!("(no answer within {}s)", ANSWER_BOUND.as_secs());
-    let events = match within(bound, events.list(&ListParams::default().fields(&selector))).await {
+    // The kubelet writes a pod's status and its events separately: the Warning that explains
+    // a back-off may land a moment after the status that shows it. Asked again for up to a
+    // second and a half while the pod has no Warning yet.
+    let mut listed = within(bound, events.list(&ListParams::default().fields(&selector))).await;
+    for _ in 0..3 {
+        let warned = match &listed {
+            Ok(Some(list)) => list
+                .items
+                .iter()
+                .any(|e| e.type_.as_deref() == Some("Warning")),
+            _ => true,
+        };
+        if warned {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        listed = within(bound, events.list(&ListParams::default().fields(&selector))).await;
+    }
+    let events = match listed {
         Ok(None) => vec![unanswered()],
         Ok(Some(list)) => {
             let mut items = list.items;
