@@ -219,21 +219,67 @@ pub fn kubectl_minor(range: &VersionReq, preferred: &str) -> Option<String> {
     Some(format!("v{}.{}", v.major, v.minor))
 }
 
+/// One release of a tool as its project publishes it: where to download it, and the program
+/// inside it when it is an archive (helm's tarball).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub url: String,
+    /// The downloaded file's name.
+    pub file: String,
+    pub inside: Option<String>,
+}
+
+/// The release of minikube, kubectl or helm at `version` for this OS and CPU (`None` for
+/// devenv and the cluster, which are not downloaded).
+pub fn release(tool: Tool, version: &Version, platform: Platform, arch: Arch) -> Option<Release> {
+    let os = if platform == Platform::MacOs {
+        "darwin"
+    } else {
+        "linux"
+    };
+    let cpu = if arch == Arch::Aarch64 {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    Some(match tool {
+        Tool::Minikube => Release {
+            url: format!(
+                "https://github.com/kubernetes/minikube/releases/download/v{version}/minikube-{os}-{cpu}"
+            ),
+            file: format!("minikube-{os}-{cpu}"),
+            inside: None,
+        },
+        Tool::Kubectl => Release {
+            url: format!("https://dl.k8s.io/release/v{version}/bin/{os}/{cpu}/kubectl"),
+            file: "kubectl".into(),
+            inside: None,
+        },
+        Tool::Helm => Release {
+            url: format!("https://get.helm.sh/helm-v{version}-{os}-{cpu}.tar.gz"),
+            file: format!("helm-v{version}-{os}-{cpu}.tar.gz"),
+            inside: Some(format!("{os}-{cpu}/helm")),
+        },
+        Tool::Devenv | Tool::Kubernetes => return None,
+    })
+}
+
 /// How to get a version of `tool` inside `range` on this machine.
 pub fn fix(tool: Tool, range: &VersionReq, platform: Platform, arch: Arch) -> String {
     let pin = pinned(range);
-    let (os, cpu) = (
-        if platform == Platform::MacOs {
-            "darwin"
-        } else {
-            "linux"
-        },
-        if arch == Arch::Aarch64 {
-            "arm64"
-        } else {
-            "amd64"
-        },
-    );
+    let cpu = if arch == Arch::Aarch64 {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    // A single binary, downloaded and installed as the command line says.
+    let binary = |v: &Version| {
+        let r = release(tool, v, platform, arch).expect("minikube and kubectl have releases");
+        format!(
+            "curl -fLO {} && sudo install {} /usr/local/bin/{tool}",
+            r.url, r.file
+        )
+    };
     match (tool, &pin, platform) {
         (Tool::Devenv, _, Platform::MacOs) if pin.is_none() => "brew upgrade devenv".into(),
         (Tool::Devenv, _, _) => format!(
@@ -250,9 +296,7 @@ pub fn fix(tool: Tool, range: &VersionReq, platform: Platform, arch: Arch) -> St
         (Tool::Minikube, None, _) => format!(
             "curl -fLO https://storage.googleapis.com/minikube/releases/latest/minikube-linux-{cpu} && sudo install minikube-linux-{cpu} /usr/local/bin/minikube"
         ),
-        (Tool::Minikube, Some(v), _) => format!(
-            "curl -fLO https://github.com/kubernetes/minikube/releases/download/v{v}/minikube-{os}-{cpu} && sudo install minikube-{os}-{cpu} /usr/local/bin/minikube"
-        ),
+        (Tool::Minikube, Some(v), _) => binary(v),
         (Tool::Helm, None, Platform::Debian) => {
             "sudo apt-get update && sudo apt-get install -y --only-upgrade helm".into()
         }
@@ -273,9 +317,7 @@ pub fn fix(tool: Tool, range: &VersionReq, platform: Platform, arch: Arch) -> St
         (Tool::Kubectl, None, _) => format!(
             "download kubectl from https://kubernetes.io/releases/download/ into a directory on PATH (\"{range}\")"
         ),
-        (Tool::Kubectl, Some(v), _) => format!(
-            "curl -fLO https://dl.k8s.io/release/v{v}/bin/{os}/{cpu}/kubectl && sudo install kubectl /usr/local/bin/kubectl"
-        ),
+        (Tool::Kubectl, Some(v), _) => binary(v),
     }
 }
 

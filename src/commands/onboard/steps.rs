@@ -484,16 +484,6 @@ pub(super) fn requirement(facts: &Facts, tool: Tool) -> String {
 /// `tool` at exactly `version`, from its project's releases, for a range package managers cannot
 /// meet: Homebrew has only the newest release, and so has minikube's `latest` channel.
 pub(super) fn pinned_release(facts: &Facts, tool: Tool, version: &Version) -> Step {
-    let os = if facts.os() == Os::MacOs {
-        "darwin"
-    } else {
-        "linux"
-    };
-    let cpu = if facts.arch() == Arch::Aarch64 {
-        "arm64"
-    } else {
-        "amd64"
-    };
     let why = format!(
         "devenv.toml's [requires] {tool} is \"{}\", and {version} is the lowest release within \
          it: it is installed from its project's release to /usr/local/bin.{}",
@@ -506,25 +496,18 @@ pub(super) fn pinned_release(facts: &Facts, tool: Tool, version: &Version) -> St
         why,
     );
     let dest = format!("/usr/local/bin/{tool}");
-    // The release's file, and the program inside it when it is an archive.
-    let (url, file, inside) = match tool {
-        Tool::Minikube => (
-            format!(
-                "https://github.com/kubernetes/minikube/releases/download/v{version}/minikube-{os}-{cpu}"
-            ),
-            format!("minikube-{version}"),
-            None,
-        ),
-        Tool::Kubectl => (
-            format!("https://dl.k8s.io/release/v{version}/bin/{os}/{cpu}/kubectl"),
-            format!("kubectl-{version}"),
-            None,
-        ),
-        _ => (
-            format!("https://get.helm.sh/helm-v{version}-{os}-{cpu}.tar.gz"),
-            format!("helm-v{version}-{os}-{cpu}.tar.gz"),
-            Some(format!("{os}-{cpu}/helm")),
-        ),
+    let platform = if facts.os() == Os::MacOs {
+        Platform::MacOs
+    } else {
+        facts.platform
+    };
+    let requires::Release { url, file, inside } =
+        requires::release(tool, version, platform, facts.arch())
+            .expect("only minikube, kubectl and helm are pinned to a release");
+    // Versioned, so that two pins never reuse each other's download (helm's tarball is).
+    let file = match inside {
+        Some(_) => file,
+        None => format!("{tool}-{version}"),
     };
     let local = facts.work_file(&file);
     let step = step.run(&["curl", "-fL", "--create-dirs", "-o", &local, &url]);
