@@ -53,6 +53,7 @@ pub enum Command {
     Remote(commands::remote::Args),
     Watch(commands::watch::Args),
     Top(commands::top::Args),
+    Logs(commands::logs::Args),
     Completions(commands::completions::Args),
     #[command(name = "tunnel-supervisor", hide = true)]
     TunnelSupervisor(commands::tunnel::Args),
@@ -74,6 +75,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Remote(args) => remote::exec(args, ctx).await,
         Command::Watch(args) => watch::exec(args, ctx).await,
         Command::Top(args) => top::exec(args, ctx).await,
+        Command::Logs(args) => logs::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args, Cli::command()),
         Command::TunnelSupervisor(args) => tunnel::exec(args).await,
     }

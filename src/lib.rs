@@ -21,6 +21,7 @@ pub mod execute;
 pub mod export;
 pub mod fsutil;
 pub mod helm;
+pub mod logs;
 pub mod machine;
 pub mod minikube;
 pub mod names;
@@ -38,6 +39,7 @@ pub mod state;
 pub mod templates;
 pub mod ui;
 pub mod watch;
+pub mod workloads;
 
 pub use error::Error;
 

@@ -50,6 +50,13 @@ pub fn out(args: std::fmt::Arguments<'_>) {
     let _ = stdout.write_fmt(args);
 }
 
+/// Write to stdout; false when it failed (a closed pipe): for commands that print until
+/// stopped (`logs -f`), whose reader going away is the end.
+pub fn out_ok(args: std::fmt::Arguments<'_>) -> bool {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(args).and_then(|()| stdout.flush()).is_ok()
+}
+
 /// Write to stderr; a closed pipe or a full disk loses the text.
 pub fn err(args: std::fmt::Arguments<'_>) {
     let mut stderr = std::io::stderr().lock();

@@ -832,7 +832,8 @@ fn a_crash_looping_pod_stops_the_rollout_with_its_events_and_logs() {
         "spec": {"containers": [{"name": "api", "image": "shop-api:dev"}]},
         "status": {"phase": "Running", "containerStatuses": [{
             "name": "api", "image": "shop-api:dev", "imageID": "", "ready": false, "restartCount": 5,
-            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container=api"}}
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container=api"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "containerID": "docker://5d9c0000dead"}}
         }]}
     }));
     api.set_pod_log(

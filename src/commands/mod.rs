@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod down;
 pub mod exports;
 pub mod init;
+pub mod logs;
 pub mod offload;
 pub mod onboard;
 pub mod remote;

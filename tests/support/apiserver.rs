@@ -39,7 +39,9 @@
 //!   `progressDeadlineSeconds`, Job counts, a Service's `type`, `clusterIP` (allocated in
 //!   10.96.0.0/12, kept across updates) and port protocol/targetPort, Secret `stringData`
 //!   folded into base64 `data`, a Namespace's `kubernetes.io/metadata.name` label.
-//! - `pods/<name>/log` (`container`, `tailLines`) serving what a test put there.
+//! - `pods/<name>/log` with the kubelet's choice of container run, `previous`, `follow`,
+//!   `timestamps`, `sinceSeconds`/`sinceTime` and `tailLines`, serving what a test wrote
+//!   (`apiserver/podlog.rs`).
 //! - Namespaces `default`, `kube-system`, `kube-public` and `kube-node-lease` exist from the start.
 //!
 //! **Not copied**
@@ -69,7 +71,8 @@
 //!   `resourceVersion`/`resourceVersionMatch` (always the latest state); WATCH never answers
 //!   410 Gone (the whole history is kept) and sends no periodic bookmarks.
 //! - No aggregated discovery, no `/openapi/v3`, no Table output, no protobuf or CBOR answers, no
-//!   subresources besides `status` and `pods/log` (no `scale`, `exec`, `portforward`, `eviction`).
+//!   subresources besides `status`, `pods/log`, `pods/portforward` and `pods/exec` (no `scale`,
+//!   `eviction`).
 //! - No objects that other controllers derive: Endpoints and EndpointSlices of Services, PVCs of
 //!   volumeClaimTemplates, ControllerRevisions, Events.
 //!
@@ -78,13 +81,16 @@
 
 mod client;
 mod controllers;
+mod exec;
 mod http;
 mod patch;
+mod podlog;
 mod portforward;
 mod protobuf;
 mod resources;
 mod selector;
 mod store;
+mod upgrade;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -173,6 +179,7 @@ impl ApiServer {
             store: Mutex::new(store),
             log: Mutex::new(Vec::new()),
             forwards: Mutex::new(std::collections::HashMap::new()),
+            image_paths: Mutex::new(std::collections::HashMap::new()),
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let server = Arc::clone(&shared);
@@ -366,6 +373,30 @@ impl ApiServer {
     /// What `GET pods/<pod>/log?container=<container>` returns.
     pub fn set_pod_log(&self, ns: &str, pod: &str, container: &str, text: &str) {
         self.store().set_pod_log(ns, pod, container, text);
+    }
+
+    /// Commands exec'd in containers of `image` find their programs in `path` only (a
+    /// directory list, as `PATH`): an image without bash, say.
+    pub fn set_image_path(&self, image: &str, path: &str) {
+        self.shared
+            .image_paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(image.to_string(), path.to_string());
+    }
+
+    /// Write one line to the log of `container`'s current run in `pod` (timed now): what a
+    /// follow stream sends next.
+    pub fn append_pod_log(&self, ns: &str, pod: &str, container: &str, line: &str) {
+        self.store().append_pod_log(ns, pod, container, line);
+    }
+
+    /// Restart one container of `pod` as the kubelet does after it exits: see
+    /// `Store::restart_container`. Its log starts empty; the old one is `previous`.
+    pub fn restart_container(&self, ns: &str, pod: &str, container: &str) -> Value {
+        self.store()
+            .restart_container(ns, pod, container)
+            .unwrap_or_else(|e| panic!("restart {ns}/{pod}/{container}: {}", e.message))
     }
 
     /// The current (latest) resourceVersion.

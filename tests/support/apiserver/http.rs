@@ -27,6 +27,8 @@ pub struct Shared {
     pub log: Mutex<Vec<Request>>,
     /// Where `(namespace, pod, port)` leads for portforward (see `portforward.rs`).
     pub forwards: Mutex<HashMap<(String, String, u16), std::net::SocketAddr>>,
+    /// The `PATH` of exec'd commands by container image (see `exec.rs`).
+    pub image_paths: Mutex<HashMap<String, String>>,
 }
 
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -164,11 +166,25 @@ pub async fn handle(
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     if method == "GET"
-        && let Some((ns, pod)) = super::portforward::target(&path)
+        && let Some((ns, pod)) = super::upgrade::pod_subresource(&path, "portforward")
     {
         return Ok(super::portforward::handle(shared, req, ns, pod));
     }
+    if method == "GET"
+        && let Some((ns, pod)) = super::upgrade::pod_subresource(&path, "exec")
+    {
+        return Ok(super::exec::handle(shared, req, ns, pod));
+    }
     let raw_query = req.uri().query().unwrap_or("").to_string();
+    if method == "GET"
+        && let Some((ns, pod)) = super::upgrade::pod_subresource(&path, "log")
+    {
+        let (status, response) =
+            super::podlog::handle(shared.clone(), ns, pod, &parse_query(&raw_query));
+        let user_agent = header(&req, "user-agent");
+        super::upgrade::record(&shared, &path, &raw_query, user_agent, status);
+        return Ok(response);
+    }
     let header = |name: &str| header(&req, name);
     let content_type = header("content-type");
     let accept = header("accept");
@@ -413,18 +429,6 @@ fn serve_resource(
             Reply::Watch(first, rx, timeout)
         }
         ("GET", None, None) => Reply::Json(200, store.list(res, ns.as_deref(), &labels, &fields)),
-        ("GET", Some(name), Some("log")) => {
-            let text = store.pod_log(&ns_str, name, q.get("container").map(String::as_str))?;
-            let text = match q.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) => {
-                    let lines: Vec<&str> = text.lines().collect();
-                    let tail = &lines[lines.len().saturating_sub(n)..];
-                    tail.iter().map(|l| format!("{l}\n")).collect()
-                }
-                None => text,
-            };
-            Reply::Raw(200, "text/plain", Bytes::from(text))
-        }
         ("GET", Some(name), _) => Reply::Json(200, store.get(res, &ns_str, name)?),
         ("POST", None, None) if ns.is_some() || !res.namespaced => {
             Reply::Json(201, store.create(res, &ns_str, parse_body(body)?, &opts)?)

@@ -29,31 +29,17 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Response, StatusCode};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::Request;
 use super::http::{Body, Shared};
 use super::resources;
 use super::store::ApiError;
 
 const PROTOCOL: &str = "v4.channel.k8s.io";
-
-/// `(namespace, pod)` when `path` is a pod's portforward subresource.
-pub fn target(path: &str) -> Option<(String, String)> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segs.as_slice() {
-        ["api", "v1", "namespaces", ns, "pods", name, "portforward"] => {
-            Some((ns.to_string(), name.to_string()))
-        }
-        _ => None,
-    }
-}
 
 fn status_reply(code: u16, reason: &str, message: String) -> Response<Body> {
     let status = json!({
@@ -130,44 +116,20 @@ pub fn handle(
                     .map(|p| map.get(&(ns.clone(), pod.clone(), *p)).copied())
                     .collect()
             };
-            let accept = derive_accept_key(key.as_bytes());
             let pod_name = pod.clone();
-            tokio::spawn(async move {
-                let Ok(upgraded) = hyper::upgrade::on(req).await else {
-                    return;
-                };
-                let ws = WebSocketStream::from_raw_socket(
-                    hyper_util::rt::TokioIo::new(upgraded),
-                    Role::Server,
-                    None,
-                )
-                .await;
-                serve(ws, pod_name, uid, ports, targets).await;
-            });
-            Response::builder()
-                .status(StatusCode::SWITCHING_PROTOCOLS)
-                .header("Connection", "Upgrade")
-                .header("Upgrade", "websocket")
-                .header("Sec-WebSocket-Accept", accept)
-                .header("Sec-WebSocket-Protocol", PROTOCOL)
-                .body(Full::new(Bytes::new()).boxed_unsync())
-                .expect("static headers are valid")
+            super::upgrade::accept(req, &key, PROTOCOL, move |ws| {
+                serve(ws, pod_name, uid, ports, targets)
+            })
         }
     };
-    shared
-        .log
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(Request {
-            method: "GET".into(),
-            path: format!("/api/v1/namespaces/{ns}/pods/{pod}/portforward"),
-            query: super::http::percent_decode(&query),
-            content_type: String::new(),
-            accept: String::new(),
-            user_agent,
-            status: response.status().as_u16(),
-            body: String::new(),
-        });
+    let path = format!("/api/v1/namespaces/{ns}/pods/{pod}/portforward");
+    super::upgrade::record(
+        &shared,
+        &path,
+        &query,
+        user_agent,
+        response.status().as_u16(),
+    );
     response
 }
 
@@ -208,26 +170,13 @@ async fn serve<S>(
         };
         match dialled {
             Ok(conn) => {
-                let (mut read, write) = conn.into_split();
+                let (read, write) = conn.into_split();
                 writers.insert(data, write);
                 open += 1;
                 let tx = to_client.clone();
                 let closed = closed_tx.clone();
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 32 * 1024];
-                    loop {
-                        match read.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                let mut frame = Vec::with_capacity(n + 1);
-                                frame.push(data);
-                                frame.extend_from_slice(&buf[..n]);
-                                if tx.send(Message::binary(frame)).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
+                    super::upgrade::pump(read, data, tx).await;
                     let _ = closed.send(()).await;
                 });
             }

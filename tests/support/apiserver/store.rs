@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -257,7 +258,8 @@ pub struct Store {
     /// Last configuration applied by each field manager, per object (see `patch::apply`).
     applied: HashMap<(Key, String), Value>,
     /// Container logs that tests provide, served at `pods/<name>/log`: (ns, pod, container).
-    pod_logs: HashMap<(String, String, String), String>,
+    /// Log lines by `(namespace, pod, container ID)`, see `podlog.rs`.
+    pod_logs: HashMap<(String, String, String), Vec<(Timestamp, String)>>,
     pub auto_ready: bool,
     seed: u64,
     serial: u64,
@@ -1300,42 +1302,87 @@ impl Store {
 
     // ----- pod logs -----
 
+    /// Replace the log the kubelet would serve now for `container` with `text`'s lines.
     pub fn set_pod_log(&mut self, ns: &str, pod: &str, container: &str, text: &str) {
+        let id = self.log_id(ns, pod, container);
         self.pod_logs
-            .insert((ns.into(), pod.into(), container.into()), text.into());
+            .insert((ns.into(), pod.into(), id), Vec::new());
+        for line in text.lines() {
+            self.append_pod_log(ns, pod, container, line);
+        }
     }
 
-    /// The log of one container; `container` may be omitted when the pod has one container.
-    pub fn pod_log(
-        &self,
+    /// Write one line to the log of `container`'s current run, timed now.
+    pub fn append_pod_log(&mut self, ns: &str, pod: &str, container: &str, line: &str) {
+        let id = self.log_id(ns, pod, container);
+        let lines = self
+            .pod_logs
+            .entry((ns.into(), pod.into(), id))
+            .or_default();
+        // Two lines written in the same nanosecond keep their order.
+        let now = Timestamp::now();
+        let at = match lines.last() {
+            Some((last, _)) if *last >= now => *last + SignedDuration::from_nanos(1),
+            _ => now,
+        };
+        lines.push((at, line.to_string()));
+    }
+
+    fn log_id(&self, ns: &str, pod: &str, container: &str) -> String {
+        let obj = self
+            .get(resources::by_name("pods"), ns, pod)
+            .unwrap_or_else(|e| panic!("pod {ns}/{pod}: {}", e.message));
+        super::podlog::source(&obj, Some(container), false)
+            .unwrap_or_else(|e| panic!("no log to write for {pod}/{container}: {}", e.message))
+            .id
+    }
+
+    /// What the kubelet writes when `container` exits and is started again at once: the old
+    /// run in `lastState.terminated` (exit code 1), a new container ID running, the restart
+    /// count up by one. (A real restart passes through a moment of `terminated` or
+    /// `CrashLoopBackOff`; this one does not.)
+    pub fn restart_container(
+        &mut self,
         ns: &str,
         pod: &str,
-        container: Option<&str>,
-    ) -> Result<String, ApiError> {
+        container: &str,
+    ) -> Result<Value, ApiError> {
         let pods = resources::by_name("pods");
         let obj = self.get(pods, ns, pod)?;
-        let names: Vec<&str> = obj["spec"]["containers"]
-            .as_array()
-            .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
-            .unwrap_or_default();
-        let container = match container {
-            Some(c) => c,
-            None if names.len() == 1 => names[0],
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "a container name must be specified for pod {pod}, choose one of: {names:?}"
-                )));
+        let mut status = obj["status"].clone();
+        let now = now_rfc3339();
+        let mut found = false;
+        for s in status["containerStatuses"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if s["name"] != container {
+                continue;
             }
-        };
-        if !names.contains(&container) {
+            found = true;
+            s["lastState"] = json!({"terminated": {
+                "exitCode": 1, "reason": "Error",
+                "startedAt": s["state"]["running"]["startedAt"].clone(),
+                "finishedAt": now, "containerID": s["containerID"].clone(),
+            }});
+            s["state"] = json!({"running": {"startedAt": now}});
+            s["containerID"] = json!(format!("docker://{:016x}", random_u64()));
+            s["restartCount"] = json!(s["restartCount"].as_u64().unwrap_or(0) + 1);
+        }
+        if !found {
             return Err(ApiError::bad_request(format!(
-                "container {container} is not valid for pod {pod}"
+                "pod {pod} has no status for container {container}"
             )));
         }
-        Ok(self
-            .pod_logs
-            .get(&(ns.into(), pod.into(), container.into()))
-            .cloned()
-            .unwrap_or_default())
+        self.set_status(pods, ns, pod, status)
+    }
+
+    /// The lines of one container run (see [`super::podlog::source`]).
+    pub fn pod_log(&self, ns: &str, pod: &str, id: &str) -> &[(Timestamp, String)] {
+        self.pod_logs
+            .get(&(ns.to_string(), pod.to_string(), id.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 }

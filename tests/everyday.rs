@@ -1,0 +1,340 @@
+//! The everyday loop against the API server double, which serves `pods/log` and `pods/exec` as
+//! the kubelet does behind the real API server (`support/apiserver/{podlog,exec}.rs`): the
+//! example project's services run on the local cluster (`devenv-shop`) and, offloaded, in
+//! ann's namespace on the shared one (`dev-cluster`).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::Env;
+use support::apiserver::ApiServer;
+
+const REMOTE_NS: &str = "devenv-ann-shop";
+
+/// The example project with both clusters in its kubeconfig; nothing deployed yet.
+fn everyday_env() -> (Env, ApiServer, ApiServer) {
+    let local = ApiServer::start_as("devenv-shop");
+    let remote = ApiServer::start_as("dev-cluster");
+    let env = Env::new();
+    let kube = env.home.path().join("kube");
+    let files = [local.kubeconfig(&kube), remote.kubeconfig(&kube)];
+    let env = env.with_env("KUBECONFIG", std::env::join_paths(files).unwrap());
+    env.example();
+    (env, local, remote)
+}
+
+/// A Deployment `name` in `ns` with `replicas` ready pods labelled as the example's chart
+/// labels them, each with `containers`; the pods' names.
+fn deploy(
+    api: &ApiServer,
+    ns: &str,
+    name: &str,
+    replicas: u32,
+    containers: &[&str],
+) -> Vec<String> {
+    if api.get("namespaces", "", ns).is_none() {
+        api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+    let labels = json!({"app.kubernetes.io/name": name});
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|c| json!({"name": c, "image": format!("shop-{name}:dev")}))
+        .collect();
+    api.create(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}},
+        },
+    }));
+    api.mark_ready("deployments", ns, name);
+    pods_of(api, ns, name)
+}
+
+fn pods_of(api: &ApiServer, ns: &str, name: &str) -> Vec<String> {
+    api.list_selected("pods", Some(ns), &format!("app.kubernetes.io/name={name}"))
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Lines written a little apart, so their times differ.
+fn write(api: &ApiServer, ns: &str, pod: &str, container: &str, line: &str) {
+    api.append_pod_log(ns, pod, container, line);
+    std::thread::sleep(Duration::from_millis(2));
+}
+
+fn run(env: &Env, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = env.devenv().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn logs_merge_every_service_in_time_order_each_line_labelled() {
+    let (env, local, _remote) = everyday_env();
+    let api = deploy(&local, "shop", "api", 2, &["api"]);
+    let worker = deploy(&local, "shop", "worker", 1, &["worker"]);
+    write(&local, "shop", &api[0], "api", "api one starts");
+    write(&local, "shop", &worker[0], "worker", "worker polls");
+    write(&local, "shop", &api[1], "api", "api two starts");
+    write(&local, "shop", &api[0], "api", "GET /health 200");
+
+    let (code, stdout, stderr) = run(&env, &["logs"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let width = format!("api/{}", api[0]).len();
+    let expected = [
+        format!("{:<width$} │ api one starts", format!("api/{}", api[0])),
+        format!("{:<width$} │ worker polls", "worker"),
+        format!("{:<width$} │ api two starts", format!("api/{}", api[1])),
+        format!("{:<width$} │ GET /health 200", format!("api/{}", api[0])),
+    ];
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "{stderr}");
+    // The services without pods (postgres, search) are named once on stderr; the rest went on.
+    assert_eq!(
+        stderr.matches("postgres has no pods").count(),
+        1,
+        "{stderr}"
+    );
+
+    // Only the named services; the times come first with --timestamps.
+    let (code, stdout, _) = run(&env, &["logs", "worker", "--timestamps"]);
+    assert_eq!(code, Some(0));
+    let (time, rest) = stdout.trim_end().split_once(' ').unwrap();
+    assert!(time.starts_with("20") && time.ends_with('Z'), "{stdout}");
+    assert_eq!(rest, "worker │ worker polls");
+}
+
+#[test]
+fn logs_of_an_offloaded_service_come_from_the_shared_cluster() {
+    let (env, local, remote) = everyday_env();
+    env.postgres_offloaded();
+    let pg = deploy(&remote, REMOTE_NS, "postgres", 1, &["postgres"]);
+    let api = deploy(&local, "shop", "api", 1, &["api"]);
+    write(
+        &remote,
+        REMOTE_NS,
+        &pg[0],
+        "postgres",
+        "database system is ready",
+    );
+    write(&local, "shop", &api[0], "api", "connected to postgres:5432");
+
+    let (code, stdout, stderr) = run(&env, &["logs", "postgres", "api", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[0]["service"], "postgres");
+    assert_eq!(lines[0]["where"], "remote");
+    assert_eq!(lines[0]["pod"], pg[0].as_str());
+    assert_eq!(lines[0]["line"], "database system is ready");
+    assert_eq!(lines[1]["where"], "local");
+    assert!(lines[0]["time"].as_str().unwrap() < lines[1]["time"].as_str().unwrap());
+    // Nothing was asked of the local cluster about postgres, nor of the remote about api.
+    assert_eq!(
+        local.count_requests(
+            "GET",
+            &format!("/api/v1/namespaces/shop/pods/{}/log", pg[0])
+        ),
+        0
+    );
+    assert!(
+        remote
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("/namespaces/shop/"))
+    );
+}
+
+#[test]
+fn tail_grep_since_and_previous_select_lines_as_asked() {
+    let (env, local, _remote) = everyday_env();
+    let api = deploy(&local, "shop", "api", 1, &["api"]);
+    for i in 1..=5 {
+        write(
+            &local,
+            "shop",
+            &api[0],
+            "api",
+            &format!("request {i} took {}ms", i * 10),
+        );
+    }
+    let (_, stdout, _) = run(&env, &["logs", "api", "--tail", "2"]);
+    assert_eq!(
+        stdout
+            .lines()
+            .map(|l| l.split(" │ ").nth(1).unwrap())
+            .collect::<Vec<_>>(),
+        ["request 4 took 40ms", "request 5 took 50ms"]
+    );
+    let (_, stdout, _) = run(&env, &["logs", "api", "--grep", "took [2-3]0ms$"]);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.contains("request 2") && stdout.contains("request 3"));
+
+    local.clear_requests();
+    let (code, stdout, _) = run(&env, &["logs", "api", "--since", "1h"]);
+    assert_eq!((code, stdout.lines().count()), (Some(0), 5));
+    let asked = local
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/log"))
+        .unwrap();
+    assert!(asked.query.contains("sinceSeconds=3600"), "{}", asked.query);
+    assert!(asked.query.contains("timestamps=true"), "{}", asked.query);
+
+    // Before any restart there is no previous run: the API's reason, once, and exit 1.
+    let (code, _, stderr) = run(&env, &["logs", "api", "--previous"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("previous terminated container \"api\""),
+        "{stderr}"
+    );
+    local.restart_container("shop", &api[0], "api");
+    write(&local, "shop", &api[0], "api", "started again");
+    let (code, stdout, stderr) = run(&env, &["logs", "api", "--previous"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    let (_, stdout, _) = run(&env, &["logs", "api"]);
+    assert!(stdout.trim_end().ends_with("started again"), "{stdout}");
+
+    let (code, _, stderr) = run(&env, &["logs", "api", "--grep", "(unclosed"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--grep is not a regular expression"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&env, &["logs", "apl"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("did you mean `api`?"), "{stderr}");
+}
+
+#[test]
+fn a_pod_that_cannot_be_read_is_named_once_and_the_rest_go_on() {
+    let (env, local, _remote) = everyday_env();
+    let api = deploy(&local, "shop", "api", 2, &["api"]);
+    let mut status = local.get("pods", "shop", &api[1]).unwrap()["status"].clone();
+    status["containerStatuses"][0]["state"] =
+        json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}});
+    status["containerStatuses"][0]["ready"] = json!(false);
+    local.set_status("pods", "shop", &api[1], status);
+    write(&local, "shop", &api[0], "api", "serving");
+
+    let (code, stdout, stderr) = run(&env, &["logs", "api"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("serving"), "{stdout}");
+    let reason = "is waiting to start: trying and failing to pull image";
+    assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
+    assert!(stderr.contains(&api[1]), "{stderr}");
+}
+
+/// `devenv logs -f …` in the background, its stdout lines arriving on a channel.
+fn follow(env: &Env, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = env
+        .background()
+        .args(["logs", "-f"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The next line containing `text`, within 10 s.
+fn expect_line(rx: &mpsc::Receiver<String>, text: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no line with {text:?}; saw {seen:?}");
+}
+
+#[test]
+fn follow_goes_on_through_a_restart_and_picks_up_new_pods() {
+    let (env, local, _remote) = everyday_env();
+    let api = deploy(&local, "shop", "api", 1, &["api"]);
+    write(&local, "shop", &api[0], "api", "old line");
+    let (mut child, rx) = follow(&env, &["api", "--tail", "1"]);
+    assert!(expect_line(&rx, "old line").starts_with("api │"));
+
+    write(&local, "shop", &api[0], "api", "live line");
+    expect_line(&rx, "live line");
+
+    // The container restarts: the old stream ends, the new run is streamed from its start.
+    local.restart_container("shop", &api[0], "api");
+    write(&local, "shop", &api[0], "api", "after the restart");
+    expect_line(&rx, "after the restart");
+
+    // A second pod appears (a scale-up): it is found within a round, labelled by pod.
+    let scaled = local.http(
+        "PATCH",
+        "/apis/apps/v1/namespaces/shop/deployments/api",
+        Some("application/merge-patch+json"),
+        r#"{"spec":{"replicas":2}}"#,
+    );
+    assert_eq!(scaled.status, 200);
+    local.mark_ready("deployments", "shop", "api");
+    let pods = pods_of(&local, "shop", "api");
+    let new = pods.iter().find(|p| **p != api[0]).unwrap().clone();
+    std::thread::sleep(Duration::from_millis(1500));
+    write(&local, "shop", &new, "api", "hello from the new pod");
+    let line = expect_line(&rx, "hello from the new pod");
+    assert!(line.starts_with(&format!("api/{new}")), "{line}");
+
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn follow_ends_quietly_when_its_reader_goes_away() {
+    let (env, local, _remote) = everyday_env();
+    let api = deploy(&local, "shop", "api", 1, &["api"]);
+    write(&local, "shop", &api[0], "api", "first");
+    let (mut child, rx) = follow(&env, &["api"]);
+    expect_line(&rx, "first");
+    drop(rx);
+    // The reader thread ends at its next line, closing the pipe; the line after finds it closed.
+    let until = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < until,
+            "devenv logs -f went on writing into a closed pipe"
+        );
+        write(&local, "shop", &api[0], "api", "more");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
