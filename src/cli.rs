@@ -54,6 +54,7 @@ pub enum Command {
     Watch(commands::watch::Args),
     Top(commands::top::Args),
     Logs(commands::logs::Args),
+    Shell(commands::shell::Args),
     Completions(commands::completions::Args),
     #[command(name = "tunnel-supervisor", hide = true)]
     TunnelSupervisor(commands::tunnel::Args),
@@ -76,6 +77,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Watch(args) => watch::exec(args, ctx).await,
         Command::Top(args) => top::exec(args, ctx).await,
         Command::Logs(args) => logs::exec(args, ctx).await,
+        Command::Shell(args) => shell::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args, Cli::command()),
         Command::TunnelSupervisor(args) => tunnel::exec(args).await,
     }

@@ -177,6 +177,8 @@ pub mod codes {
         TUNNEL = "tunnel": "the tunnel to the remote cluster failed";
         WATCH = "watch": "the source tree cannot be watched";
         VERSION_REQUIRED = "version-required": "a tool's version is outside devenv.toml's [requires]";
+        SERVICE_PODS = "service-pods": "a service has no pod to act on";
+        POD_EXEC = "pod-exec": "a command could not be run in a service's container";
     }
 }
 
@@ -332,6 +334,35 @@ impl Diagnostic for crate::cluster::ClusterError {
 
     fn help(&self) -> Option<String> {
         crate::cluster::ClusterError::help(self)
+    }
+}
+
+impl Diagnostic for crate::workloads::WorkloadError {
+    fn code(&self) -> &'static str {
+        use crate::workloads::WorkloadError::*;
+        match self {
+            Unknown { .. } => codes::USAGE,
+            Api { .. } => codes::CLUSTER_API,
+            NoPods { .. } | NoSuchPod { .. } | NoneReady { .. } => codes::SERVICE_PODS,
+        }
+    }
+
+    fn help(&self) -> Option<String> {
+        crate::workloads::WorkloadError::help(self)
+    }
+}
+
+impl Diagnostic for crate::podexec::PodExecError {
+    fn code(&self) -> &'static str {
+        use crate::podexec::PodExecError::*;
+        match self {
+            Refused { .. } => codes::CLUSTER_API,
+            CannotRun { .. } | Lost { .. } => codes::POD_EXEC,
+        }
+    }
+
+    fn help(&self) -> Option<String> {
+        crate::podexec::PodExecError::help(self)
     }
 }
 

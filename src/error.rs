@@ -26,6 +26,12 @@ pub enum Error {
     Exports(#[from] ApplyError),
     #[error(transparent)]
     Docker(#[from] DockerError),
+    #[error(transparent)]
+    Cluster(Box<crate::cluster::ClusterError>),
+    #[error(transparent)]
+    Workload(#[from] crate::workloads::WorkloadError),
+    #[error(transparent)]
+    PodExec(#[from] crate::podexec::PodExecError),
     #[error("cannot {action} {}", .path.display())]
     Io {
         action: &'static str,
@@ -71,6 +77,9 @@ impl Error {
             Error::Chart(_) => None,
             Error::Exports(e) => e.help(),
             Error::Docker(e) => e.help(),
+            Error::Cluster(e) => e.help(),
+            Error::Workload(e) => e.help(),
+            Error::PodExec(e) => e.help(),
             Error::Io { .. } => None,
             Error::Usage { help, .. } | Error::Failed { help, .. } => Some(help.clone()),
         }
@@ -82,6 +91,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage { .. }
+            | Error::Workload(crate::workloads::WorkloadError::Unknown { .. })
             | Error::Config(ConfigError::Invalid { .. } | ConfigError::NotFound { .. }) => 2,
             Error::Failed { code, .. } => *code,
             _ => 1,
@@ -100,6 +110,9 @@ impl crate::diagnostic::Diagnostic for Error {
             Error::Chart(e) => e.code(),
             Error::Exports(e) => e.code(),
             Error::Docker(e) => e.code(),
+            Error::Cluster(e) => e.code(),
+            Error::Workload(e) => e.code(),
+            Error::PodExec(e) => e.code(),
             Error::Io { .. } => codes::IO,
             Error::Failed { diagnostic, .. } => diagnostic,
             Error::Usage { .. } => codes::USAGE,

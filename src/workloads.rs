@@ -16,8 +16,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::config::{Loaded, Placement};
-use crate::context::Context;
-use crate::error::Error;
+use crate::state::ProjectState;
 
 /// One service, placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,15 +32,21 @@ pub struct Located {
     pub service: String,
 }
 
-/// The services `names` (all of devenv.toml's when empty, in its order), placed. A name that is
-/// not a service is a usage error with the closest one.
-pub fn locate(ctx: &Context, loaded: &Loaded, names: &[String]) -> Result<Vec<Located>, Error> {
+/// The services `names` (all of devenv.toml's when empty, in its order), placed by `state`
+/// (the developer's choices) for `user`. A name that is not a service is an error with the
+/// closest one.
+pub fn locate(
+    loaded: &Loaded,
+    user: &str,
+    state: &ProjectState,
+    names: &[String],
+) -> Result<Vec<Located>, WorkloadError> {
     let c = &loaded.config;
     for name in names {
         if !c.services.contains_key(name) {
             let known: Vec<&str> = c.services.keys().map(String::as_str).collect();
-            return Err(Error::Usage {
-                message: format!("{name} is not a service of devenv.toml"),
+            return Err(WorkloadError::Unknown {
+                name: name.clone(),
                 help: match crate::config::closest(name, known.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None if known.is_empty() => {
@@ -52,8 +57,6 @@ pub fn locate(ctx: &Context, loaded: &Loaded, names: &[String]) -> Result<Vec<Lo
             });
         }
     }
-    let project = ctx.state_dir()?.project(&c.project.name, &loaded.root);
-    let state = project.load()?;
     Ok(c.services
         .iter()
         .filter(|(name, _)| names.is_empty() || names.contains(name))
@@ -62,7 +65,7 @@ pub fn locate(ctx: &Context, loaded: &Loaded, names: &[String]) -> Result<Vec<Lo
             let (context, namespace) = match (&c.remote, place) {
                 (Some(remote), Placement::Remote) => (
                     remote.context.clone(),
-                    crate::offload::remote_namespace(&ctx.user, &c.project.name),
+                    crate::offload::remote_namespace(user, &c.project.name),
                 ),
                 _ => (c.project.profile(), c.project.namespace().to_string()),
             };
@@ -95,6 +98,8 @@ impl Clients {
 /// Why a service's pods cannot be listed.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
+    #[error("{name} is not a service of devenv.toml")]
+    Unknown { name: String, help: String },
     #[error(
         "cannot list the pods of {service} in namespace {namespace} ({context}): the Kubernetes API {api}"
     )]
@@ -130,6 +135,7 @@ pub enum WorkloadError {
 impl WorkloadError {
     pub fn help(&self) -> Option<String> {
         match self {
+            WorkloadError::Unknown { help, .. } => Some(help.clone()),
             WorkloadError::Api { context, .. } => Some(format!(
                 "`kubectl --context {context} get pods` shows whether the cluster answers; `devenv status` shows the VM"
             )),

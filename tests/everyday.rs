@@ -338,3 +338,207 @@ fn follow_ends_quietly_when_its_reader_goes_away() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn shell_runs_a_command_with_its_streams_and_exits_with_its_code() {
+    let (env, local, _remote) = everyday_env();
+    deploy(&local, "shop", "api", 2, &["api"]);
+    let (code, _, stderr) = run(&env, &["shell", "api", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    let (code, stdout, stderr) = run(
+        &env,
+        &[
+            "shell",
+            "api",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; echo $HOSTNAME",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let first_ready = pods_of(&local, "shop", "api")[0].clone();
+    assert_eq!(stdout, format!("out\n{first_ready}\n"));
+    assert_eq!(stderr, "err\n");
+    // A pipe on stdin is passed through, and its end reaches the remote command.
+    let out = env
+        .devenv()
+        .args(["shell", "api", "--", "sh", "-c", "tr a-z A-Z; echo done"])
+        .write_stdin("hello\n")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO\ndone\n");
+    let exec = local
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/exec"))
+        .unwrap();
+    assert!(
+        exec.query.contains("stdin=true") && !exec.query.contains("tty=true"),
+        "{}",
+        exec.query
+    );
+}
+
+#[test]
+fn shell_opens_bash_where_the_image_has_it_else_sh() {
+    let (env, local, _remote) = everyday_env();
+    deploy(&local, "shop", "api", 1, &["api"]);
+    deploy(&local, "shop", "worker", 1, &["worker"]);
+    // The worker's image has sh and nothing else.
+    let bin = env.home.path().join("worker-image");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", bin.join("sh")).unwrap();
+    local.set_image_path("shop-worker:dev", bin.to_str().unwrap());
+    let login = |service: &str| {
+        let out = env
+            .devenv()
+            .args(["shell", service])
+            .write_stdin("echo \"shell=$0\"; exit 4\n")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    if support::real_tool("bash").is_some() {
+        assert_eq!(login("api"), (Some(4), "shell=bash\n".to_string()));
+    }
+    assert_eq!(login("worker"), (Some(4), "shell=sh\n".to_string()));
+
+    // A program the image does not have: the runtime's reason, and the way out.
+    let (code, _, stderr) = run(&env, &["shell", "worker", "--", "psql"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot run `psql`"), "{stderr}");
+    assert!(
+        stderr.contains("executable file not found in $PATH"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("code: pod-exec"), "{stderr}");
+}
+
+#[test]
+fn shell_in_an_offloaded_service_runs_on_the_shared_cluster() {
+    let (env, local, remote) = everyday_env();
+    env.postgres_offloaded();
+    let pg = deploy(&remote, REMOTE_NS, "postgres", 1, &["postgres"]);
+    let (code, stdout, stderr) = run(
+        &env,
+        &["shell", "postgres", "--", "sh", "-c", "echo $HOSTNAME"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), pg[0]);
+    assert_eq!(
+        local.count_requests(
+            "GET",
+            &format!("/api/v1/namespaces/{REMOTE_NS}/pods/{}/exec", pg[0])
+        ),
+        0
+    );
+}
+
+#[test]
+fn shell_says_which_pods_there_are_when_none_will_do() {
+    let (env, local, _remote) = everyday_env();
+    let api = deploy(&local, "shop", "api", 1, &["api"]);
+    let (code, _, stderr) = run(&env, &["shell", "api", "--pod", "api-nope", "--", "true"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("its pods are: {}", api[0])),
+        "{stderr}"
+    );
+    assert!(stderr.contains("code: service-pods"), "{stderr}");
+    let (code, _, stderr) = run(&env, &["shell", "search", "--", "true"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("search has no pods in namespace shop"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&env, &["shell", "api", "-c", "sidecar", "--", "true"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("its containers are: api"), "{stderr}");
+}
+
+#[test]
+fn shell_on_a_terminal_gets_a_remote_terminal_with_resizes_and_ctrl_c() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let (env, local, _remote) = everyday_env();
+    deploy(&local, "shop", "api", 1, &["api"]);
+    let (master, slave) = support::pty(Some((100, 40))).unwrap();
+    let (mut master, slave) = (std::fs::File::from(master), std::fs::File::from(slave));
+    let slave_fd = slave.as_raw_fd();
+    let mut cmd = env.background();
+    cmd.args([
+        "shell", "api", "--", "sh", "-c",
+        "stty size; read line; stty size; trap 'echo got-int; exit 7' INT; echo waiting; while :; do sleep 0.05; done",
+    ])
+    .stdin(slave.try_clone().unwrap())
+    .stdout(slave.try_clone().unwrap())
+    .stderr(slave);
+    // SAFETY: setsid and the ioctl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            libc::ioctl(slave_fd, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    // Everything the terminal has shown so far.
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut reader = master.try_clone().unwrap();
+    let screen = shown.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            screen
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |what: &str| {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !shown.lock().unwrap().contains(what) {
+            assert!(
+                Instant::now() < until,
+                "no {what:?} on the terminal; it shows {:?}",
+                shown.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("40 100");
+    // The window grows: the kernel tells devenv (SIGWINCH), devenv tells the remote terminal.
+    let size = libc::winsize {
+        ws_row: 50,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    std::thread::sleep(Duration::from_millis(300));
+    master.write_all(b"go\r").unwrap();
+    wait_for("50 120");
+    wait_for("waiting");
+    // Ctrl-C is a key in raw mode: it reaches the remote terminal, whose shell gets SIGINT.
+    master.write_all(&[3]).unwrap();
+    wait_for("got-int");
+    let until = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "devenv shell did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(7));
+}

@@ -161,7 +161,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             help: "the syntax is Rust's regex crate's (like RE2): escape `(`, `[`, `.` with `\\`"
                 .into(),
         })?;
-    let located = workloads::locate(ctx, &loaded, &args.services)?;
+    let located = super::locate(ctx, &loaded, &args.services)?;
     let mut printer = Printer {
         labels: Labels::default(),
         grep,

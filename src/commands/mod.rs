@@ -9,6 +9,7 @@ pub mod logs;
 pub mod offload;
 pub mod onboard;
 pub mod remote;
+pub mod shell;
 pub mod status;
 pub mod top;
 pub mod tunnel;
@@ -44,4 +45,19 @@ pub fn confirm(ctx: &Context, title: &str, steps: &[String]) -> Result<(), Error
             help: "nothing was changed".into(),
         })
     }
+}
+
+/// The services `names` of the project (all when empty), each where it runs for this developer:
+/// what `logs` and `shell` act on.
+pub fn locate(
+    ctx: &Context,
+    loaded: &crate::config::Loaded,
+    names: &[String],
+) -> Result<Vec<crate::workloads::Located>, Error> {
+    let c = &loaded.config;
+    let state = ctx
+        .state_dir()?
+        .project(&c.project.name, &loaded.root)
+        .load()?;
+    Ok(crate::workloads::locate(loaded, &ctx.user, &state, names)?)
 }

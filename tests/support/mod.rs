@@ -524,3 +524,36 @@ impl Env {
         cmd
     }
 }
+
+/// A pseudo terminal (master, slave), with the window `cols` × `rows` when given: for the exec
+/// double's TTY and for running devenv on a terminal.
+pub fn pty(
+    size: Option<(u16, u16)>,
+) -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    let window = size.map(|(cols, rows)| libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    });
+    let window_ptr = window
+        .as_ref()
+        .map_or(std::ptr::null(), |w| w as *const libc::winsize);
+    // SAFETY: openpty writes two descriptors it opened and reads the optional winsize.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            window_ptr,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) })
+}

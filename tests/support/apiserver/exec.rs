@@ -27,7 +27,7 @@
 //! resizes.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -180,26 +180,6 @@ fn internal_error(message: String) -> Value {
     })
 }
 
-/// A pseudo terminal: the master side for the server, the slave for the process.
-fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty writes two descriptors it opened into the two integers.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are open and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) })
-}
-
 fn resize(master: &OwnedFd, width: u16, height: u16) {
     let size = libc::winsize {
         ws_row: height,
@@ -247,7 +227,7 @@ async fn serve(ws: super::upgrade::Socket, exec: Exec) {
     let mut master: Option<OwnedFd> = None;
     let spawned = if exec.tty {
         cmd.env("TERM", "xterm");
-        match open_pty() {
+        match crate::support::pty(None) {
             Ok((m, slave)) => {
                 let fd = slave.as_raw_fd();
                 cmd.stdin(Stdio::from(slave.try_clone().expect("dup")))
