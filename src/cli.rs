@@ -55,6 +55,7 @@ pub enum Command {
     Top(commands::top::Args),
     Logs(commands::logs::Args),
     Shell(commands::shell::Args),
+    Forward(commands::forward::Args),
     Completions(commands::completions::Args),
     #[command(name = "tunnel-supervisor", hide = true)]
     TunnelSupervisor(commands::tunnel::Args),
@@ -78,6 +79,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Top(args) => top::exec(args, ctx).await,
         Command::Logs(args) => logs::exec(args, ctx).await,
         Command::Shell(args) => shell::exec(args, ctx).await,
+        Command::Forward(args) => forward::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args, Cli::command()),
         Command::TunnelSupervisor(args) => tunnel::exec(args).await,
     }

@@ -343,7 +343,9 @@ impl Diagnostic for crate::workloads::WorkloadError {
         match self {
             Unknown { .. } => codes::USAGE,
             Api { .. } => codes::CLUSTER_API,
-            NoPods { .. } | NoSuchPod { .. } | NoneReady { .. } => codes::SERVICE_PODS,
+            NoPods { .. } | NoSuchPod { .. } | NoneReady { .. } | NoService { .. } => {
+                codes::SERVICE_PODS
+            }
         }
     }
 

@@ -19,6 +19,7 @@ pub mod doctor;
 pub mod error;
 pub mod execute;
 pub mod export;
+pub mod forward;
 pub mod fsutil;
 pub mod helm;
 pub mod logs;

@@ -5,6 +5,7 @@
 //! result. The same call serves a pod on the laptop's cluster and one on the shared cluster.
 
 use std::io::Read;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
@@ -142,8 +143,15 @@ pub async fn run(
         tokio::spawn(follow_size(sizes));
     }
     let status = status.await;
+    // The copies end when kube closes the streams, which it does when the session ends
+    // cleanly; after a broken one they would wait forever, so what is left gets a moment.
+    let drain = if status.is_some() {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_millis(300)
+    };
     for copy in [out, err].into_iter().flatten() {
-        let _ = copy.await;
+        let _ = tokio::time::timeout(drain, copy).await;
     }
     let Some(status) = status else {
         return Err(PodExecError::Lost {

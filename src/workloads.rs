@@ -124,6 +124,13 @@ pub enum WorkloadError {
         pod: String,
         pods: Vec<String>,
     },
+    #[error("{service} has no Service {name} in namespace {namespace} ({context})")]
+    NoService {
+        service: String,
+        context: String,
+        namespace: String,
+        name: String,
+    },
     #[error("{service} has no ready pod in namespace {namespace} ({context})")]
     NoneReady {
         service: String,
@@ -133,6 +140,25 @@ pub enum WorkloadError {
 }
 
 impl WorkloadError {
+    /// Why the Service of `at` could not be read.
+    pub fn service(at: &Located, e: crate::cluster::ServiceError) -> WorkloadError {
+        match e {
+            crate::cluster::ServiceError::Missing { .. }
+            | crate::cluster::ServiceError::NoSelector { .. } => WorkloadError::NoService {
+                service: at.name.clone(),
+                context: at.context.clone(),
+                namespace: at.namespace.clone(),
+                name: at.service.clone(),
+            },
+            other => WorkloadError::Api {
+                service: at.name.clone(),
+                context: at.context.clone(),
+                namespace: at.namespace.clone(),
+                api: other.to_string(),
+            },
+        }
+    }
+
     pub fn help(&self) -> Option<String> {
         match self {
             WorkloadError::Unknown { help, .. } => Some(help.clone()),
@@ -144,6 +170,9 @@ impl WorkloadError {
                     .into(),
             ),
             WorkloadError::NoSuchPod { .. } => None,
+            WorkloadError::NoService { name, .. } => Some(format!(
+                "a forward goes through a Kubernetes Service: give the service a `host` naming one its chart creates, or check that `{name}` is deployed (`devenv status`)"
+            )),
             WorkloadError::NoneReady { service, .. } => Some(format!(
                 "`devenv logs {service}` shows why; `--pod <name>` picks a pod that is not ready"
             )),

@@ -241,8 +241,31 @@ fn a_pod_that_cannot_be_read_is_named_once_and_the_rest_go_on() {
     assert!(stderr.contains(&api[1]), "{stderr}");
 }
 
+/// A devenv in the background, killed when the test ends however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// `devenv logs -f …` in the background, its stdout lines arriving on a channel.
-fn follow(env: &Env, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+fn follow(env: &Env, args: &[&str]) -> (Running, mpsc::Receiver<String>) {
     let mut child = env
         .background()
         .args(["logs", "-f"])
@@ -252,6 +275,7 @@ fn follow(env: &Env, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let child = Running(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -311,8 +335,8 @@ fn follow_goes_on_through_a_restart_and_picks_up_new_pods() {
     assert!(line.starts_with(&format!("api/{new}")), "{line}");
 
     let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -334,9 +358,10 @@ fn follow_ends_quietly_when_its_reader_goes_away() {
         write(&local, "shop", &api[0], "api", "more");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]
@@ -473,7 +498,7 @@ fn shell_on_a_terminal_gets_a_remote_terminal_with_resizes_and_ctrl_c() {
     let mut cmd = env.background();
     cmd.args([
         "shell", "api", "--", "sh", "-c",
-        "stty size; read line; stty size; trap 'echo got-int; exit 7' INT; echo waiting; while :; do sleep 0.05; done",
+        "read a; stty size; read b; stty size; trap 'echo got-int; exit 7' INT; echo waiting; while :; do sleep 0.05; done",
     ])
     .stdin(slave.try_clone().unwrap())
     .stdout(slave.try_clone().unwrap())
@@ -486,7 +511,7 @@ fn shell_on_a_terminal_gets_a_remote_terminal_with_resizes_and_ctrl_c() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Running(cmd.spawn().unwrap());
     drop(cmd);
     // Everything the terminal has shown so far.
     let shown = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -515,6 +540,9 @@ fn shell_on_a_terminal_gets_a_remote_terminal_with_resizes_and_ctrl_c() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
+    // The size devenv sends first (a real runtime, like the double, may start the process a
+    // moment before it applies it: the command reads a line first).
+    master.write_all(b"one\r").unwrap();
     wait_for("40 100");
     // The window grows: the kernel tells devenv (SIGWINCH), devenv tells the remote terminal.
     let size = libc::winsize {
@@ -526,7 +554,7 @@ fn shell_on_a_terminal_gets_a_remote_terminal_with_resizes_and_ctrl_c() {
     // SAFETY: TIOCSWINSZ reads one winsize.
     unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
     std::thread::sleep(Duration::from_millis(300));
-    master.write_all(b"go\r").unwrap();
+    master.write_all(b"two\r").unwrap();
     wait_for("50 120");
     wait_for("waiting");
     // Ctrl-C is a key in raw mode: it reaches the remote terminal, whose shell gets SIGINT.
@@ -541,4 +569,127 @@ fn shell_on_a_terminal_gets_a_remote_terminal_with_resizes_and_ctrl_c() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(7));
+}
+
+/// A Service `name` in `ns` selecting the pods `deploy` made, port `port` → `target`.
+fn service(api: &ApiServer, ns: &str, name: &str, port: u16, target: u16) {
+    api.create(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"selector": {"app.kubernetes.io/name": name},
+                 "ports": [{"name": "http", "port": port, "targetPort": target}]},
+    }));
+}
+
+/// A server that answers each connection's first read with `name` and what it read: the
+/// container's port of one pod.
+fn pod_server(name: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                if let Ok(n) = conn.read(&mut buf) {
+                    let answer = format!("{name}:{}", String::from_utf8_lossy(&buf[..n]));
+                    let _ = conn.write_all(answer.as_bytes());
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Send `msg` through 127.0.0.1:`port` and read the answer, until the pod's server closes the
+/// connection (which the forward carries back).
+fn ask(port: u16, msg: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    conn.write_all(msg.as_bytes())?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+#[test]
+fn forward_listens_on_localhost_and_follows_the_pod_when_it_is_replaced() {
+    let (env, local, _remote) = everyday_env();
+    let first = deploy(&local, "shop", "api", 1, &["api"])[0].clone();
+    service(&local, "shop", "api", 80, 8080);
+    local.forward("shop", &first, 8080, pod_server("first"));
+
+    let mut child = Running(
+        env.background()
+            .args(["forward", "api", ":80"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let port: u16 = banner
+        .strip_prefix("Forwarding 127.0.0.1:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{banner}"));
+    assert!(
+        banner.contains("→ api:80 (Service api in shop on devenv-shop)"),
+        "{banner}"
+    );
+    assert_eq!(ask(port, "ping").unwrap(), "first:ping");
+
+    // The pod is deleted and its ReplicaSet makes another: the next connection goes there.
+    assert!(local.delete("pods", "shop", &first));
+    let deleted = Instant::now();
+    local.mark_ready("deployments", "shop", "api");
+    let second = pods_of(&local, "shop", "api")[0].clone();
+    assert_ne!(second, first);
+    local.forward("shop", &second, 8080, pod_server("second"));
+    let answer = loop {
+        match ask(port, "again") {
+            Ok(a) if a == "second:again" => break a,
+            other => assert!(
+                deleted.elapsed() < Duration::from_secs(15),
+                "no answer from the new pod: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer, "second:again");
+    eprintln!(
+        "forward recovered {:?} after the pod was replaced",
+        deleted.elapsed()
+    );
+
+    let _ = child.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("forwarding to pod {second}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn forward_refuses_a_port_the_service_does_not_have() {
+    let (env, local, _remote) = everyday_env();
+    deploy(&local, "shop", "api", 1, &["api"]);
+    service(&local, "shop", "api", 80, 8080);
+    let (code, _, stderr) = run(&env, &["forward", "api", "9000:8080"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("Service api has no port 8080"), "{stderr}");
+    assert!(stderr.contains("its ports are: 80"), "{stderr}");
+    deploy(&local, "shop", "worker", 1, &["worker"]);
+    let (code, _, stderr) = run(&env, &["forward", "worker", "80"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("worker has no Service worker in namespace shop"),
+        "{stderr}"
+    );
 }

@@ -4,6 +4,7 @@ pub mod completions;
 pub mod doctor;
 pub mod down;
 pub mod exports;
+pub mod forward;
 pub mod init;
 pub mod logs;
 pub mod offload;

@@ -375,4 +375,10 @@ async fn serve(ws: super::upgrade::Socket, exec: Exec) {
     frame.extend(status.to_string().as_bytes());
     let _ = sink.send(Message::binary(frame)).await;
     let _ = sink.close().await;
+    // Read what the client still sends until it closes too, as a graceful close does: a socket
+    // dropped with unread data is reset by the kernel, which can lose the status on its way.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
