@@ -27,21 +27,30 @@ pub fn exec(args: Args, mut cmd: clap::Command) -> Result<i32, Error> {
 }
 
 /// The services of the project at hand are only known when completing, so the generated script
-/// is given a hook that asks `devenv offload --complete-names` (which reads the nearest
-/// devenv.toml) for the service argument of `devenv offload`. Shells without a hook here
-/// complete the rest as generated.
+/// is given a hook that asks devenv (which reads the nearest devenv.toml) for the service
+/// argument: `devenv offload --complete-names` for `offload` (only the services that can be
+/// offloaded), `devenv logs --complete-names` for `logs`, `shell` and `forward` (all of them).
+/// Shells without a hook here complete the rest as generated.
 fn with_service_names(shell: Shell, script: &str) -> String {
-    const ASK: &str = "devenv offload --complete-names 2>/dev/null";
+    const OFFLOADABLE: &str = "devenv offload --complete-names 2>/dev/null";
+    const ALL: &str = "devenv logs --complete-names 2>/dev/null";
     match shell {
         Shell::Bash => format!(
             r#"{script}
 _devenv_with_services() {{
-    local cur="${{COMP_WORDS[COMP_CWORD]}}" w seen=0
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" w ask=""
     for w in "${{COMP_WORDS[@]:1:COMP_CWORD-1}}"; do
-        [[ "$w" == offload ]] && seen=1
+        case "$w" in
+            offload) ask=offload ;;
+            logs|shell|forward) ask=all ;;
+        esac
     done
-    if [[ $seen == 1 && "$cur" != -* ]]; then
-        COMPREPLY=( $(compgen -W "$({ASK})" -- "$cur") )
+    if [[ -n $ask && "$cur" != -* ]]; then
+        if [[ $ask == offload ]]; then
+            COMPREPLY=( $(compgen -W "$({OFFLOADABLE})" -- "$cur") )
+        else
+            COMPREPLY=( $(compgen -W "$({ALL})" -- "$cur") )
+        fi
         return 0
     fi
     _devenv "$@"
@@ -50,12 +59,22 @@ complete -F _devenv_with_services -o nosort -o bashdefault -o default devenv
 "#
         ),
         Shell::Zsh => {
-            let hooked = script.replace(
-                "of devenv.toml with a host and a values_key):_default' \\",
-                "of devenv.toml with a host and a values_key):_devenv_services' \\",
-            );
+            let hooked = script
+                .replace(
+                    "of devenv.toml with a host and a values_key):_default' \\",
+                    "of devenv.toml with a host and a values_key):_devenv_services' \\",
+                )
+                .replace(
+                    "Services of devenv.toml (default\\: all):_default' \\",
+                    "Services of devenv.toml (default\\: all):_devenv_all_services' \\",
+                )
+                .replace(
+                    "The service (a \\[services.<name>\\] of devenv.toml):_default' \\",
+                    "The service (a \\[services.<name>\\] of devenv.toml):_devenv_all_services' \\",
+                );
             let define = format!(
-                "_devenv_services() {{\n    local -a names\n    names=(${{(f)\"$({ASK})\"}})\n    compadd -a names\n}}\n\n"
+                "_devenv_services() {{\n    local -a names\n    names=(${{(f)\"$({OFFLOADABLE})\"}})\n    compadd -a names\n}}\n\n\
+                 _devenv_all_services() {{\n    local -a names\n    names=(${{(f)\"$({ALL})\"}})\n    compadd -a names\n}}\n\n"
             );
             match hooked.rfind("if [ \"$funcstack[1]\" = \"_devenv\" ]") {
                 Some(at) => format!("{}{define}{}", &hooked[..at], &hooked[at..]),
@@ -63,7 +82,8 @@ complete -F _devenv_with_services -o nosort -o bashdefault -o default devenv
             }
         }
         Shell::Fish => format!(
-            "{script}complete -c devenv -n \"__fish_seen_subcommand_from offload\" -f -a \"({ASK})\"\n"
+            "{script}complete -c devenv -n \"__fish_seen_subcommand_from offload\" -f -a \"({OFFLOADABLE})\"\n\
+             complete -c devenv -n \"__fish_seen_subcommand_from logs shell forward\" -f -a \"({ALL})\"\n"
         ),
         _ => script.to_string(),
     }

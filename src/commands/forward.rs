@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::forward::Forward;
 use crate::workloads::{Clients, WorkloadError};
 
-/// Forward a port of a service to this laptop (127.0.0.1 only), until Ctrl-C.
+/// Forward a port of a service to this laptop (127.0.0.1 only), until Ctrl-C
 ///
 /// PORT is a port of the service's Kubernetes Service; LOCAL the port to listen on (default:
 /// the same; empty, as in `:5432`, for a free one, printed). Each connection goes to a ready

@@ -13,7 +13,7 @@ const LOGIN: [&str; 3] = [
     "command -v bash >/dev/null 2>&1 && exec bash || exec sh",
 ];
 
-/// Open a shell in a service's pod, or run a command there.
+/// Open a shell in a service's pod, or run a command there
 ///
 /// Runs in the first ready pod of the service (`--pod` picks another), in its default
 /// container (`--container` picks another): bash when the image has it, else sh, or the
