@@ -56,6 +56,7 @@ pub enum Command {
     Logs(commands::logs::Args),
     Shell(commands::shell::Args),
     Forward(commands::forward::Args),
+    Urls(commands::urls::Args),
     Completions(commands::completions::Args),
     #[command(name = "tunnel-supervisor", hide = true)]
     TunnelSupervisor(commands::tunnel::Args),
@@ -80,6 +81,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Logs(args) => logs::exec(args, ctx).await,
         Command::Shell(args) => shell::exec(args, ctx).await,
         Command::Forward(args) => forward::exec(args, ctx).await,
+        Command::Urls(args) => urls::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args, Cli::command()),
         Command::TunnelSupervisor(args) => tunnel::exec(args).await,
     }

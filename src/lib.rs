@@ -41,6 +41,7 @@ pub mod state;
 pub mod templates;
 pub mod terminal;
 pub mod ui;
+pub mod urls;
 pub mod watch;
 pub mod workloads;
 

@@ -30,6 +30,8 @@ pub struct Located {
     pub namespace: String,
     /// The Kubernetes Service (and `app.kubernetes.io/name`) it goes by.
     pub service: String,
+    /// Its ports in devenv.toml.
+    pub ports: Vec<u16>,
 }
 
 /// The services `names` (all of devenv.toml's when empty, in its order), placed by `state`
@@ -75,6 +77,7 @@ pub fn locate(
                 context,
                 namespace,
                 service: s.host.clone().unwrap_or_else(|| name.clone()),
+                ports: s.all_ports(),
             }
         })
         .collect())

@@ -97,14 +97,17 @@ fn bash_completes_the_offloadable_services_of_the_project_at_hand() {
         "search\n"
     );
     // logs, shell and forward take any service, offloadable or not.
-    for command in ["logs", "shell", "forward"] {
+    for command in ["logs", "shell", "forward", "urls"] {
         assert_eq!(
             bash_complete(&env, &["devenv", command, ""]),
             "api\npostgres\nsearch\nworker\n",
             "{command}"
         );
     }
-    assert_eq!(bash_complete(&env, &["devenv", "logs", "api", "w"]), "worker\n");
+    assert_eq!(
+        bash_complete(&env, &["devenv", "logs", "api", "w"]),
+        "worker\n"
+    );
     // Options and other subcommands complete as generated.
     assert!(bash_complete(&env, &["devenv", "offload", "--r"]).contains("--remote"));
     assert!(bash_complete(&env, &["devenv", "do"]).contains("doctor"));
@@ -121,8 +124,8 @@ fn zsh_and_fish_ask_devenv_for_the_service_names() {
     );
     assert_eq!(
         zsh.matches(":_devenv_all_services'").count(),
-        3,
-        "the service arguments of logs, shell and forward are hooked"
+        4,
+        "the service arguments of logs, shell, forward and urls are hooked"
     );
     assert!(zsh.contains("_devenv_all_services() {"));
     let define = zsh.find("_devenv_services() {").expect("defined");
@@ -130,7 +133,7 @@ fn zsh_and_fish_ask_devenv_for_the_service_names() {
     assert!(define < dispatch, "defined before the script runs");
     let fish = env.devenv().args(["completions", "fish"]).output().unwrap();
     assert!(String::from_utf8(fish.stdout).unwrap().contains(
-        "complete -c devenv -n \"__fish_seen_subcommand_from offload\" -f -a \"(devenv offload --complete-names 2>/dev/null)\"\ncomplete -c devenv -n \"__fish_seen_subcommand_from logs shell forward\" -f -a \"(devenv logs --complete-names 2>/dev/null)\""
+        "complete -c devenv -n \"__fish_seen_subcommand_from offload\" -f -a \"(devenv offload --complete-names 2>/dev/null)\"\ncomplete -c devenv -n \"__fish_seen_subcommand_from logs shell forward urls\" -f -a \"(devenv logs --complete-names 2>/dev/null)\""
     ));
 }
 

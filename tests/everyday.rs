@@ -693,3 +693,79 @@ fn forward_refuses_a_port_the_service_does_not_have() {
         "{stderr}"
     );
 }
+
+#[test]
+fn urls_list_ingress_hosts_node_ports_and_forwards() {
+    let (env, local, remote) = everyday_env();
+    assert!(env.start_vm().status.success());
+    let ip = String::from_utf8(env.minikube(&["ip", "-p", "devenv-shop"]).stdout).unwrap();
+    let ip = ip.trim();
+    env.postgres_offloaded();
+    deploy(&remote, REMOTE_NS, "postgres", 1, &["postgres"]);
+    deploy(&local, "shop", "api", 1, &["api"]);
+    deploy(&local, "shop", "search", 1, &["search"]);
+    service(&local, "shop", "search", 9200, 9200);
+    local.create(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "api", "namespace": "shop"},
+        "spec": {"type": "NodePort", "selector": {"app.kubernetes.io/name": "api"},
+                 "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]},
+    }));
+    local.create(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"rules": [{"host": "shop.invalid", "http": {"paths": [
+            {"path": "/api", "pathType": "Prefix",
+             "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]},
+    }));
+
+    let (code, stdout, stderr) = run(&env, &["urls", "--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["vm"], ip);
+    let by = |name: &str| {
+        v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == name)
+            .unwrap()
+            .clone()
+    };
+    let api = by("api");
+    assert_eq!(api["urls"][0]["url"], "http://shop.invalid/api");
+    assert_eq!(api["urls"][1]["url"], format!("http://{ip}:30080"));
+    assert_eq!(by("postgres")["where"], "remote");
+    assert_eq!(by("postgres")["forward"], "devenv forward postgres :5432");
+    assert_eq!(by("search")["forward"], "devenv forward search :9200");
+    assert_eq!(by("worker")["urls"], json!([]));
+
+    let (_, stdout, _) = run(&env, &["urls"]);
+    assert!(
+        stdout.contains(&format!(
+            "shop.invalid does not resolve to the VM: add `{ip} shop.invalid` to /etc/hosts"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("on the shared cluster: `devenv forward postgres :5432`"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn up_ends_with_the_urls_of_what_has_an_ingress() {
+    let Some((env, _api)) = support::cluster_env() else {
+        return;
+    };
+    // The example chart routes shop.local to the api through an Ingress.
+    let (code, stdout, stderr) = run(&env, &["up"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let urls = stdout
+        .split("URLs (all of them: devenv urls):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(urls.contains("api http://shop.local/"), "{stdout}");
+    assert!(urls.contains("add `192.168."), "{stdout}");
+    assert!(!urls.contains("worker"), "only what has a URL: {stdout}");
+}

@@ -15,6 +15,7 @@ pub mod status;
 pub mod top;
 pub mod tunnel;
 pub mod up;
+pub mod urls;
 pub mod watch;
 
 use crate::context::Context;

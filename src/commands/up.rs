@@ -401,6 +401,21 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                     c.project.namespace()
                 ));
             }
+            // How to reach what has an Ingress or a NodePort (`devenv urls` lists the rest).
+            if let Ok(located) = crate::workloads::locate(&loaded, &ctx.user, &state, &[]) {
+                let client = crate::cluster::client(&profile).await.ok();
+                let vm = ip.map(std::net::IpAddr::V4);
+                let reachable: Vec<_> =
+                    crate::urls::gather(&located, client, c.project.namespace(), vm)
+                        .await
+                        .into_iter()
+                        .filter(|s| !s.urls.is_empty())
+                        .collect();
+                if !reachable.is_empty() {
+                    ctx.ui.say("  URLs (all of them: devenv urls):");
+                    crate::commands::urls::print(ctx, &reachable, vm).await;
+                }
+            }
         }
         if args.watch {
             // The watcher's `helm` action runs `up` again, which takes the project's lock.
