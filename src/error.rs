@@ -54,6 +54,13 @@ pub enum Error {
     Usage { message: String, help: String },
 }
 
+/// A cluster error is boxed: it is the largest, and every `Result` carries the size.
+impl From<crate::cluster::ClusterError> for Error {
+    fn from(e: crate::cluster::ClusterError) -> Error {
+        Error::Cluster(Box::new(e))
+    }
+}
+
 impl Error {
     pub fn io(
         action: &'static str,

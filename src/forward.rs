@@ -129,6 +129,20 @@ struct Health {
 }
 
 impl Live {
+    /// Record `pod` as where connections go, saying so when it changed or the forward came
+    /// back (`again`).
+    fn note_pod(&self, h: &mut Health, pod: &str, again: bool) {
+        if again || h.pod.as_deref() != Some(pod) {
+            (self.log)(&format!(
+                "{} port {}: forwarding to pod {pod}{}",
+                self.forward.service,
+                self.forward.port,
+                if again { " again" } else { "" }
+            ));
+        }
+        h.pod = Some(pod.to_string());
+    }
+
     /// How the forward stands now.
     pub fn status(&self) -> ForwardStatus {
         let h = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -168,15 +182,7 @@ async fn probe_loop(ctx: Ctx) {
                     if broken {
                         h.reconnects += 1;
                     }
-                    if broken || h.pod.as_deref() != Some(pod.as_str()) {
-                        (live.log)(&format!(
-                            "{} port {}: forwarding to pod {pod}{}",
-                            live.forward.service,
-                            live.forward.port,
-                            if broken { " again" } else { "" }
-                        ));
-                    }
-                    h.pod = Some(pod);
+                    live.note_pod(&mut h, &pod, broken);
                     h.error = None;
                     h.checked = true;
                 }
@@ -328,17 +334,12 @@ async fn serve(ctx: &Ctx, socket: TcpStream) -> Result<(), String> {
     let (pod, port) = resolve(ctx).await.inspect_err(|_| {
         live.suspect.notify_one();
     })?;
-    {
-        // A replaced pod is seen here first, before the next probe: say so now.
-        let mut h = live.state.lock().unwrap_or_else(|e| e.into_inner());
-        if h.pod.as_deref() != Some(pod.as_str()) {
-            (live.log)(&format!(
-                "{} port {}: forwarding to pod {pod}",
-                live.forward.service, live.forward.port
-            ));
-            h.pod = Some(pod.clone());
-        }
-    }
+    // A replaced pod is seen here first, before the next probe: say so now.
+    live.note_pod(
+        &mut live.state.lock().unwrap_or_else(|e| e.into_inner()),
+        &pod,
+        false,
+    );
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let mut pf = pods.portforward(&pod, &[port]).await.map_err(|e| {
         live.suspect.notify_one();

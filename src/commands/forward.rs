@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::context::Context;
 use crate::error::Error;
 use crate::forward::Forward;
-use crate::workloads::{Clients, WorkloadError};
+use crate::workloads::WorkloadError;
 
 /// Forward a port of a service to this laptop (127.0.0.1 only), until Ctrl-C
 ///
@@ -57,10 +57,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let located = super::locate(ctx, &loaded, std::slice::from_ref(&args.service))?;
     let at = &located[0];
     let (local, port) = args.ports;
-    let client = Clients::default()
-        .get(&at.context)
-        .await
-        .map_err(|e| Error::Cluster(Box::new(e)))?;
+    let client = crate::cluster::client(&at.context).await?;
     let (svc, _) = crate::cluster::service_pods(client.clone(), &at.namespace, &at.service)
         .await
         .map_err(|e| WorkloadError::service(at, e))?;

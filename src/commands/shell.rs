@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::workloads::{self, Clients};
+use crate::workloads;
 
 /// The command run when none is given: bash where the image has it, else sh. A fixed string,
 /// never built from input.
@@ -45,10 +45,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let loaded = ctx.load_config()?;
     let located = super::locate(ctx, &loaded, std::slice::from_ref(&args.service))?;
     let at = &located[0];
-    let client = Clients::default()
-        .get(&at.context)
-        .await
-        .map_err(|e| Error::Cluster(Box::new(e)))?;
+    let client = crate::cluster::client(&at.context).await?;
     let pods = workloads::pods(client.clone(), at).await?;
     let pod = workloads::choose(at, &pods, args.pod.as_deref())?;
     let name = workloads::name(pod);
