@@ -57,6 +57,7 @@ pub enum Command {
     Shell(commands::shell::Args),
     Forward(commands::forward::Args),
     Urls(commands::urls::Args),
+    Restart(commands::restart::Args),
     Completions(commands::completions::Args),
     #[command(name = "tunnel-supervisor", hide = true)]
     TunnelSupervisor(commands::tunnel::Args),
@@ -82,6 +83,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Shell(args) => shell::exec(args, ctx).await,
         Command::Forward(args) => forward::exec(args, ctx).await,
         Command::Urls(args) => urls::exec(args, ctx).await,
+        Command::Restart(args) => restart::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args, Cli::command()),
         Command::TunnelSupervisor(args) => tunnel::exec(args).await,
     }

@@ -343,9 +343,12 @@ impl Diagnostic for crate::workloads::WorkloadError {
         match self {
             Unknown { .. } => codes::USAGE,
             Api { .. } => codes::CLUSTER_API,
-            NoPods { .. } | NoSuchPod { .. } | NoneReady { .. } | NoService { .. } => {
-                codes::SERVICE_PODS
-            }
+            NoPods { .. }
+            | NoSuchPod { .. }
+            | NoneReady { .. }
+            | NoService { .. }
+            | NoController { .. } => codes::SERVICE_PODS,
+            Restart { .. } => codes::CLUSTER_API,
         }
     }
 

@@ -140,6 +140,17 @@ pub enum WorkloadError {
         context: String,
         namespace: String,
     },
+    #[error(
+        "{service}'s pod {pod} has no controller to restart it (no Deployment, StatefulSet or DaemonSet owns it)"
+    )]
+    NoController { service: String, pod: String },
+    #[error("cannot restart {service}'s {workload} ({context}): the Kubernetes API {api}")]
+    Restart {
+        service: String,
+        context: String,
+        workload: String,
+        api: String,
+    },
 }
 
 impl WorkloadError {
@@ -178,6 +189,12 @@ impl WorkloadError {
             )),
             WorkloadError::NoneReady { service, .. } => Some(format!(
                 "`devenv logs {service}` shows why; `--pod <name>` picks a pod that is not ready"
+            )),
+            WorkloadError::NoController { pod, .. } => Some(format!(
+                "a bare pod comes back only if something recreates it: `kubectl delete pod {pod}` removes it for good"
+            )),
+            WorkloadError::Restart { context, .. } => Some(format!(
+                "nothing else was changed; `kubectl --context {context} auth can-i patch deployments` shows whether you may"
             )),
         }
     }
@@ -255,4 +272,102 @@ pub fn choose<'a>(
                 namespace: l.namespace.clone(),
             }),
     }
+}
+
+/// The kubectl annotation whose change on a pod template rolls the workload's pods, as
+/// `kubectl rollout restart` sets it.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// The controllers (`deployment/api`, `statefulset/postgres`) that own `pods`, found through
+/// their ownerReferences (a ReplicaSet's own owner, its Deployment, when it has one), sorted.
+/// A pod no controller owns is [`WorkloadError::NoController`].
+pub async fn controllers(
+    client: Client,
+    l: &Located,
+    pods: &[Pod],
+) -> Result<Vec<(String, String)>, WorkloadError> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let mut found = std::collections::BTreeSet::new();
+    for pod in pods {
+        let owner = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .ok_or_else(|| WorkloadError::NoController {
+                service: l.name.clone(),
+                pod: name(pod).to_string(),
+            })?;
+        let (kind, owner_name) = if owner.kind == "ReplicaSet" {
+            let rs = Api::<ReplicaSet>::namespaced(client.clone(), &l.namespace)
+                .get(&owner.name)
+                .await
+                .map_err(|e| WorkloadError::Api {
+                    service: l.name.clone(),
+                    context: l.context.clone(),
+                    namespace: l.namespace.clone(),
+                    api: crate::cluster::describe(&e),
+                })?;
+            match rs
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true) && o.kind == "Deployment")
+            {
+                Some(d) => ("Deployment".to_string(), d.name.clone()),
+                None => ("ReplicaSet".to_string(), owner.name.clone()),
+            }
+        } else {
+            (owner.kind.clone(), owner.name.clone())
+        };
+        if !matches!(kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet") {
+            return Err(WorkloadError::NoController {
+                service: l.name.clone(),
+                pod: name(pod).to_string(),
+            });
+        }
+        found.insert((kind, owner_name));
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// Roll the pods of `kind/name` as `kubectl rollout restart` does: a new [`RESTARTED_AT`] on
+/// its pod template, so its controller replaces the pods by its own update strategy (new
+/// ready before old gone, for a Deployment).
+pub async fn restart(
+    client: Client,
+    l: &Located,
+    kind: &str,
+    workload: &str,
+    at: &str,
+) -> Result<(), WorkloadError> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    use kube::api::{Patch, PatchParams};
+    let patch = Patch::Merge(serde_json::json!({"spec": {"template": {"metadata": {
+        "annotations": {RESTARTED_AT: at}
+    }}}}));
+    let params = PatchParams::default();
+    let ns = &l.namespace;
+    let result = match kind {
+        "Deployment" => Api::<Deployment>::namespaced(client, ns)
+            .patch(workload, &params, &patch)
+            .await
+            .map(drop),
+        "StatefulSet" => Api::<StatefulSet>::namespaced(client, ns)
+            .patch(workload, &params, &patch)
+            .await
+            .map(drop),
+        _ => Api::<DaemonSet>::namespaced(client, ns)
+            .patch(workload, &params, &patch)
+            .await
+            .map(drop),
+    };
+    result.map_err(|e| WorkloadError::Restart {
+        service: l.name.clone(),
+        context: l.context.clone(),
+        workload: format!("{}/{workload}", kind.to_lowercase()),
+        api: crate::cluster::describe(&e),
+    })
 }

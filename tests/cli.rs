@@ -124,8 +124,8 @@ fn zsh_and_fish_ask_devenv_for_the_service_names() {
     );
     assert_eq!(
         zsh.matches(":_devenv_all_services'").count(),
-        4,
-        "the service arguments of logs, shell, forward and urls are hooked"
+        5,
+        "the service arguments of logs, shell, forward, urls and restart are hooked"
     );
     assert!(zsh.contains("_devenv_all_services() {"));
     let define = zsh.find("_devenv_services() {").expect("defined");
@@ -133,7 +133,7 @@ fn zsh_and_fish_ask_devenv_for_the_service_names() {
     assert!(define < dispatch, "defined before the script runs");
     let fish = env.devenv().args(["completions", "fish"]).output().unwrap();
     assert!(String::from_utf8(fish.stdout).unwrap().contains(
-        "complete -c devenv -n \"__fish_seen_subcommand_from offload\" -f -a \"(devenv offload --complete-names 2>/dev/null)\"\ncomplete -c devenv -n \"__fish_seen_subcommand_from logs shell forward urls\" -f -a \"(devenv logs --complete-names 2>/dev/null)\""
+        "complete -c devenv -n \"__fish_seen_subcommand_from offload\" -f -a \"(devenv offload --complete-names 2>/dev/null)\"\ncomplete -c devenv -n \"__fish_seen_subcommand_from logs shell forward urls restart\" -f -a \"(devenv logs --complete-names 2>/dev/null)\""
     ));
 }
 

@@ -769,3 +769,57 @@ fn up_ends_with_the_urls_of_what_has_an_ingress() {
     assert!(urls.contains("add `192.168."), "{stdout}");
     assert!(!urls.contains("worker"), "only what has a URL: {stdout}");
 }
+
+#[test]
+fn restart_rolls_the_deployment_that_owns_the_services_pods() {
+    let (env, local, _remote) = everyday_env();
+    let before = deploy(&local, "shop", "api", 2, &["api"]);
+
+    let (code, stdout, stderr) = run(&env, &["restart", "api", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("would restart api: deployment/api in shop (devenv-shop)"),
+        "{stdout}"
+    );
+    let d = local.get("deployments", "shop", "api").unwrap();
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"].is_null(),
+        "a dry run changes nothing: {d}"
+    );
+
+    let (code, stdout, stderr) = run(&env, &["restart", "api"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("restarted api: deployment/api"),
+        "{stdout}"
+    );
+    let d = local.get("deployments", "shop", "api").unwrap();
+    let at = d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(at.starts_with("20") && at.ends_with('Z'), "{d}");
+
+    // The controller rolls a new ReplicaSet: new pods, the old ones gone.
+    local.mark_ready("deployments", "shop", "api");
+    let after = pods_of(&local, "shop", "api");
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} → {after:?}"
+    );
+
+    // A pod nobody owns cannot be restarted, and that is said.
+    local.create(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "worker-by-hand", "namespace": "shop",
+                     "labels": {"app.kubernetes.io/name": "worker"}},
+        "spec": {"containers": [{"name": "worker", "image": "shop-worker:dev"}]},
+    }));
+    let (code, _, stderr) = run(&env, &["--json", "restart", "worker"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("worker-by-hand has no controller"),
+        "{stderr}"
+    );
+}

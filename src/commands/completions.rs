@@ -29,7 +29,7 @@ pub fn exec(args: Args, mut cmd: clap::Command) -> Result<i32, Error> {
 /// The services of the project at hand are only known when completing, so the generated script
 /// is given a hook that asks devenv (which reads the nearest devenv.toml) for the service
 /// argument: `devenv offload --complete-names` for `offload` (only the services that can be
-/// offloaded), `devenv logs --complete-names` for `logs`, `shell`, `forward` and `urls` (all of them).
+/// offloaded), `devenv logs --complete-names` for `logs`, `shell`, `forward`, `urls` and `restart` (all of them).
 /// Shells without a hook here complete the rest as generated.
 fn with_service_names(shell: Shell, script: &str) -> String {
     const OFFLOADABLE: &str = "devenv offload --complete-names 2>/dev/null";
@@ -42,7 +42,7 @@ _devenv_with_services() {{
     for w in "${{COMP_WORDS[@]:1:COMP_CWORD-1}}"; do
         case "$w" in
             offload) ask=offload ;;
-            logs|shell|forward|urls) ask=all ;;
+            logs|shell|forward|urls|restart) ask=all ;;
         esac
     done
     if [[ -n $ask && "$cur" != -* ]]; then
@@ -69,6 +69,10 @@ complete -F _devenv_with_services -o nosort -o bashdefault -o default devenv
                     "Services of devenv.toml (default\\: all):_devenv_all_services' \\",
                 )
                 .replace(
+                    "Services of devenv.toml:_default' \\",
+                    "Services of devenv.toml:_devenv_all_services' \\",
+                )
+                .replace(
                     "The service (a \\[services.<name>\\] of devenv.toml):_default' \\",
                     "The service (a \\[services.<name>\\] of devenv.toml):_devenv_all_services' \\",
                 );
@@ -83,7 +87,7 @@ complete -F _devenv_with_services -o nosort -o bashdefault -o default devenv
         }
         Shell::Fish => format!(
             "{script}complete -c devenv -n \"__fish_seen_subcommand_from offload\" -f -a \"({OFFLOADABLE})\"\n\
-             complete -c devenv -n \"__fish_seen_subcommand_from logs shell forward urls\" -f -a \"({ALL})\"\n"
+             complete -c devenv -n \"__fish_seen_subcommand_from logs shell forward urls restart\" -f -a \"({ALL})\"\n"
         ),
         _ => script.to_string(),
     }

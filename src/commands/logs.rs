@@ -86,6 +86,16 @@ enum Event {
     },
 }
 
+/// Where followed lines go: the terminal ([`Printer`]) or the dashboard.
+pub trait Sink {
+    /// Take `line`; false ends the following (its reader is gone).
+    fn line(&mut self, line: &Line) -> bool;
+    /// Say `problem` (a pod that cannot be read, a cluster that does not answer).
+    fn problem(&mut self, problem: String);
+    /// A pod of `service` was seen with these containers (for labels).
+    fn saw(&mut self, _service: &str, _pods: usize, _pod: &str, _containers: &[String]) {}
+}
+
 /// Lines go to the screen (or as JSON), filtered; a closed stdout ends the command.
 struct Printer {
     labels: Labels,
@@ -95,6 +105,20 @@ struct Printer {
     timestamps: bool,
     /// Problems already said, so each is said once.
     said: BTreeSet<String>,
+}
+
+impl Sink for Printer {
+    fn line(&mut self, line: &Line) -> bool {
+        self.print(line)
+    }
+
+    fn problem(&mut self, problem: String) {
+        self.once(problem)
+    }
+
+    fn saw(&mut self, service: &str, pods: usize, pod: &str, containers: &[String]) {
+        self.labels.saw(service, pods, pod, containers)
+    }
 }
 
 impl Printer {
@@ -179,7 +203,13 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     };
     let mut clients = Clients::default();
     if args.follow {
-        follow(&located, &mut clients, &mut printer, params).await
+        let mut interrupt =
+            crate::process::Interrupt::listen().map_err(Error::io("listen for", "Ctrl-C"))?;
+        tokio::select! {
+            () = follow(&located, &mut clients, &mut printer, params) => {}
+            _ = interrupt.recv() => {}
+        }
+        Ok(0)
     } else {
         once(&located, &mut clients, &mut printer, params).await
     }
@@ -236,20 +266,18 @@ async fn once(
     ))
 }
 
-/// Follow every container until Ctrl-C or until stdout is closed.
-async fn follow(
+/// Follow every container of `located` into `printer` until it takes no more lines.
+pub async fn follow(
     located: &[Located],
     clients: &mut Clients,
-    printer: &mut Printer,
+    printer: &mut impl Sink,
     params: LogParams,
-) -> Result<i32, Error> {
+) {
     /// How often pods are listed again, to find new pods and restarts.
     const ROUND: Duration = Duration::from_secs(1);
     /// The first lines of all streams are gathered this long and merged before printing;
     /// later lines are printed as they come.
     const SETTLE: Duration = Duration::from_millis(400);
-    let mut interrupt =
-        crate::process::Interrupt::listen().map_err(Error::io("listen for", "Ctrl-C"))?;
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     // Container ID → the time of its last line printed, and whether a stream is open.
     let mut streams: HashMap<String, (Option<Timestamp>, bool)> = HashMap::new();
@@ -264,7 +292,7 @@ async fn follow(
                 for t in discover(located, clients, printer).await {
                     let Some(id) = t.id.clone() else {
                         if let Some(why) = &t.waiting {
-                            printer.once(format!("{} {}/{}: waiting to start: {why}", t.at.name, t.pod, t.container));
+                            printer.problem(format!("{} {}/{}: waiting to start: {why}", t.at.name, t.pod, t.container));
                         }
                         continue;
                     };
@@ -298,8 +326,8 @@ async fn follow(
             }
             _ = &mut settle, if backlog.is_some() => {
                 for line in merge(backlog.take().unwrap_or_default()) {
-                    if !printer.print(&line) {
-                        return Ok(0);
+                    if !printer.line(&line) {
+                        return;
                     }
                 }
             }
@@ -308,8 +336,8 @@ async fn follow(
                     match backlog.as_mut() {
                         Some(b) => b.push(line),
                         None => {
-                            if !printer.print(&line) {
-                                return Ok(0);
+                            if !printer.line(&line) {
+                                return;
                             }
                         }
                     }
@@ -323,11 +351,10 @@ async fn follow(
                     if let Some(id) = &target.id {
                         streams.remove(id);
                     }
-                    printer.once(format!("{} {}/{}: {why}", target.at.name, target.pod, target.container));
+                    printer.problem(format!("{} {}/{}: {why}", target.at.name, target.pod, target.container));
                 }
-                None => return Ok(0),
+                None => return,
             },
-            _ = interrupt.recv() => return Ok(0),
         }
     }
 }
@@ -401,21 +428,21 @@ fn cannot_read(t: &Target, e: &kube::Error) -> String {
 async fn discover(
     located: &[Located],
     clients: &mut Clients,
-    printer: &mut Printer,
+    printer: &mut impl Sink,
 ) -> Vec<Target> {
     let mut targets = Vec::new();
     for at in located {
         let client = match clients.get(&at.context).await {
             Ok(c) => c,
             Err(e) => {
-                printer.once(format!("{}: {e}", at.name));
+                printer.problem(format!("{}: {e}", at.name));
                 continue;
             }
         };
         let pods = match workloads::pods(client, at).await {
             Ok(pods) => pods,
             Err(e) => {
-                printer.once(e.to_string());
+                printer.problem(e.to_string());
                 continue;
             }
         };
@@ -426,7 +453,7 @@ async fn discover(
                 .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
                 .unwrap_or_default();
             let name = workloads::name(pod).to_string();
-            printer.labels.saw(&at.name, pods.len(), &name, &containers);
+            printer.saw(&at.name, pods.len(), &name, &containers);
             for container in containers {
                 targets.push(target(at, pod, &name, &container));
             }

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod offload;
 pub mod onboard;
 pub mod remote;
+pub mod restart;
 pub mod shell;
 pub mod status;
 pub mod top;
