@@ -58,6 +58,7 @@ pub enum Command {
     Forward(commands::forward::Args),
     Urls(commands::urls::Args),
     Restart(commands::restart::Args),
+    Ui(commands::ui::Args),
     Completions(commands::completions::Args),
     #[command(name = "tunnel-supervisor", hide = true)]
     TunnelSupervisor(commands::tunnel::Args),
@@ -84,6 +85,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
         Command::Forward(args) => forward::exec(args, ctx).await,
         Command::Urls(args) => urls::exec(args, ctx).await,
         Command::Restart(args) => restart::exec(args, ctx).await,
+        Command::Ui(args) => ui::exec(args, ctx).await,
         Command::Completions(args) => completions::exec(args, Cli::command()),
         Command::TunnelSupervisor(args) => tunnel::exec(args).await,
     }

@@ -15,6 +15,7 @@ pub mod shell;
 pub mod status;
 pub mod top;
 pub mod tunnel;
+pub mod ui;
 pub mod up;
 pub mod urls;
 pub mod watch;

@@ -42,6 +42,13 @@ pub struct Args {
     /// are lost; the release is installed again).
     #[arg(long)]
     pub recreate: bool,
+    /// Show the run, then the environment, in the dashboard (`devenv ui`) and keep serving it
+    /// until Ctrl-C.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub ui: bool,
+    /// With --ui: print the dashboard's address, do not open the browser.
+    #[arg(long, requires = "ui")]
+    pub no_open: bool,
     /// How long to wait for another devenv command working on this project.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,
@@ -336,10 +343,23 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         Arc::new(PlainReporter)
     };
     // Kept for `devenv doctor --bundle`, whatever the screen showed.
-    let reporter: Arc<dyn Reporter> = Arc::new(reconcile::Tee(vec![
+    let mut reporters: Vec<Arc<dyn Reporter>> = vec![
         screen,
         Arc::new(crate::runlog::RunLog::create(project.path(), "up")),
-    ]));
+    ];
+    let dashboard = if args.ui {
+        let live = Arc::new(super::ui::LiveRun::default());
+        let dashboard = super::ui::start(ctx, &loaded, 0, Some(live.clone())).await?;
+        dashboard.announce(ctx, !args.no_open).await;
+        reporters.push(Arc::new(super::ui::LiveReporter {
+            run: live,
+            hub: dashboard.hub.clone(),
+        }));
+        Some(dashboard)
+    } else {
+        None
+    };
+    let reporter: Arc<dyn Reporter> = Arc::new(reconcile::Tee(reporters));
     let cancel = async move {
         match interrupt.as_mut() {
             Some(signal) => {
@@ -428,9 +448,23 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             };
             return crate::commands::watch::exec(watch, ctx).await;
         }
+        if let Some(d) = &dashboard {
+            // The dashboard's actions run devenv commands, which take the project's lock.
+            drop(lock);
+            d.serve_until_interrupted(ctx).await;
+        }
         return Ok(0);
     }
     let cancelled = result.stages.iter().any(|(_, o)| *o == Outcome::Cancelled);
+    // A failed run stays on the dashboard until Ctrl-C; an interrupted one ends at once.
+    if let Some(d) = dashboard.as_ref().filter(|_| !cancelled) {
+        drop(lock);
+        ctx.ui.say(
+            ctx.ui
+                .warn("the run failed: its stages are on the dashboard"),
+        );
+        d.serve_until_interrupted(ctx).await;
+    }
     let done: Vec<&str> = result
         .stages
         .iter()

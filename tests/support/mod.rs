@@ -450,11 +450,13 @@ pub mod apiserver;
 pub mod controlplane;
 pub mod docker;
 pub mod kubelet;
+pub mod offload;
 pub mod postgres;
 pub mod procs;
 pub mod tls;
 pub mod vm;
 pub mod watcher;
+pub mod webdriver;
 
 /// The fakes of a machine for `devenv onboard` (package managers, sudo, uname, …), in
 /// `bin/onboard/`: kept out of `bin/` itself so that no other test finds them on its PATH.
