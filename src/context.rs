@@ -24,6 +24,8 @@ pub struct Context {
     /// The NFS exports file (`$DEVENV_EXPORTS_FILE`, else /etc/exports): tests point it at a
     /// temp file so the machine's own is never touched.
     pub exports_file: PathBuf,
+    /// The hosts file (`$DEVENV_HOSTS_FILE`, else /etc/hosts): tests point it at a temp file.
+    pub hosts_file: PathBuf,
     /// The developer's login name, for names on the shared cluster.
     pub user: String,
     /// `/usr/share/firmlinks` on macOS (or `$DEVENV_FIRMLINKS_FILE`): which top-level paths are
@@ -73,6 +75,9 @@ impl Context {
             runner: Arc::new(runner(platform, devenv_home.clone())),
             devenv_home,
             platform,
+            hosts_file: std::env::var_os("DEVENV_HOSTS_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(crate::hosts::HOSTS_FILE)),
             exports_file: std::env::var_os("DEVENV_EXPORTS_FILE")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(crate::nfs::EXPORTS_FILE)),

@@ -179,6 +179,7 @@ pub mod codes {
         VERSION_REQUIRED = "version-required": "a tool's version is outside devenv.toml's [requires]";
         SERVICE_PODS = "service-pods": "a service has no pod to act on";
         POD_EXEC = "pod-exec": "a command could not be run in a service's container";
+        HOSTS_FILE = "hosts-file": "the hosts file's managed block could not be written";
     }
 }
 
@@ -354,6 +355,16 @@ impl Diagnostic for crate::workloads::WorkloadError {
 
     fn help(&self) -> Option<String> {
         crate::workloads::WorkloadError::help(self)
+    }
+}
+
+impl Diagnostic for crate::hosts::HostsError {
+    fn code(&self) -> &'static str {
+        codes::HOSTS_FILE
+    }
+
+    fn help(&self) -> Option<String> {
+        crate::hosts::HostsError::help(self)
     }
 }
 

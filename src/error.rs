@@ -32,6 +32,8 @@ pub enum Error {
     Workload(#[from] crate::workloads::WorkloadError),
     #[error(transparent)]
     PodExec(#[from] crate::podexec::PodExecError),
+    #[error(transparent)]
+    Hosts(#[from] crate::hosts::HostsError),
     #[error("cannot {action} {}", .path.display())]
     Io {
         action: &'static str,
@@ -87,6 +89,7 @@ impl Error {
             Error::Cluster(e) => e.help(),
             Error::Workload(e) => e.help(),
             Error::PodExec(e) => e.help(),
+            Error::Hosts(e) => e.help(),
             Error::Io { .. } => None,
             Error::Usage { help, .. } | Error::Failed { help, .. } => Some(help.clone()),
         }
@@ -120,6 +123,7 @@ impl crate::diagnostic::Diagnostic for Error {
             Error::Cluster(e) => e.code(),
             Error::Workload(e) => e.code(),
             Error::PodExec(e) => e.code(),
+            Error::Hosts(e) => e.code(),
             Error::Io { .. } => codes::IO,
             Error::Failed { diagnostic, .. } => diagnostic,
             Error::Usage { .. } => codes::USAGE,

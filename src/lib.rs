@@ -22,6 +22,7 @@ pub mod export;
 pub mod forward;
 pub mod fsutil;
 pub mod helm;
+pub mod hosts;
 pub mod logs;
 pub mod machine;
 pub mod minikube;

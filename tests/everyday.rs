@@ -743,7 +743,8 @@ fn urls_list_ingress_hosts_node_ports_and_forwards() {
     let (_, stdout, _) = run(&env, &["urls"]);
     assert!(
         stdout.contains(&format!(
-            "shop.invalid does not resolve to the VM: add `{ip} shop.invalid` to /etc/hosts"
+            "shop.invalid does not resolve to the VM: `{ip} shop.invalid` belongs in {}",
+            env.hosts.display()
         )),
         "{stdout}"
     );
@@ -766,8 +767,85 @@ fn up_ends_with_the_urls_of_what_has_an_ingress() {
         .nth(1)
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(urls.contains("api http://shop.local/"), "{stdout}");
-    assert!(urls.contains("add `192.168."), "{stdout}");
+    assert!(urls.contains("`192.168."), "{stdout}");
+    assert!(
+        urls.contains("devenv urls --write-hosts"),
+        "the offer: {stdout}"
+    );
     assert!(!urls.contains("worker"), "only what has a URL: {stdout}");
+}
+
+#[test]
+fn the_hosts_block_maps_the_ingress_hosts_to_the_vm_and_down_purge_removes_it() {
+    let Some((env, _api)) = support::cluster_env() else {
+        return;
+    };
+    let (code, _, stderr) = run(&env, &["up"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ip = String::from_utf8(env.minikube(&["ip", "-p", "devenv-shop"]).stdout).unwrap();
+    let ip = ip.trim();
+    // A hosts file with the administrator's own lines, and no line end at its end.
+    let original = "127.0.0.1\tlocalhost\n# keep this\n10.1.2.3 printer.lan";
+    std::fs::write(&env.hosts, original).unwrap();
+
+    let (code, stdout, stderr) = run(&env, &["urls", "--write-hosts", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains(&format!("+{ip} shop.local")), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&env.hosts).unwrap(), original);
+
+    let (code, stdout, stderr) = run(&env, &["urls", "--write-hosts"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("devenv down --purge"), "{stdout}");
+    let uid = unsafe { libc::getuid() };
+    let block =
+        format!("# BEGIN devenv shop uid={uid}\n{ip} shop.local\n# END devenv shop uid={uid}\n");
+    assert_eq!(
+        std::fs::read_to_string(&env.hosts).unwrap(),
+        format!("{original}\n{block}")
+    );
+    let (_, stdout, _) = run(&env, &["urls", "--write-hosts"]);
+    assert!(stdout.contains("already has"), "{stdout}");
+    let (_, stdout, _) = run(&env, &["urls"]);
+    assert!(!stdout.contains("does not resolve"), "{stdout}");
+
+    // down --purge takes the block out again; every other byte is as it was.
+    let (code, stdout, stderr) = run(&env, &["down", "--purge", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains(&format!("-{ip} shop.local")), "{stdout}");
+    let (code, stdout, stderr) = run(&env, &["down", "--purge", "--yes"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "done: remove devenv's block for shop in {}",
+            env.hosts.display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&env.hosts).unwrap(),
+        format!("{original}\n")
+    );
+}
+
+#[test]
+fn a_hosts_file_whose_markers_do_not_pair_is_refused_and_left_alone() {
+    let Some((env, _api)) = support::cluster_env() else {
+        return;
+    };
+    let (code, _, stderr) = run(&env, &["up"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let uid = unsafe { libc::getuid() };
+    let broken =
+        format!("127.0.0.1 localhost\n# BEGIN devenv shop uid={uid}\n10.0.0.1 shop.local\n");
+    std::fs::write(&env.hosts, &broken).unwrap();
+    let (code, _, stderr) = run(&env, &["urls", "--write-hosts"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 2: the BEGIN of devenv's block for shop has no END"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hosts-file"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&env.hosts).unwrap(), broken);
 }
 
 #[test]

@@ -251,6 +251,33 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             h.exports.display()
         ));
     }
+    // The hosts file's block `devenv urls --write-hosts` wrote, if there is one.
+    let hosts_text = std::fs::read_to_string(&ctx.hosts_file).unwrap_or_default();
+    let hosts_block = crate::hosts::current(&hosts_text, &ctx.hosts_file, &fp.project, owner.uid);
+    let by_hand_hosts = format!(
+        "delete the lines from `# BEGIN devenv {}` to `# END devenv {}` in {}",
+        fp.project,
+        fp.project,
+        ctx.hosts_file.display()
+    );
+    if let Err(e) = &hosts_block {
+        left.push(Left {
+            what: format!(
+                "devenv's block for {} in {} (not read)",
+                fp.project,
+                ctx.hosts_file.display()
+            ),
+            why: e.to_string(),
+            by_hand: by_hand_hosts.clone(),
+        });
+    }
+    if matches!(hosts_block, Ok(Some(_))) {
+        steps.push(format!(
+            "remove devenv's block for {} from {}",
+            fp.project,
+            ctx.hosts_file.display()
+        ));
+    }
     if has_state {
         steps.push(format!(
             "clear devenv's state in {}",
@@ -438,6 +465,40 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                 }),
             }
         }
+    }
+    match &hosts_block {
+        Ok(Some(_)) if args.dry_run => {
+            let after =
+                crate::hosts::edit(&hosts_text, &ctx.hosts_file, &fp.project, owner.uid, None)?;
+            crate::outln!("would change {}:", ctx.hosts_file.display());
+            crate::out!("{}", nfs::diff(hosts_text.as_bytes(), after.as_bytes()));
+        }
+        Ok(Some(_)) => {
+            let backup = ctx.state_dir()?.root().join("hosts.bak");
+            let removed = crate::hosts::apply(
+                ctx.runner.as_ref(),
+                &ctx.hosts_file,
+                &backup,
+                &fp.project,
+                owner.uid,
+                None,
+            )
+            .await;
+            let what = format!(
+                "devenv's block for {} in {}",
+                fp.project,
+                ctx.hosts_file.display()
+            );
+            match removed {
+                Ok(_) => done.push(format!("remove {what}")),
+                Err(e) => left.push(Left {
+                    what,
+                    why: e.to_string(),
+                    by_hand: by_hand_hosts,
+                }),
+            }
+        }
+        Ok(None) | Err(_) => {}
     }
     // The state names what is left: it stays until everything is gone, so that the next
     // `down --purge` can finish even if devenv.toml is broken by then.

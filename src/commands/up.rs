@@ -433,7 +433,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                         .collect();
                 if !reachable.is_empty() {
                     ctx.ui.say("  URLs (all of them: devenv urls):");
-                    crate::commands::urls::print(ctx, &reachable, vm).await;
+                    crate::commands::urls::print(ctx, &c.project.name, &reachable, vm).await;
                 }
             }
         }

@@ -65,6 +65,45 @@ pub fn copy_from(from: &Path, to: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Write `bytes` to a temp file (named `prefix…`) beside `path`, fsync it, rename it over
+/// `path`, fsync the directory: a reader sees the old file or the new one, never a part. The
+/// new file takes the mode, owner and extended attributes of `like` when that exists
+/// ([`copy_from`]), and is 0644 otherwise (exports and hosts files are world-readable). `path`
+/// must be the file itself, not a link to it ([`target_of`]). An error says what was being done.
+pub fn replace(
+    path: &Path,
+    bytes: &[u8],
+    like: Option<&Path>,
+    prefix: &str,
+) -> Result<(), (&'static str, io::Error)> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map_err(|e| ("create a temp file beside", e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| ("write a temp file beside", e))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| ("set permissions beside", e))?;
+    if let Some(like) = like {
+        copy_from(like, tmp.as_file()).map_err(|e| ("keep the owner and mode of", e))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| ("sync a temp file beside", e))?;
+    tmp.persist(path).map_err(|e| ("replace", e.error))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Extended attributes through the system calls of each OS (their signatures differ: macOS
 /// adds a position and options).
 mod xattr {

@@ -25,6 +25,8 @@ pub struct Env {
     pub project: PathBuf,
     pub state: PathBuf,
     pub exports: PathBuf,
+    /// The hosts file devenv edits (`DEVENV_HOSTS_FILE`).
+    pub hosts: PathBuf,
     pub minikube_state: PathBuf,
     path: OsString,
     extra_env: Vec<(String, OsString)>,
@@ -61,6 +63,12 @@ impl Env {
             std::fs::create_dir_all(d).unwrap();
         }
         std::fs::write(&exports, "# /etc/exports of a test\n").unwrap();
+        let hosts = home.path().join("hosts");
+        std::fs::write(
+            &hosts,
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n",
+        )
+        .unwrap();
         let mut paths = vec![support_bin()];
         paths.extend(std::env::split_paths(
             &std::env::var_os("PATH").unwrap_or_default(),
@@ -71,6 +79,7 @@ impl Env {
             project,
             state,
             exports,
+            hosts,
             minikube_state,
             extra_env: Vec::new(),
         }
@@ -160,6 +169,7 @@ impl Env {
             .env("USER", "ann")
             .env("DEVENV_HOME", &self.state)
             .env("DEVENV_EXPORTS_FILE", &self.exports)
+            .env("DEVENV_HOSTS_FILE", &self.hosts)
             .env("FAKE_MINIKUBE_STATE", &self.minikube_state)
             .env("NO_COLOR", "1");
         for (k, v) in &self.extra_env {

@@ -12,39 +12,11 @@ pub(super) fn write_replace(
     bytes: &[u8],
     like: Option<&Path>,
 ) -> Result<(), ApplyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let io = |action: &'static str| {
-        let path = path.to_path_buf();
-        move |source| ApplyError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(io("create a temp file beside"))?;
-    tmp.write_all(bytes)
-        .map_err(io("write a temp file beside"))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(io("set permissions beside"))?;
-    if let Some(like) = like {
-        attrs::copy_from(like, tmp.as_file()).map_err(io("keep the owner and mode of"))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .map_err(io("sync a temp file beside"))?;
-    tmp.persist(path).map_err(|e| io("replace")(e.error))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    attrs::replace(path, bytes, like, TEMP_PREFIX).map_err(|(action, source)| ApplyError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The fixed sudo command lines (see docs/nfs.md): a staging file beside the file, made a copy
