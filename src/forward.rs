@@ -268,17 +268,7 @@ fn target_port(
 
 /// Open a forward to the current pod and see that the API server reports no failure on it.
 async fn probe(ctx: &Ctx) -> Result<String, String> {
-    let (pod, port) = resolve(ctx).await?;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let mut pf = tokio::time::timeout(Duration::from_secs(15), pods.portforward(&pod, &[port]))
-        .await
-        .map_err(|_| format!("no answer from the API server for pod {pod}"))?
-        .map_err(|e| {
-            format!(
-                "cannot port-forward to pod {pod}: the Kubernetes API {}",
-                crate::cluster::describe(&e)
-            )
-        })?;
+    let (pod, port, mut pf) = open(ctx).await?;
     let error = pf.take_error(port);
     let stream = pf.take_stream(port);
     let result = match error {
@@ -316,12 +306,16 @@ async fn accept_loop(ctx: Ctx, listener: TcpListener) {
     }
 }
 
-/// Carry one local connection to the remote pod and back.
+/// Carry one local connection to the remote pod and back. Opening it is tried until it works
+/// or [`CONNECT_WAIT`] has passed: a failure marks the forward broken and wakes the prober, and
+/// the connection waits for the prober to see the cluster answer again, so a connection made
+/// just as the VM restarts or the laptop wakes is served late rather than reset.
 async fn serve(ctx: &Ctx, socket: TcpStream) -> Result<(), String> {
     let live = &ctx.live;
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
     let mut healthy = live.healthy.subscribe();
-    if !*healthy.borrow() {
-        tokio::time::timeout(CONNECT_WAIT, healthy.wait_for(|h| *h))
+    let (pod, port, mut pf) = loop {
+        tokio::time::timeout_at(deadline, healthy.wait_for(|h| *h))
             .await
             .map_err(|_| {
                 format!(
@@ -330,21 +324,21 @@ async fn serve(ctx: &Ctx, socket: TcpStream) -> Result<(), String> {
                 )
             })?
             .map_err(|e| e.to_string())?;
-    }
-    let (pod, port) = resolve(ctx).await.inspect_err(|_| {
-        live.suspect.notify_one();
-    })?;
+        match open(ctx).await {
+            Ok(opened) => break opened,
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                live.healthy.send_replace(false);
+                live.suspect.notify_one();
+            }
+        }
+    };
     // A replaced pod is seen here first, before the next probe: say so now.
     live.note_pod(
         &mut live.state.lock().unwrap_or_else(|e| e.into_inner()),
         &pod,
         false,
     );
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let mut pf = pods.portforward(&pod, &[port]).await.map_err(|e| {
-        live.suspect.notify_one();
-        format!("cannot port-forward to pod {pod}: {e}")
-    })?;
     let upstream = pf.take_stream(port).ok_or("no stream for the port")?;
     let error = pf.take_error(port);
     let _ = socket.set_nodelay(true);
@@ -370,6 +364,22 @@ async fn serve(ctx: &Ctx, socket: TcpStream) -> Result<(), String> {
     // The remote side ended the connection: a restarting pod does that too, so look now.
     live.suspect.notify_one();
     outcome
+}
+
+/// A port-forward to a ready pod behind the Service, as it is now.
+async fn open(ctx: &Ctx) -> Result<(String, u16, kube::api::Portforwarder), String> {
+    let (pod, port) = resolve(ctx).await?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let pf = tokio::time::timeout(Duration::from_secs(15), pods.portforward(&pod, &[port]))
+        .await
+        .map_err(|_| format!("no answer from the API server for pod {pod}"))?
+        .map_err(|e| {
+            format!(
+                "cannot port-forward to pod {pod}: the Kubernetes API {}",
+                crate::cluster::describe(&e)
+            )
+        })?;
+    Ok((pod, port, pf))
 }
 
 /// A stream that counts the bytes read from it.

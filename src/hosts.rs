@@ -124,12 +124,7 @@ pub fn block_lines(address: Ipv4Addr, names: &[String]) -> Result<Vec<String>, H
 type Found = (std::ops::Range<usize>, Vec<String>);
 
 /// Where the block of `project`/`uid` is in `text`, if anywhere.
-fn find(
-    text: &str,
-    path: &Path,
-    project: &str,
-    uid: u32,
-) -> Result<Option<Found>, HostsError> {
+fn find(text: &str, path: &Path, project: &str, uid: u32) -> Result<Option<Found>, HostsError> {
     let (b, e) = (begin(project, uid), end(project, uid));
     let mut start: Option<(usize, usize)> = None;
     let mut inner = Vec::new();

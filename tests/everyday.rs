@@ -614,13 +614,9 @@ fn ask(port: u16, msg: &str) -> std::io::Result<String> {
     Ok(answer)
 }
 
-#[test]
-fn forward_listens_on_localhost_and_follows_the_pod_when_it_is_replaced() {
-    let (env, local, _remote) = everyday_env();
-    let first = deploy(&local, "shop", "api", 1, &["api"])[0].clone();
-    service(&local, "shop", "api", 80, 8080);
-    local.forward("shop", &first, 8080, pod_server("first"));
-
+/// `devenv forward api :80` in the background: the process, the local port it took (from its
+/// first line) and that line.
+fn forward_api(env: &Env) -> (Running, u16, String) {
     let mut child = Running(
         env.background()
             .args(["forward", "api", ":80"])
@@ -638,6 +634,17 @@ fn forward_listens_on_localhost_and_follows_the_pod_when_it_is_replaced() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{banner}"));
+    (child, port, banner)
+}
+
+#[test]
+fn forward_listens_on_localhost_and_follows_the_pod_when_it_is_replaced() {
+    let (env, local, _remote) = everyday_env();
+    let first = deploy(&local, "shop", "api", 1, &["api"])[0].clone();
+    service(&local, "shop", "api", 80, 8080);
+    local.forward("shop", &first, 8080, pod_server("first"));
+
+    let (mut child, port, banner) = forward_api(&env);
     assert!(
         banner.contains("→ api:80 (Service api in shop on devenv-shop)"),
         "{banner}"
@@ -674,6 +681,51 @@ fn forward_listens_on_localhost_and_follows_the_pod_when_it_is_replaced() {
         stderr.contains(&format!("forwarding to pod {second}")),
         "{stderr}"
     );
+}
+
+#[test]
+fn forward_recovers_when_the_cluster_answers_again_after_an_outage() {
+    // The laptop reaches its cluster through a relay the test cuts, as a VM restart or a
+    // laptop's sleep would: open connections end, new ones are refused.
+    let local = ApiServer::start_as("devenv-shop");
+    let relay = support::outage::Relay::start(local.addr().parse().unwrap());
+    let env = Env::new();
+    let file = local.kubeconfig(&env.home.path().join("kube"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(&local.addr(), &relay.addr().to_string()),
+    )
+    .unwrap();
+    let env = env.with_env("KUBECONFIG", &file);
+    env.example();
+    let pod = deploy(&local, "shop", "api", 1, &["api"])[0].clone();
+    service(&local, "shop", "api", 80, 8080);
+    local.forward("shop", &pod, 8080, pod_server("api"));
+
+    let (mut child, port, _) = forward_api(&env);
+    assert_eq!(ask(port, "before").unwrap(), "api:before");
+
+    // The outage: a connection made during it waits instead of failing, and is served once
+    // the cluster answers again.
+    relay.cut();
+    let during = std::thread::spawn(move || ask(port, "during"));
+    std::thread::sleep(Duration::from_secs(3));
+    relay.restore();
+    let restored = Instant::now();
+    let answer = during.join().unwrap();
+    let waited = restored.elapsed();
+    assert_eq!(answer.unwrap(), "api:during");
+    eprintln!(
+        "a connection made during a 3 s outage was served {} ms after the cluster answered again",
+        waited.as_millis()
+    );
+    assert_eq!(ask(port, "after").unwrap(), "api:after");
+
+    let _ = child.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("forwarding to pod"), "{stderr}");
 }
 
 #[test]

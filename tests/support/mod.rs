@@ -461,6 +461,7 @@ pub mod controlplane;
 pub mod docker;
 pub mod kubelet;
 pub mod offload;
+pub mod outage;
 pub mod postgres;
 pub mod procs;
 pub mod tls;
