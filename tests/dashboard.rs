@@ -107,6 +107,17 @@ fn the_dashboard_shows_the_services_streams_logs_and_toggles_an_offload() {
         &format!("rebound.example:{port}"),
     );
     assert_eq!(status, 403);
+    // An action with the token only in the URL (what a form of another site could send) is
+    // refused: actions need it in a header.
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST /api/services/postgres/remote?token={token} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 403"), "{answer}");
     browser.goto(&format!("{base}/"));
     let text = browser.eval("return document.body.innerText");
     assert!(text.as_str().unwrap().contains("needs its token"), "{text}");
@@ -181,11 +192,27 @@ fn the_dashboard_shows_the_services_streams_logs_and_toggles_an_offload() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
     eprintln!("screenshot: {} ({} bytes)", shot.display(), png.len());
 
+    // Restart: the click runs `devenv restart api`, which marks api's pod template.
+    browser.click("tr[data-service=api] button[data-action=restart]");
+    browser.wait_for(
+        "the restart",
+        "return document.querySelectorAll('#actions li[data-state]').length === 2",
+        Duration::from_secs(10),
+    );
+    let done = browser.wait_for("the restart", ACTION_DONE, Duration::from_secs(60));
+    assert!(done.as_str().unwrap().starts_with("ok\n"), "{done}");
+    let api = local.get("deployments", "shop", "api").unwrap();
+    assert!(
+        api["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{api}"
+    );
+
     // And back to the laptop.
     browser.click("tr[data-service=postgres] button[data-action=local]");
     browser.wait_for(
         "the second action",
-        "return document.querySelectorAll('#actions li[data-state]').length === 2",
+        "return document.querySelectorAll('#actions li[data-state]').length === 3",
         Duration::from_secs(10),
     );
     let done = browser.wait_for("the way back", ACTION_DONE, Duration::from_secs(180));
