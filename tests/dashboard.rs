@@ -48,9 +48,23 @@ fn placement(env: &support::Env, service: &str) -> String {
         .unwrap()
 }
 
-/// The state of the newest action on the page once it is no longer running.
-const ACTION_DONE: &str = "const a = document.querySelector('#actions li[data-state]');
-    return a && a.dataset.state !== 'running' ? a.dataset.state + '\\n' + a.innerText : null;";
+/// Click `button` (the `nth` action of the page, counting from 1) and wait up to `limit` for
+/// that action to end: its state, then its text (command, result, output).
+fn act(browser: &Browser, button: &str, nth: usize, limit: Duration) -> String {
+    browser.click(button);
+    browser.wait_for(
+        "the action to be listed",
+        &format!("return document.querySelectorAll('#actions li[data-state]').length === {nth}"),
+        Duration::from_secs(10),
+    );
+    let done = browser.wait_for(
+        "the action to end",
+        "const a = document.querySelector('#actions li[data-state]');
+         return a.dataset.state !== 'running' ? a.dataset.state + '\\n' + a.innerText : null;",
+        limit,
+    );
+    done.as_str().unwrap().to_string()
+}
 
 #[test]
 fn the_dashboard_shows_the_services_streams_logs_and_toggles_an_offload() {
@@ -173,9 +187,12 @@ fn the_dashboard_shows_the_services_streams_logs_and_toggles_an_offload() {
     );
 
     // Offload: the click runs `devenv offload postgres --remote`; the listing agrees.
-    browser.click("tr[data-service=postgres] button[data-action=remote]");
-    let done = browser.wait_for("the offload", ACTION_DONE, Duration::from_secs(180));
-    let done = done.as_str().unwrap();
+    let done = act(
+        &browser,
+        "tr[data-service=postgres] button[data-action=remote]",
+        1,
+        Duration::from_secs(180),
+    );
     assert!(done.starts_with("ok\n"), "{done}");
     assert!(done.contains("devenv offload postgres --remote"), "{done}");
     assert_eq!(placement(&env, "postgres"), "remote");
@@ -193,14 +210,13 @@ fn the_dashboard_shows_the_services_streams_logs_and_toggles_an_offload() {
     eprintln!("screenshot: {} ({} bytes)", shot.display(), png.len());
 
     // Restart: the click runs `devenv restart api`, which marks api's pod template.
-    browser.click("tr[data-service=api] button[data-action=restart]");
-    browser.wait_for(
-        "the restart",
-        "return document.querySelectorAll('#actions li[data-state]').length === 2",
-        Duration::from_secs(10),
+    let done = act(
+        &browser,
+        "tr[data-service=api] button[data-action=restart]",
+        2,
+        Duration::from_secs(60),
     );
-    let done = browser.wait_for("the restart", ACTION_DONE, Duration::from_secs(60));
-    assert!(done.as_str().unwrap().starts_with("ok\n"), "{done}");
+    assert!(done.starts_with("ok\n"), "{done}");
     let api = local.get("deployments", "shop", "api").unwrap();
     assert!(
         api["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
@@ -209,14 +225,13 @@ fn the_dashboard_shows_the_services_streams_logs_and_toggles_an_offload() {
     );
 
     // And back to the laptop.
-    browser.click("tr[data-service=postgres] button[data-action=local]");
-    browser.wait_for(
-        "the second action",
-        "return document.querySelectorAll('#actions li[data-state]').length === 3",
-        Duration::from_secs(10),
+    let done = act(
+        &browser,
+        "tr[data-service=postgres] button[data-action=local]",
+        3,
+        Duration::from_secs(180),
     );
-    let done = browser.wait_for("the way back", ACTION_DONE, Duration::from_secs(180));
-    assert!(done.as_str().unwrap().starts_with("ok\n"), "{done}");
+    assert!(done.starts_with("ok\n"), "{done}");
     assert_eq!(placement(&env, "postgres"), "local");
     drop(node);
 }
