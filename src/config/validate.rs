@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use devenv_drivers::{Choice, Registry, SelectError};
 
+use super::load::problem_at;
 use super::locate::Doc;
-use super::{Loaded, Placement, Problem, Size, problem_at};
+use super::{Loaded, Placement, Problem, Size};
 use crate::chart::Chart;
 use crate::names::dns_label;
 
