@@ -42,6 +42,7 @@ pub mod state;
 pub mod templates;
 pub mod terminal;
 pub mod ui;
+pub mod unreadable;
 pub mod urls;
 pub mod watch;
 pub mod workloads;

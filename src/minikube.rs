@@ -94,7 +94,7 @@ struct NodeStatus {
 }
 
 /// Read `minikube status -p P -o json`'s output and exit code.
-pub fn parse_status(out: &Output) -> Result<VmState, String> {
+pub fn parse_status(out: &Output) -> Result<VmState, crate::unreadable::Unreadable> {
     if out.code == Some(EXIT_PROFILE_NOT_FOUND) {
         return Ok(VmState::Nonexistent);
     }

@@ -2,18 +2,19 @@
 //! (devenv.toml, the exports helper's request, a directory name turned into a project name).
 
 /// A Kubernetes DNS label (RFC 1123): what namespaces, Services and minikube profiles accept.
-pub fn dns_label(name: &str, max: usize) -> Result<(), String> {
+pub fn dns_label(name: &str, max: usize) -> Result<(), crate::unreadable::Unreadable> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if name.is_empty() {
         Err("must not be empty".into())
     } else if name.len() > max {
-        Err(format!("\"{name}\" is longer than {max} characters"))
+        Err(format!("\"{name}\" is longer than {max} characters").into())
     } else if !ok_chars || name.starts_with('-') || name.ends_with('-') {
         Err(format!(
             "\"{name}\" is not a DNS label (lowercase letters, digits and '-', not at the ends)"
-        ))
+        )
+        .into())
     } else {
         Ok(())
     }

@@ -76,7 +76,7 @@ pub fn container(pod: &Pod, wanted: Option<&str>) -> Option<String> {
 /// The exit code a `Status` from the status channel reports: 0 for Success, n for
 /// `NonZeroExitCode` with an `ExitCode` cause of n; any other status is its message (the
 /// command could not start).
-pub fn exit_code(status: &Status) -> Result<i32, String> {
+pub fn exit_code(status: &Status) -> Result<i32, crate::unreadable::Unreadable> {
     if status.status.as_deref() == Some("Success") {
         return Ok(0);
     }
@@ -94,10 +94,12 @@ pub fn exit_code(status: &Status) -> Result<i32, String> {
             return Ok(code);
         }
     }
-    Err(status
-        .message
-        .clone()
-        .unwrap_or_else(|| "the command failed without saying why".into()))
+    Err(crate::unreadable::Unreadable::new(
+        status
+            .message
+            .clone()
+            .unwrap_or_else(|| "the command failed without saying why".into()),
+    ))
 }
 
 /// Run `command` in `container` of `pod` with this process's terminal; its exit code.
@@ -162,7 +164,7 @@ pub async fn run(
         pod: pod.to_string(),
         container: container.to_string(),
         command: command.join(" "),
-        message,
+        message: message.to_string(),
     })
 }
 

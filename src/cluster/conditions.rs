@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 /// A Deployment is rolled out when the controller has seen its latest spec and every replica is
 /// updated, ready and available. A `ProgressDeadlineExceeded` condition is an error: it will
 /// not get there by itself.
-pub fn deployment_ready(d: &Deployment) -> Result<bool, String> {
+pub fn deployment_ready(d: &Deployment) -> Result<bool, crate::unreadable::Unreadable> {
     let generation = d.metadata.generation.unwrap_or(0);
     let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let Some(status) = &d.status else {
@@ -16,10 +16,11 @@ pub fn deployment_ready(d: &Deployment) -> Result<bool, String> {
     if let Some(c) = status.conditions.iter().flatten().find(|c| {
         c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     }) {
-        return Err(c
-            .message
-            .clone()
-            .unwrap_or_else(|| "progress deadline exceeded".into()));
+        return Err(crate::unreadable::Unreadable::new(
+            c.message
+                .clone()
+                .unwrap_or_else(|| "progress deadline exceeded".into()),
+        ));
     }
     Ok(status.observed_generation.unwrap_or(0) >= generation
         && status.updated_replicas.unwrap_or(0) >= wanted
@@ -136,6 +137,7 @@ mod tests {
         assert!(
             deployment_ready(&d)
                 .unwrap_err()
+                .to_string()
                 .contains("timed out progressing")
         );
     }

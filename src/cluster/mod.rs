@@ -351,7 +351,7 @@ pub async fn wait_rollout(
                     return Err(ClusterError::Failed {
                         namespace: namespace.to_string(),
                         name: format!("deployment/{name}"),
-                        message,
+                        message: message.to_string(),
                     });
                 }
             }

@@ -170,7 +170,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     }
     // A missing or failing minikube leaves the VM unknown; everything else still goes.
     let vm = match ctx.runner.output(&minikube::status(&profile)).await {
-        Ok(out) => Ok(minikube::parse_status(&out).unwrap_or_else(VmState::Unknown)),
+        Ok(out) => Ok(minikube::parse_status(&out).unwrap_or_else(|e| VmState::Unknown(e.into()))),
         Err(e) => Err(Error::from(e)),
     };
 

@@ -470,5 +470,5 @@ async fn requests(
         .timeout(Duration::from_secs(60));
     let out = ctx.runner.output(&cmd).await.map_err(|e| e.to_string())?;
     let out = check_success(&cmd, out).map_err(|e| e.to_string())?;
-    savings::sum(&out.stdout)
+    savings::sum(&out.stdout).map_err(String::from)
 }

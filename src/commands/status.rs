@@ -27,7 +27,7 @@ pub async fn exec(_args: Args, ctx: &Context) -> Result<i32, Error> {
     let profile = c.project.profile();
     let ns = c.project.namespace();
     let vm = match ctx.runner.output(&minikube::status(&profile)).await {
-        Ok(out) => minikube::parse_status(&out).unwrap_or_else(VmState::Unknown),
+        Ok(out) => minikube::parse_status(&out).unwrap_or_else(|e| VmState::Unknown(e.into())),
         Err(e) => VmState::Unknown(e.to_string()),
     };
     let running = vm == VmState::Running;

@@ -150,7 +150,7 @@ fn default_rollout_timeout() -> String {
 /// The longest duration devenv.toml may give: a week.
 pub const MAX_DURATION_SECS: u64 = 7 * 24 * 3600;
 
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, crate::unreadable::Unreadable> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -161,14 +161,16 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
-        _ => return Err(format!("\"{text}\" needs a unit: s, m or h")),
+        _ => return Err(format!("\"{text}\" needs a unit: s, m or h").into()),
     };
     // Helm and kubectl read durations as Go's, which end near 292 years; devenv's waits are
     // minutes. Anything past a week is a typo, not a wait.
     n.checked_mul(factor)
         .filter(|secs| *secs <= MAX_DURATION_SECS)
         .map(std::time::Duration::from_secs)
-        .ok_or_else(|| format!("\"{text}\" is longer than a week (168h), the longest devenv waits"))
+        .ok_or_else(|| {
+            format!("\"{text}\" is longer than a week (168h), the longest devenv waits").into()
+        })
 }
 
 fn default_chart() -> PathBuf {

@@ -29,7 +29,7 @@ pub struct DockerIgnore {
 
 impl DockerIgnore {
     /// Parse the file's text; a pattern that is not a valid glob is an error naming its line.
-    pub fn parse(text: &str) -> Result<DockerIgnore, String> {
+    pub fn parse(text: &str) -> Result<DockerIgnore, crate::unreadable::Unreadable> {
         let mut patterns = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -135,7 +135,7 @@ impl Context {
         let ignore = match std::fs::read_to_string(&ignore_file) {
             Ok(text) => DockerIgnore::parse(&text).map_err(|message| ContextError::Ignore {
                 path: ignore_file.clone(),
-                message,
+                message: message.to_string(),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
             Err(e) => return Err(read(&ignore_file)(e)),

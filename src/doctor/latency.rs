@@ -131,7 +131,10 @@ pub struct VmTiming {
 }
 
 /// Read the script's output (CRLF line ends and other lines from the login shell tolerated).
-pub fn parse_vm_output(text: &str, target: &str) -> Result<VmTiming, String> {
+pub fn parse_vm_output(
+    text: &str,
+    target: &str,
+) -> Result<VmTiming, crate::unreadable::Unreadable> {
     let line = text
         .lines()
         .map(|l| l.trim_end_matches('\r').trim())
@@ -143,11 +146,11 @@ pub fn parse_vm_output(text: &str, target: &str) -> Result<VmTiming, String> {
             )
         })?;
     if line == "nodir" {
-        return Err(format!("{target} does not exist in the VM"));
+        return Err(format!("{target} does not exist in the VM").into());
     }
     let words: Vec<&str> = line.split_whitespace().collect();
     let [files, missing, a, b, c] = words[..] else {
-        return Err(format!("unexpected timing line {line:?}"));
+        return Err(format!("unexpected timing line {line:?}").into());
     };
     let count = |w: &str| {
         w.parse::<usize>()
@@ -322,7 +325,7 @@ mod tests {
         );
         let e = parse_vm_output("devenv-stat 3 0 170000000N 170000000N 170000001N", "/src")
             .unwrap_err();
-        assert!(e.contains("%N"), "{e}");
+        assert!(e.to_string().contains("%N"), "{e}");
         assert!(parse_vm_output("ssh: Process exited with status 1", "/src").is_err());
     }
 

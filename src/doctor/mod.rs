@@ -300,7 +300,7 @@ pub async fn run(ctx: &Context, loaded: Option<&Loaded>, roots: Roots) -> Vec<Fi
                 match runner.output(&latency::vm_probe(p, target, &sample)).await {
                     Ok(out) => match latency::parse_vm_output(&out.stdout, target) {
                         Ok(t) => latency::VmSide::Measured(t),
-                        Err(why) => latency::VmSide::Failed(why),
+                        Err(why) => latency::VmSide::Failed(why.to_string()),
                     },
                     Err(e) => latency::VmSide::Failed(e.to_string()),
                 }

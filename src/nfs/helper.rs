@@ -218,7 +218,7 @@ impl Request {
 fn project(text: &str) -> Result<String, Refusal> {
     crate::names::dns_label(text, 63).map_err(|rule| Refusal::Project {
         project: text.into(),
-        rule,
+        rule: rule.to_string(),
     })?;
     Ok(text.into())
 }
@@ -254,7 +254,7 @@ fn dir(text: &str) -> Result<PathBuf, Refusal> {
 fn client(text: &str) -> Result<ExportClient, Refusal> {
     let client = super::parse_client(text).map_err(|rule| Refusal::Client {
         client: text.into(),
-        rule,
+        rule: rule.to_string(),
     })?;
     match client {
         ExportClient::Subnet { prefix, .. } if prefix < 24 => Err(Refusal::Client {

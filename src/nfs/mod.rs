@@ -175,14 +175,14 @@ fn mask(prefix: u8) -> Ipv4Addr {
 
 /// Parse an export client written as an IPv4 address or `network/prefix` (a devenv.toml
 /// override), held to the same scope rule as devenv's own lines ([`scope::check_client_scope`]).
-pub fn parse_client(text: &str) -> Result<ExportClient, String> {
+pub fn parse_client(text: &str) -> Result<ExportClient, crate::unreadable::Unreadable> {
     let text = text.trim();
     scope::check_client_scope(text).map_err(|e| e.to_string())?;
     match text.split_once('/') {
         None => text
             .parse()
             .map(ExportClient::Address)
-            .map_err(|_| format!("\"{text}\" is not an IPv4 address")),
+            .map_err(|_| format!("\"{text}\" is not an IPv4 address").into()),
         Some((net, prefix)) => {
             let network: Ipv4Addr = net
                 .parse()
@@ -191,7 +191,7 @@ pub fn parse_client(text: &str) -> Result<ExportClient, String> {
                 .parse()
                 .map_err(|_| format!("\"{text}\": write the prefix as a length, e.g. /24"))?;
             if u32::from(network) & !u32::from(mask(prefix)) != 0 {
-                return Err(format!("\"{text}\" has host bits set"));
+                return Err(format!("\"{text}\" has host bits set").into());
             }
             Ok(ExportClient::Subnet { network, prefix })
         }

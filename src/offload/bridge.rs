@@ -57,7 +57,11 @@ pub fn port_names(svc: &Service) -> BTreeMap<u16, String> {
 
 /// Where `svc` (the remote Service) can be reached for `ports`, from its LoadBalancer status or
 /// from `nodes` and its NodePorts. Pure, so each case is tested on objects.
-pub fn route(svc: &Service, nodes: &[Node], ports: &[u16]) -> Result<Route, String> {
+pub fn route(
+    svc: &Service,
+    nodes: &[Node],
+    ports: &[u16],
+) -> Result<Route, crate::unreadable::Unreadable> {
     let spec = svc.spec.clone().unwrap_or_default();
     let remote_ports = spec.ports.unwrap_or_default();
     let find = |p: u16| {
@@ -90,7 +94,8 @@ pub fn route(svc: &Service, nodes: &[Node], ports: &[u16]) -> Result<Route, Stri
     if kind != "NodePort" && kind != "LoadBalancer" {
         return Err(format!(
             "it is of type {kind} (neither a LoadBalancer ingress IP nor NodePorts)"
-        ));
+        )
+        .into());
     }
     let ports = ports
         .iter()
@@ -170,7 +175,7 @@ pub async fn remote_route(
         .items;
     route(&svc, &nodes, ports).map_err(|why| OffloadError::NoAddress {
         name: host.to_string(),
-        why,
+        why: why.to_string(),
         service: service.to_string(),
     })
 }
@@ -673,7 +678,7 @@ mod tests {
     fn a_cluster_ip_service_has_no_routable_address() {
         let svc = service("metadata: {name: postgres}\nspec:\n  ports: [{port: 5432}]\n");
         let err = route(&svc, &[node("10.0.0.5")], &[5432]).unwrap_err();
-        assert!(err.contains("ClusterIP"), "{err}");
+        assert!(err.to_string().contains("ClusterIP"), "{err}");
     }
 
     #[test]
@@ -682,7 +687,7 @@ mod tests {
             "metadata: {name: postgres}\nspec:\n  type: NodePort\n  ports: [{port: 5432, nodePort: 31000}]\n",
         );
         let err = route(&svc, &[node("10.0.0.5")], &[5433]).unwrap_err();
-        assert!(err.contains("no port 5433"), "{err}");
+        assert!(err.to_string().contains("no port 5433"), "{err}");
     }
 
     #[test]
@@ -693,6 +698,7 @@ mod tests {
         assert!(
             route(&svc, &[], &[5432])
                 .unwrap_err()
+                .to_string()
                 .contains("InternalIP")
         );
     }

@@ -32,7 +32,7 @@ fn trim(x: f64) -> String {
 
 /// Sum the requests of every Deployment, StatefulSet, DaemonSet (counted once), Job and Pod in
 /// `manifests` (multi-document YAML), times their replicas.
-pub fn sum(manifests: &str) -> Result<Requests, String> {
+pub fn sum(manifests: &str) -> Result<Requests, crate::unreadable::Unreadable> {
     let mut total = Requests::default();
     for doc in serde_norway::Deserializer::from_str(manifests) {
         let value: Value = serde::Deserialize::deserialize(doc).map_err(|e| e.to_string())?;
@@ -68,18 +68,20 @@ pub fn sum(manifests: &str) -> Result<Requests, String> {
 }
 
 /// A CPU quantity (`250m`, `1`, `0.5`) in millicores.
-pub fn cpu_millis(q: &str) -> Result<u64, String> {
+pub fn cpu_millis(q: &str) -> Result<u64, crate::unreadable::Unreadable> {
     let q = q.trim();
     if let Some(m) = q.strip_suffix('m') {
-        return m.parse().map_err(|_| format!("bad CPU quantity {q:?}"));
+        return m
+            .parse()
+            .map_err(|_| format!("bad CPU quantity {q:?}").into());
     }
     q.parse::<f64>()
         .map(|c| (c * 1000.0).round() as u64)
-        .map_err(|_| format!("bad CPU quantity {q:?}"))
+        .map_err(|_| format!("bad CPU quantity {q:?}").into())
 }
 
 /// A memory quantity (`512Mi`, `1Gi`, `1G`, `1000000`) in bytes.
-pub fn bytes(q: &str) -> Result<u64, String> {
+pub fn bytes(q: &str) -> Result<u64, crate::unreadable::Unreadable> {
     let q = q.trim();
     const UNITS: [(&str, u64); 10] = [
         ("Ki", 1 << 10),
@@ -103,7 +105,7 @@ pub fn bytes(q: &str) -> Result<u64, String> {
             }
         }
     }
-    Err(format!("bad memory quantity {q:?}"))
+    Err(format!("bad memory quantity {q:?}").into())
 }
 
 #[cfg(test)]

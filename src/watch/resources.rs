@@ -102,7 +102,7 @@ fn cpu_times(line: &str) -> Option<CpuTimes> {
 }
 
 /// Read [`VM_SCRIPT`]'s output (CRLF line ends from minikube's pty tolerated).
-pub fn parse_vm(text: &str) -> Result<VmUsage, String> {
+pub fn parse_vm(text: &str) -> Result<VmUsage, crate::unreadable::Unreadable> {
     let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
     let exit = lines
         .iter()
@@ -118,7 +118,8 @@ pub fn parse_vm(text: &str) -> Result<VmUsage, String> {
             "reading /proc in the VM exited with status {}: {:?}",
             exit.trim(),
             crate::process::tail_lines(text, 3)
-        ));
+        )
+        .into());
     }
     let totals: Vec<CpuTimes> = lines
         .iter()
@@ -129,7 +130,8 @@ pub fn parse_vm(text: &str) -> Result<VmUsage, String> {
         return Err(format!(
             "expected two `cpu` lines from /proc/stat, found {}",
             totals.len()
-        ));
+        )
+        .into());
     };
     let per_cpu = lines
         .iter()
@@ -525,7 +527,7 @@ mod tests {
     #[test]
     fn a_failed_read_in_the_vm_is_an_error_with_its_status() {
         let err = parse_vm("grep: /proc/stat: No such file\r\ndevenv-exit 2\r\n").unwrap_err();
-        assert!(err.contains("status 2"), "{err}");
+        assert!(err.to_string().contains("status 2"), "{err}");
         assert!(parse_vm("ssh: Process exited with status 1").is_err());
     }
 

@@ -200,7 +200,10 @@ impl Sampler {
 }
 
 /// The VM's CPU and memory through one read-only `minikube ssh`.
-pub async fn vm(runner: &dyn Runner, profile: &str) -> Result<VmUsage, String> {
+pub async fn vm(
+    runner: &dyn Runner,
+    profile: &str,
+) -> Result<VmUsage, crate::unreadable::Unreadable> {
     let cmd = minikube::ssh(profile, &["sh", "-c", VM_SCRIPT])
         .read_only()
         .timeout(SOURCE_TIMEOUT);
@@ -239,6 +242,7 @@ pub async fn containers(
         stats(daemon, id)
             .await
             .map(|figures| (service.clone(), figures))
+            .map_err(String::from)
     });
     futures_util::future::join_all(reads)
         .await
@@ -247,7 +251,10 @@ pub async fn containers(
 }
 
 /// One container's figures from a single `stream=false` stats call.
-pub async fn stats(daemon: &Daemon, id: &str) -> Result<ContainerFigures, String> {
+pub async fn stats(
+    daemon: &Daemon,
+    id: &str,
+) -> Result<ContainerFigures, crate::unreadable::Unreadable> {
     let options = StatsOptionsBuilder::new().stream(false).build();
     let mut stream = daemon.docker.stats(id, Some(options));
     let answer = stream

@@ -76,7 +76,9 @@ pub async fn pictures(hub: Arc<Hub>, s: Sources, moved: watch::Sender<Vec<Locate
         });
         let vm_state = async {
             match tokio::time::timeout(PROBE, s.runner.output(&minikube::status(&profile))).await {
-                Ok(Ok(out)) => minikube::parse_status(&out).unwrap_or_else(VmState::Unknown),
+                Ok(Ok(out)) => {
+                    minikube::parse_status(&out).unwrap_or_else(|e| VmState::Unknown(e.into()))
+                }
                 Ok(Err(e)) => VmState::Unknown(e.to_string()),
                 Err(_) => VmState::Unknown("minikube status did not answer in time".into()),
             }
@@ -273,7 +275,7 @@ async fn read_mount(s: &Sources, profile: &str, files: &[String]) -> Value {
                 "files": t.files,
                 "slow": t.per_file > crate::doctor::latency::VM_SLOW,
             }),
-            Err(why) => json!({"state": "mounted", "why": why}),
+            Err(why) => json!({"state": "mounted", "why": why.to_string()}),
         },
         Err(e) => json!({"state": "mounted", "why": e.to_string()}),
     }

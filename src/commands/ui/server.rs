@@ -42,6 +42,8 @@ pub struct Access {
 pub async fn serve(listener: TcpListener, hub: Arc<Hub>, access: Arc<Access>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, most likely: give the open connections time to end.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let hub = hub.clone();
