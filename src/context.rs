@@ -67,7 +67,7 @@ impl Context {
         // NO_COLOR (no-color.org), or a terminal that says it understands no escape sequences.
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
             || crate::ui::dumb_terminal();
-        let platform = Platform::detect();
+        let platform = crate::process::detect_platform();
         let devenv_home = std::env::var_os("DEVENV_HOME").map(PathBuf::from);
         Ok(Context {
             cwd,

@@ -433,10 +433,21 @@ fn a_stopped_vm_is_reported_as_such_and_not_entered() {
         "devenv-shop is stopped: the source mount in the VM was not checked"
     );
     assert_eq!(c["fix"], "devenv up");
+    // The host side is timed for real: on a loaded machine its p99 can pass the slow-disk
+    // threshold and warn about the host instead. Either way only the host was timed.
     let latency = finding(&v, "vm.stat-latency");
-    assert_eq!(latency["state"], "ok", "{latency}");
     assert!(reason(latency).starts_with("host: p50 "), "{latency}");
-    assert!(reason(latency).ends_with("devenv-shop is not running, so only the host was timed"));
+    match latency["state"].as_str() {
+        Some("ok") => assert!(
+            reason(latency).ends_with("devenv-shop is not running, so only the host was timed"),
+            "{latency}"
+        ),
+        Some("warn") => assert!(
+            reason(latency).contains("the host's own file system is slow"),
+            "{latency}"
+        ),
+        _ => panic!("{latency}"),
+    }
     assert!(!env.minikube_calls().iter().any(|c| c.starts_with("ssh")));
 }
 

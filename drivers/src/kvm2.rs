@@ -9,6 +9,7 @@
 //! reports KVM guests as available whenever `/dev/kvm` exists, even on a CPU without vmx/svm where
 //! they hang, so the CPU flags are read directly.
 
+use crate::packages::{Need, Platform, install};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -22,8 +23,19 @@ pub const QEMU_URI: &str = "qemu:///system";
 
 const DOC: &str = "https://minikube.sigs.k8s.io/docs/drivers/kvm2/";
 const NESTED_DOC: &str = "https://docs.kernel.org/virt/kvm/x86/running-nested-guests.html";
-const INSTALL_LIBVIRT: &str =
-    "sudo apt-get install -y libvirt-daemon-system libvirt-clients qemu-kvm";
+/// What installs libvirt and QEMU/KVM on `platform` (the package catalogue).
+fn install_libvirt(platform: Platform) -> String {
+    install(
+        &[Need::Libvirt, Need::Qemu],
+        platform,
+        "libvirt and QEMU/KVM",
+    )
+}
+
+/// What installs QEMU/KVM on `platform`.
+fn install_qemu(platform: Platform) -> String {
+    install(&[Need::Qemu], platform, "QEMU/KVM")
+}
 const JOIN_GROUP: &str =
     "sudo usermod -aG libvirt $USER, then log out and back in (or run `newgrp libvirt`)";
 const START_LIBVIRTD: &str = "sudo systemctl enable --now libvirtd";
@@ -342,22 +354,22 @@ fn group_check(uid: u32, groups: &[String]) -> Check {
     )
 }
 
-fn virsh_missing(id: &str, path: Option<PathBuf>, why: &str) -> Check {
+fn virsh_missing(id: &str, path: Option<PathBuf>, why: &str, platform: Platform) -> Check {
     let found = path.map_or(String::new(), |p| format!(" ({})", p.display()));
     Check::fail(
         id,
         format!("virsh{found} {why}: libvirt-clients is missing"),
-        INSTALL_LIBVIRT,
+        install_libvirt(platform),
         DOC,
     )
 }
 
 /// A `virsh` that could not run at all: missing, or hung on a daemon that accepts but never
 /// answers.
-fn virsh_did_not_run(id: &str, error: &str) -> Check {
+fn virsh_did_not_run(id: &str, error: &str, platform: Platform) -> Check {
     let lower = error.to_lowercase();
     if lower.contains("not found") || lower.contains("no such file") {
-        return virsh_missing(id, None, &format!("could not run ({error})"));
+        return virsh_missing(id, None, &format!("could not run ({error})"), platform);
     }
     Check::fail(
         id,
@@ -370,13 +382,13 @@ fn virsh_did_not_run(id: &str, error: &str) -> Check {
 async fn libvirtd_check(host: &dyn Host) -> Check {
     const ID: &str = "kvm2.libvirtd";
     if host.which("virsh").is_none() {
-        return virsh_missing(ID, None, "is not on PATH");
+        return virsh_missing(ID, None, "is not on PATH", Platform::of(host));
     }
     // `uri` only connects: `virsh version` would also make libvirtd probe QEMU, which takes
     // seconds on hosts where KVM is unusable and is the next check's job anyway.
     let out = match host.run("virsh", &["-c", QEMU_URI, "uri"]).await {
         Ok(out) => out,
-        Err(e) => return virsh_did_not_run(ID, &e),
+        Err(e) => return virsh_did_not_run(ID, &e, Platform::of(host)),
     };
     if out.success() {
         return Check::ok(ID, format!("libvirtd answers on {QEMU_URI}"));
@@ -416,14 +428,17 @@ async fn libvirt_kvm_check(host: &dyn Host) -> Check {
     let args = ["-c", QEMU_URI, "domcapabilities", "--virttype", "kvm"];
     let out = match host.run("virsh", &args).await {
         Ok(out) => out,
-        Err(e) => return virsh_did_not_run(ID, &e),
+        Err(e) => return virsh_did_not_run(ID, &e, Platform::of(host)),
     };
     if out.success() {
         if !out.stdout.contains("<domain>kvm</domain>") {
             return Check::fail(
                 ID,
                 "libvirt answers but does not offer KVM guests",
-                "sudo apt-get install -y qemu-kvm && sudo systemctl restart libvirtd",
+                format!(
+                    "{} && sudo systemctl restart libvirtd",
+                    install_qemu(Platform::of(host))
+                ),
                 DOC,
             );
         }
@@ -435,7 +450,7 @@ async fn libvirt_kvm_check(host: &dyn Host) -> Check {
         return Check::fail(
             ID,
             format!("libvirt has no QEMU for KVM guests: {line}"),
-            "sudo apt-get install -y qemu-kvm",
+            install_qemu(Platform::of(host)),
             DOC,
         );
     }
@@ -494,7 +509,7 @@ async fn network_check(host: &dyn Host) -> Check {
         .await
     {
         Ok(out) => out,
-        Err(e) => return virsh_did_not_run(ID, &e),
+        Err(e) => return virsh_did_not_run(ID, &e, Platform::of(host)),
     };
     if !out.success() {
         let line = failure_line(&out);

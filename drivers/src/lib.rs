@@ -11,6 +11,7 @@
 #[cfg(test)]
 mod fixture;
 mod host;
+pub mod packages;
 mod probe;
 mod registry;
 mod status;

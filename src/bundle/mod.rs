@@ -164,7 +164,7 @@ async fn system(ctx: &Context) -> Value {
     let resources = crate::machine::resources(ctx.host_root.as_deref());
     json!({
         "devenv": env!("CARGO_PKG_VERSION"),
-        "platform": ctx.platform,
+        "platform": ctx.platform.name(),
         "os": format!("{:?}", crate::machine::current_os()).to_lowercase(),
         "arch": format!("{:?}", crate::machine::current_arch()).to_lowercase(),
         "uname": uname.map(|o| o.stdout.trim().to_string()),

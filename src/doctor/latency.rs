@@ -367,7 +367,7 @@ mod tests {
             .collect();
         let cmd = vm_probe("p", &dir.path().to_string_lossy(), &files);
         let line = cmd.get_args()[4].to_string_lossy().into_owned();
-        let runner = crate::process::SystemRunner::new(crate::process::Platform::detect());
+        let runner = crate::process::SystemRunner::new(crate::process::detect_platform());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -617,7 +617,7 @@ pub fn run(
             .enable_all()
             .build()
             .map_err(|e| Refusal::Invoker(format!("cannot start: {e}")))?;
-        let runner = crate::process::SystemRunner::new(crate::process::Platform::detect());
+        let runner = crate::process::SystemRunner::new(crate::process::detect_platform());
         runtime.block_on(serve(&runner, &request, &invoker, &System::installed()))
     })();
     match result {

@@ -1,55 +1,18 @@
 //! How to install a missing program on this OS, for the "not found" error. Commands, not prose:
 //! the user should be able to paste the line.
 
-/// The family of the host OS, as far as installing packages goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    MacOs,
-    /// Debian, Ubuntu and derivatives (apt).
-    Debian,
-    /// Fedora, RHEL and derivatives (dnf).
-    Fedora,
-    /// Arch and derivatives (pacman).
-    Arch,
-    OtherLinux,
-    Other,
-}
+pub use devenv_drivers::packages::Platform;
+use devenv_drivers::packages::{Need, install};
 
-impl Platform {
-    /// The platform this binary runs on; on Linux decided by `/etc/os-release`.
-    pub fn detect() -> Platform {
-        if cfg!(target_os = "macos") {
-            Platform::MacOs
-        } else if cfg!(target_os = "linux") {
-            let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-            Platform::from_os_release(&text)
-        } else {
-            Platform::Other
-        }
-    }
-
-    /// Classify a Linux `/etc/os-release` by its `ID` and `ID_LIKE` fields.
-    pub fn from_os_release(text: &str) -> Platform {
-        let mut ids = Vec::new();
-        for line in text.lines() {
-            if let Some(v) = line
-                .strip_prefix("ID=")
-                .or_else(|| line.strip_prefix("ID_LIKE="))
-            {
-                ids.extend(v.trim_matches('"').split_whitespace().map(str::to_string));
-            }
-        }
-        let has = |names: &[&str]| ids.iter().any(|i| names.contains(&i.as_str()));
-        if has(&["debian", "ubuntu"]) {
-            Platform::Debian
-        } else if has(&["fedora", "rhel", "centos"]) {
-            Platform::Fedora
-        } else if has(&["arch"]) {
-            Platform::Arch
-        } else {
-            Platform::OtherLinux
-        }
+/// The platform this binary runs on; on Linux decided by `/etc/os-release`.
+pub fn detect_platform() -> Platform {
+    if cfg!(target_os = "macos") {
+        Platform::MacOs
+    } else if cfg!(target_os = "linux") {
+        let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        Platform::from_os_release(&text)
+    } else {
+        Platform::Other
     }
 }
 
@@ -94,15 +57,10 @@ pub fn install_hint(program: &str, platform: Platform) -> String {
         ("docker-machine-driver-kvm2", _) => {
             "download docker-machine-driver-kvm2 from https://github.com/kubernetes/minikube/releases and install it to /usr/local/bin".to_string()
         }
-        ("virsh" | "libvirtd", _) => pkg(
-            "libvirt-daemon-system libvirt-clients",
-            "libvirt-daemon-kvm libvirt-client",
-            "libvirt",
-        ),
-        ("qemu-system-x86_64", _) => pkg("qemu-kvm", "qemu-kvm", "qemu-full"),
-        ("exportfs", _) => pkg("nfs-kernel-server", "nfs-utils", "nfs-utils"),
-        ("docker", MacOs) => brew("docker"),
-        ("docker", _) => pkg("docker.io", "moby-engine", "docker"),
+        ("virsh" | "libvirtd", _) => install(&[Need::Libvirt], platform, "libvirt"),
+        ("qemu-system-x86_64", _) => install(&[Need::Qemu], platform, "QEMU with KVM"),
+        ("exportfs", _) => install(&[Need::NfsServer], platform, "the NFS server"),
+        ("docker", _) => install(&[Need::Docker], platform, "Docker"),
         (_, MacOs) => brew(program),
         _ => pkg(program, program, program),
     }
@@ -111,18 +69,6 @@ pub fn install_hint(program: &str, platform: Platform) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn os_release_of_ubuntu_is_debian_family() {
-        let text = "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\n";
-        assert_eq!(Platform::from_os_release(text), Platform::Debian);
-    }
-
-    #[test]
-    fn os_release_of_rocky_is_fedora_family() {
-        let text = "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n";
-        assert_eq!(Platform::from_os_release(text), Platform::Fedora);
-    }
 
     #[test]
     fn missing_minikube_on_macos_is_a_brew_install() {

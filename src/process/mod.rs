@@ -13,7 +13,7 @@ mod install;
 pub mod orphans;
 mod quote;
 
-pub use install::{Platform, install_hint};
+pub use install::{Platform, detect_platform, install_hint};
 pub use quote::{join, quote, ssh_command_line};
 
 use std::ffi::{OsStr, OsString};

@@ -17,6 +17,7 @@ fn healthy() -> FakeHost {
         .program("virsh")
         .file("/dev/kvm", DEV_KVM_RW)
         .text("/proc/cpuinfo", CPUINFO_VMX)
+        .text("/etc/os-release", "NAME=\"Debian GNU/Linux\"\nID=debian\n")
         .answer(URI, out("qemu:///system\n"))
         .answer(DOMCAPS, out(DOMCAPS_KVM))
         .answer(NET_INFO, out(NET_INFO_AUTOSTART))
@@ -268,8 +269,24 @@ fn kvm2_says_libvirt_clients_is_missing_without_virsh() {
     let c = check(&s, "kvm2.libvirtd");
     assert_eq!(c.state, CheckState::Fail);
     assert_eq!(c.reason, "virsh is not on PATH: libvirt-clients is missing");
-    assert_eq!(c.fix.as_deref(), Some(INSTALL_LIBVIRT));
+    assert_eq!(
+        c.fix.as_deref(),
+        Some("sudo apt-get install -y libvirt-daemon-system libvirt-clients qemu-kvm")
+    );
     assert!(host.ran().is_empty(), "{:?}", host.ran());
+}
+
+#[test]
+fn kvm2_names_fedoras_packages_and_dnf_on_fedora() {
+    let host = healthy()
+        .text("/etc/os-release", "ID=fedora\nVERSION_ID=41\n")
+        .without_program("virsh");
+    let s = status(&host);
+    let c = check(&s, "kvm2.libvirtd");
+    assert_eq!(
+        c.fix.as_deref(),
+        Some("sudo dnf install -y libvirt-daemon-kvm libvirt-client qemu-kvm")
+    );
 }
 
 #[test]

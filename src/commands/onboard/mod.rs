@@ -13,7 +13,7 @@
 //! says what to install and stops. It never installs Homebrew itself: Homebrew's installer is a
 //! script piped into bash, which is the developer's call to make.
 //!
-//! The OS family comes from the context ([`Platform::detect`]). A hidden `--platform` flag
+//! The OS family comes from the context ([`detect_platform`](crate::process::detect_platform)). A hidden `--platform` flag
 //! overrides it, so the plan of every OS family can be printed and tested on any machine: macOS
 //! cannot be simulated with an os-release file, and a flag keeps the override in plain sight on
 //! the command line rather than in the environment, which commands do not read.
@@ -206,9 +206,15 @@ impl Facts {
     }
 }
 
+/// The platform as JSON names it (`debian`, `macos`).
+fn platform_json<S: serde::Serializer>(p: &Platform, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.name())
+}
+
 /// The whole plan, as shown and as printed by `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    #[serde(serialize_with = "platform_json")]
     pub platform: Platform,
     pub cpu: String,
     pub os_version: Option<String>,

@@ -144,12 +144,14 @@ pub(super) fn debian_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, step
         Some(_) => format!("kubectl={}.*", facts.kube_minor.trim_start_matches('v')),
         None => "kubectl".to_string(),
     };
-    let system = [
-        "qemu-kvm",
-        "libvirt-daemon-system",
-        "libvirt-clients",
-        "nfs-kernel-server",
-    ];
+    // QEMU/KVM runs the VM, libvirt manages it, the NFS server exports the tree: the
+    // package catalogue's names for them.
+    use devenv_drivers::packages::{Need, packages};
+    let system: Vec<&str> = [Need::Qemu, Need::Libvirt, Need::NfsServer]
+        .into_iter()
+        .flat_map(|n| packages(n, Platform::Debian))
+        .copied()
+        .collect();
     let mut apt: Vec<&str> = Vec::new();
     for package in system {
         let have = facts.packages.contains(package);
@@ -351,8 +353,13 @@ pub(super) fn fedora_steps(facts: &Facts, wanted: &mut Vec<(String, bool)>, step
     if virtualization {
         dnf.push("@virtualization");
     }
-    if !facts.packages.contains("nfs-utils") {
-        dnf.push("nfs-utils");
+    for nfs in devenv_drivers::packages::packages(
+        devenv_drivers::packages::Need::NfsServer,
+        Platform::Fedora,
+    ) {
+        if !facts.packages.contains(*nfs) {
+            dnf.push(nfs);
+        }
     }
     let from_dnf = |tool: Tool| !facts.fits(tool) && facts.pinned(tool).is_none();
     if from_dnf(Tool::Helm) {

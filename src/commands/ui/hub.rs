@@ -332,7 +332,7 @@ mod tests {
                 prefix: Vec::new(),
             },
             Arc::new(crate::process::SystemRunner::new(
-                crate::process::Platform::detect(),
+                crate::process::detect_platform(),
             )),
         )
     }
