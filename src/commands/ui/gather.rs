@@ -1,7 +1,8 @@
 //! The picture the dashboard draws, read again every two seconds (at once after an action or
-//! a stage of a live `up`): where each service runs and how its pods are, the CPU and memory
-//! `devenv top` reads with their recent history, its URLs, the VM and its mount, the alerts,
-//! and the stages of the running or last `up`. Every read has a short timeout and whatever
+//! a stage of a live `up`): where each service runs and how its pods are, its URLs and the
+//! stages of the running or last `up`. What costs the laptop more is read less often: the VM's
+//! state and the CPU and memory `devenv top` reads (each a `minikube` run, one of them through
+//! ssh) at `[watch] interval`, as `top` does, and the mount with its `stat` latency every 30 s. Every read has a short timeout and whatever
 //! cannot be read is left out with the reason, so one slow part never stalls the page.
 //!
 //! The logs are a second loop, the follow of `devenv logs -f` writing into the hub, started
@@ -29,10 +30,11 @@ use crate::workloads::{self, Clients, Located};
 
 /// How often the picture is read again.
 const ROUND: Duration = Duration::from_secs(2);
-/// Values kept for the CPU and memory history of each service (two minutes).
+/// Samples kept for the CPU and memory history of each service (five minutes at the default
+/// `[watch] interval` of 5 s).
 const HISTORY: usize = 60;
-/// The mount and its `stat` latency are read every this many rounds.
-const MOUNT_EVERY: u64 = 15;
+/// How often the mount and its `stat` latency are read (a probe over 500 files in the VM).
+const MOUNT_EVERY: Duration = Duration::from_secs(30);
 /// A read of the VM that takes longer is given up for this round.
 const PROBE: Duration = Duration::from_secs(10);
 
@@ -46,6 +48,15 @@ pub struct Sources {
     pub source: String,
     /// The run of `devenv up --ui`, when the dashboard belongs to one.
     pub live: Option<Arc<LiveRun>>,
+}
+
+/// The machine as last read: the VM's state and settings, a resource sample and its alerts.
+struct Machine {
+    read: Instant,
+    state: VmState,
+    settings: Option<minikube::ProfileSettings>,
+    sample: crate::watch::resources::Sample,
+    alerts: Vec<crate::watch::resources::Alert>,
 }
 
 /// Where each service runs now (the developer's choices can change under the dashboard).
@@ -65,7 +76,10 @@ pub async fn pictures(hub: Arc<Hub>, s: Sources, moved: watch::Sender<Vec<Locate
     let started = Instant::now();
     let files = sample_files(&s.loaded.root);
     let mut mount = json!({"state": "unknown"});
-    for round in 0u64.. {
+    let mut mount_read: Option<Instant> = None;
+    let interval = c.watch.interval();
+    let mut machine: Option<Machine> = None;
+    loop {
         let located = placed(&s);
         moved.send_if_modified(|old| {
             let changed = *old != located;
@@ -90,23 +104,58 @@ pub async fn pictures(hub: Arc<Hub>, s: Sources, moved: watch::Sender<Vec<Locate
                 .ok()?;
             minikube::parse_profile(&out.stdout, &profile)
         };
-        let (vm_state, settings, sample, services) = tokio::join!(
-            vm_state,
-            profiles,
-            sampler.sample(),
-            services(&located, &mut clients)
-        );
-        let running = vm_state == VmState::Running;
-        let local: Vec<String> = located
-            .iter()
-            .filter(|l| l.place == Placement::Local)
-            .map(|l| l.name.clone())
-            .collect();
-        let alerts = rules.check(&sample, &local, started.elapsed());
-        if running && round % MOUNT_EVERY == 0 {
-            mount = read_mount(&s, &profile, &files).await;
-        } else if !running {
+        let due = machine
+            .as_ref()
+            .is_none_or(|m| m.read.elapsed() >= interval);
+        let read = async {
+            if due {
+                Some(tokio::join!(vm_state, profiles, sampler.sample()))
+            } else {
+                None
+            }
+        };
+        let (read, services) = tokio::join!(read, services(&located, &mut clients));
+        if let Some((state, settings, sample)) = read {
+            let local: Vec<String> = located
+                .iter()
+                .filter(|l| l.place == Placement::Local)
+                .map(|l| l.name.clone())
+                .collect();
+            let alerts = rules.check(&sample, &local, started.elapsed());
+            if sample.containers_read {
+                for u in &sample.services {
+                    let (cpu, memory) = history
+                        .entry(u.service.clone())
+                        .or_insert_with(|| (History::new(HISTORY), History::new(HISTORY)));
+                    cpu.push(u.cpu_percent);
+                    memory.push(u.memory_bytes as f64);
+                }
+            }
+            machine = Some(Machine {
+                read: Instant::now(),
+                state,
+                settings,
+                sample,
+                alerts,
+            });
+        }
+        let Some(Machine {
+            state: vm_state,
+            settings,
+            sample,
+            alerts,
+            ..
+        }) = machine.as_ref()
+        else {
+            continue;
+        };
+        let running = *vm_state == VmState::Running;
+        if !running {
             mount = json!({"state": "unknown", "why": "the VM is not running"});
+            mount_read = None;
+        } else if mount_read.is_none_or(|t| t.elapsed() >= MOUNT_EVERY) {
+            mount = read_mount(&s, &profile, &files).await;
+            mount_read = Some(Instant::now());
         }
         let address = settings.as_ref().and_then(|p| p.node_ip);
         let client = clients.get(&profile).await.ok();
@@ -128,10 +177,6 @@ pub async fn pictures(hub: Arc<Hub>, s: Sources, moved: watch::Sender<Vec<Locate
                 .entry(at.name.clone())
                 .or_insert_with(|| (History::new(HISTORY), History::new(HISTORY)));
             let used = usage.get(at.name.as_str());
-            if let Some(u) = used.filter(|_| sample.containers_read) {
-                cpu.push(u.cpu_percent);
-                memory.push(u.memory_bytes as f64);
-            }
             let urls = urls.iter().find(|u| u.service == at.name);
             rows.push(json!({
                 "name": at.name,
@@ -161,7 +206,7 @@ pub async fn pictures(hub: Arc<Hub>, s: Sources, moved: watch::Sender<Vec<Locate
             "services": rows,
             "vm": {
                 "profile": profile,
-                "state": vm_word(&vm_state),
+                "state": vm_word(vm_state),
                 "driver": settings.as_ref().map(|p| p.driver.clone()),
                 "address": address.map(|a| a.to_string()),
                 "cpus": settings.as_ref().map(|p| p.cpus),
