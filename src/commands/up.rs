@@ -266,6 +266,22 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         mounted,
         mount_probed: mounted && vm.probed,
         overlay_file,
+        probe_dir: loaded
+            .source_dir()
+            .canonicalize()
+            .unwrap_or_else(|_| loaded.source_dir()),
+        remote_values: placements
+            .iter()
+            .filter(|(_, p)| *p == Placement::Remote)
+            .map(|(name, _)| {
+                let key = c.services[name].values_key.clone().unwrap_or_default();
+                let mut files = vec![loaded.chart_dir().join("values.yaml")];
+                files.extend(c.project.values.iter().map(|v| loaded.root.join(v)));
+                let values =
+                    crate::offload::subchart_values(&files, &key).map_err(|e| e.to_string());
+                (name.clone(), values)
+            })
+            .collect(),
         release_unchanged,
         user: ctx.user.clone(),
         bridged,

@@ -157,10 +157,7 @@ impl Plan {
         };
         let probe = Action::Verify(Verify::MountProbe {
             profile: profile.clone(),
-            host_dir: loaded
-                .source_dir()
-                .canonicalize()
-                .unwrap_or_else(|_| loaded.source_dir()),
+            host_dir: facts.probe_dir.clone(),
             vm_dir: c.mount.target.clone(),
         });
         let mount_actions = if facts.mounted && facts.mount_probed {
@@ -243,16 +240,15 @@ impl Plan {
                     }));
                 } else {
                     let timeout = format!("{}s", c.project.rollout_timeout().as_secs());
-                    let mut files = vec![loaded.chart_dir().join("values.yaml")];
-                    files.extend(c.project.values.iter().map(|v| loaded.root.join(v)));
                     // The values go through stdin (`--values -`): they are derived from the
                     // chart and the team's files, so a copy on disk would only go stale.
-                    let values = match crate::offload::subchart_values(&files, &key) {
-                        Ok(values) => values,
-                        Err(why) => {
-                            actions.push(Action::Verify(Verify::Unsupported(why.to_string())));
+                    let values = match facts.remote_values.get(*name) {
+                        Some(Ok(values)) => values.clone(),
+                        Some(Err(why)) => {
+                            actions.push(Action::Verify(Verify::Unsupported(why.clone())));
                             serde_json::Value::Null
                         }
+                        None => serde_json::Value::Null,
                     };
                     // Values may hold passwords: the plan names where they come from only.
                     actions.push(Action::Note(format!(

@@ -190,6 +190,9 @@ pub struct Stage {
     pub actions: Vec<Action>,
 }
 
+#[cfg(test)]
+mod tests;
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub project: String,
@@ -259,6 +262,13 @@ pub struct Facts {
     pub mount_probed: bool,
     /// Where the generated values overlay is written.
     pub overlay_file: PathBuf,
+    /// The source tree as the host resolves it (links followed): where the mount probe
+    /// writes its file.
+    pub probe_dir: PathBuf,
+    /// What the umbrella chart gives each offloaded service's subchart (its section and the
+    /// global one of the chart's values.yaml and the team's values files), or why it could not
+    /// be read ([`crate::offload::subchart_values`]).
+    pub remote_values: std::collections::BTreeMap<String, Result<serde_json::Value, String>>,
     /// Nothing that the release depends on changed since the last successful `up`.
     pub release_unchanged: bool,
     /// The developer's user name, for the remote namespace.
