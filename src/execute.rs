@@ -16,7 +16,7 @@ use crate::offload::bridge::{self, BridgeSpec};
 use crate::offload::{self, OffloadError, Step, tunnel};
 use crate::plan::{Action, MountSpec, Plan, Verify};
 use crate::process::{Cmd, Platform, Runner, Stream, check_success, tail_lines};
-use crate::reconcile::{Progress, Report, Stage};
+use crate::reconcile::{Effect, Progress, Report, Stage};
 use crate::state::write_atomic;
 
 /// Where the bridge of a tunnelled service points: the supervisor's listening ports.
@@ -112,10 +112,17 @@ impl Executor {
                     Box::pin(async move {
                         let mut changed = false;
                         let mut said = Vec::new();
+                        let mut effects = Vec::new();
                         for action in &s.actions {
                             if let Some(what) = self.execute(action, &progress).await? {
                                 changed = true;
                                 said.push(what);
+                            }
+                            if let Action::Build { spec, .. } = action {
+                                effects.push(Effect::ImageBuilt {
+                                    service: spec.service.clone(),
+                                    hash: spec.hash.clone(),
+                                });
                             }
                         }
                         let summary = if said.is_empty() {
@@ -129,7 +136,11 @@ impl Executor {
                         } else {
                             said.join("; ")
                         };
-                        Ok(Report { changed, summary })
+                        Ok(Report {
+                            changed,
+                            summary,
+                            effects,
+                        })
                     })
                 })
             })

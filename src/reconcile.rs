@@ -18,6 +18,14 @@ use devenv_drivers::BoxFuture;
 
 use crate::diagnostic::Failure;
 
+/// What a stage made happen that the caller keeps track of: `up` folds these into the
+/// developer's state once the run is over, instead of guessing from stage names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// The image of `service` was built from the context whose hash is `hash`.
+    ImageBuilt { service: String, hash: String },
+}
+
 /// What a stage reports when it succeeds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -25,6 +33,8 @@ pub struct Report {
     pub changed: bool,
     /// One line saying what it did or found.
     pub summary: String,
+    /// What it did that the caller records.
+    pub effects: Vec<Effect>,
 }
 
 impl Report {
@@ -32,6 +42,7 @@ impl Report {
         Report {
             changed: true,
             summary: summary.into(),
+            effects: Vec::new(),
         }
     }
 
@@ -39,6 +50,7 @@ impl Report {
         Report {
             changed: false,
             summary: summary.into(),
+            effects: Vec::new(),
         }
     }
 }
@@ -125,6 +137,14 @@ impl RunResult {
         self.stages
             .iter()
             .all(|(_, o)| matches!(o, Outcome::Done(_)))
+    }
+
+    /// The effects of every stage that finished, in stage order.
+    pub fn effects(&self) -> impl Iterator<Item = &Effect> {
+        self.stages.iter().flat_map(|(_, o)| match o {
+            Outcome::Done(r) => r.effects.as_slice(),
+            _ => &[],
+        })
     }
 
     pub fn outcome(&self, stage: &str) -> Option<&Outcome> {
@@ -427,6 +447,41 @@ mod tests {
         assert!(pos("start vm") < pos("end remote"), "{log:?}");
         assert!(pos("start release") > pos("end vm"), "{log:?}");
         assert!(pos("start release") > pos("end remote"), "{log:?}");
+    }
+
+    #[test]
+    fn the_effects_of_finished_stages_reach_the_caller_and_a_failed_stages_do_not() {
+        let built = |service: &str| Effect::ImageBuilt {
+            service: service.into(),
+            hash: format!("{service}-hash"),
+        };
+        let (api, worker) = (built("api"), built("worker"));
+        let stages = vec![
+            Stage::new("images", &[], move |_| {
+                let api = api.clone();
+                Box::pin(async move {
+                    let mut r = Report::changed("built api");
+                    r.effects.push(api);
+                    Ok(r)
+                })
+            }),
+            Stage::new("more-images", &[], move |_| {
+                let _never_recorded = worker.clone();
+                Box::pin(async {
+                    Err(Failure::new(
+                        crate::diagnostic::codes::TOOL_FAILED,
+                        "the build failed",
+                    ))
+                })
+            }),
+        ];
+        let result = block_on(run(
+            stages,
+            Arc::new(Recorder::default()),
+            std::future::pending(),
+        ));
+        let effects: Vec<&Effect> = result.effects().collect();
+        assert_eq!(effects, [&built("api")]);
     }
 
     #[test]

@@ -385,14 +385,17 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
     };
     let result = reconcile::run(executor.stages(&plan), reporter, cancel).await;
-    if matches!(result.outcome("images"), Some(Outcome::Done(_))) {
-        for image in &images {
-            if let Ok(spec) = &image.spec {
-                state
-                    .images
-                    .insert(image.service.clone(), spec.hash.clone());
+    // What the stages did that the state records: the images built, by their context's hash.
+    let mut recorded = false;
+    for effect in result.effects() {
+        match effect {
+            reconcile::Effect::ImageBuilt { service, hash } => {
+                state.images.insert(service.clone(), hash.clone());
+                recorded = true;
             }
         }
+    }
+    if recorded {
         project.save(&state, &lock)?;
     }
 
