@@ -1,0 +1,345 @@
+//! `devenv up`: bring the environment to the state devenv.toml describes. It reads the machine
+//! (driver health, `minikube status`, the VM's mounts, the exports file, the last applied
+//! fingerprint), computes the plan, and runs it; `--dry-run` prints the plan instead. A second
+//! `up` with nothing changed only reads and verifies.
+
+use crate::diagnostic::codes;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devenv_drivers::Choice;
+
+use crate::config::{Loaded, Placement};
+use crate::context::Context;
+use crate::docker::build::ImageSpec;
+use crate::error::Error;
+use crate::execute::Executor;
+use crate::export::Export;
+use crate::fsutil::fnv1a;
+use crate::machine::{self, Machine};
+use crate::minikube::{self, VmState};
+use crate::nfs::{self, apply::Privilege, apply::candidate};
+use crate::plan::{ExportsFacts, Facts, ImageFacts, Plan};
+use crate::probe::Probe;
+use crate::reconcile::{self, JsonReporter, Outcome, PlainReporter, Reporter};
+
+mod gather;
+use gather::{Gathered, gather, read_ip};
+
+/// Bring the local environment up: VM, NFS mount of the source, Helm release.
+///
+/// Runs the stages of the plan (preflight, exports, vm, mount, images, release, summary), independent
+/// ones at the same time, and skips what is already in place: a second `up` with nothing
+/// changed makes no changes. With --dry-run, prints every stage with the exact commands and file
+/// edits instead, and changes nothing.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the plan (stages, commands, file edits) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Once everything is up, keep watching the source tree like `devenv watch`.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub watch: bool,
+    /// Delete and recreate the VM when its settings differ from [vm] (the cluster's contents
+    /// are lost; the release is installed again).
+    #[arg(long)]
+    pub recreate: bool,
+    /// Show the run, then the environment, in the dashboard (`devenv ui`) and keep serving it
+    /// until Ctrl-C.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub ui: bool,
+    /// With --ui: print the dashboard's address, do not open the browser.
+    #[arg(long, requires = "ui")]
+    pub no_open: bool,
+    /// How long to wait for another devenv command working on this project.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub lock_timeout: u64,
+    /// A toggle not recorded yet, planned as if it were (`devenv offload … --dry-run`).
+    #[arg(skip)]
+    pub toggle: Option<(String, Placement)>,
+}
+
+pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
+    let started = Instant::now();
+    let loaded = ctx.load_config()?;
+    let c = &loaded.config;
+    let project = ctx.state_dir()?.project(&c.project.name, &loaded.root);
+    // A mutating run holds the project's lock from the first read to the last write.
+    let lock = if args.dry_run {
+        None
+    } else {
+        let name = c.project.name.clone();
+        let quiet = ctx.ui.quiet;
+        Some(project.lock(Duration::from_secs(args.lock_timeout), |pid| {
+            if !quiet {
+                crate::errln!(
+                    "waiting for another devenv command on project {name}{}…",
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                );
+            }
+        })?)
+    };
+    // Catch Ctrl-C once the lock is held (waiting for it stays interruptible): one pressed
+    // while the machine is being read is kept and cancels the run as soon as it begins.
+    let mut interrupt = if args.dry_run {
+        None
+    } else {
+        crate::process::Interrupt::listen().ok()
+    };
+    let mut state = project.load()?;
+    if let Some((service, placement)) = &args.toggle {
+        state.offload.insert(service.clone(), *placement);
+    }
+    let placements: Vec<(String, Placement)> = c
+        .services
+        .iter()
+        .map(|(name, s)| (name.clone(), state.placement(name, s)))
+        .collect();
+
+    let Gathered {
+        facts,
+        export,
+        vm,
+        fingerprint,
+    } = gather(ctx, &loaded, &project, &state, &placements, &args).await?;
+    let profile = c.project.profile();
+    let driver = facts.driver;
+    let recreate = facts.recreate;
+    let release_unchanged = facts.release_unchanged;
+    let plan = Plan::build(&loaded, &facts);
+
+    if args.dry_run {
+        // A run would stop at these: the dry run says so and exits 1, as the run would.
+        let stops = plan.known_failures(ctx.platform);
+        if ctx.ui.json {
+            let mut json = plan.to_json();
+            json["would_stop"] = stops
+                .iter()
+                .map(|(stage, message)| serde_json::json!({"stage": stage, "error": message}))
+                .collect();
+            crate::outln!("{json}");
+        } else {
+            crate::out!("{}", plan.render());
+        }
+        for (stage, message) in &stops {
+            crate::errln!("{}: {stage} would stop: {message}", ctx.ui.fail("error"));
+        }
+        if !stops.is_empty() {
+            crate::errln!("  (all checks with their fixes: devenv doctor)");
+        }
+        return Ok(if stops.is_empty() { 0 } else { 1 });
+    }
+
+    let lock = lock.expect("a mutating run holds the lock");
+    let changes_exports = matches!(&facts.exports.diff, Ok(d) if !d.is_empty())
+        || facts.exports.awaits_vm_address && facts.exports.diff.is_ok()
+        || facts.exports.reload_owed && facts.exports.diff.is_ok();
+    if changes_exports && export.host.privilege != Privilege::Direct {
+        crate::commands::exports::ask_sudo_once(ctx, &export.host).await?;
+    }
+    // Until the release succeeds again, nothing may be taken as already applied; and a remote
+    // release this run may install is on record before it exists.
+    let before = state.clone();
+    if !release_unchanged {
+        state.applied_fingerprint = None;
+    }
+    // What this run may make, so that `down` can remove it even once devenv.toml is broken.
+    state.footprint = Some(crate::commands::down::footprint(&loaded, &ctx.user));
+    state.remote_releases.extend(
+        placements
+            .iter()
+            .filter(|(_, p)| *p == Placement::Remote)
+            .map(|(n, _)| n.clone()),
+    );
+    if state != before {
+        project.save(&state, &lock)?;
+    }
+    let executor = Executor {
+        runner: ctx.runner.clone(),
+        platform: ctx.platform,
+        driver,
+        nfs: export.host.clone(),
+        project: c.project.name.clone(),
+        uid: export.owner.uid,
+        docker_env: Default::default(),
+    };
+    let screen: Arc<dyn Reporter> = if ctx.ui.json {
+        Arc::new(JsonReporter)
+    } else if ctx.ui.quiet {
+        Arc::new(reconcile::QuietReporter)
+    } else if ctx.ui.progress_bars() {
+        Arc::new(crate::progress::TerminalReporter::new())
+    } else {
+        Arc::new(PlainReporter)
+    };
+    // Kept for `devenv doctor --bundle`, whatever the screen showed.
+    let mut reporters: Vec<Arc<dyn Reporter>> = vec![
+        screen,
+        Arc::new(crate::runlog::RunLog::create(project.path(), "up")),
+    ];
+    let dashboard = if args.ui {
+        let live = Arc::new(super::ui::LiveRun::default());
+        let dashboard = super::ui::start(ctx, &loaded, 0, Some(live.clone())).await?;
+        dashboard.announce(ctx, !args.no_open).await;
+        reporters.push(Arc::new(super::ui::LiveReporter {
+            run: live,
+            hub: dashboard.hub.clone(),
+        }));
+        Some(dashboard)
+    } else {
+        None
+    };
+    let reporter: Arc<dyn Reporter> = Arc::new(reconcile::Tee(reporters));
+    let cancel = async move {
+        match interrupt.as_mut() {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let result = reconcile::run(executor.stages(&plan), reporter, cancel).await;
+    // What the stages did that the state records: the images built, by their context's hash.
+    let mut recorded = false;
+    for effect in result.effects() {
+        match effect {
+            reconcile::Effect::ImageBuilt { service, hash } => {
+                state.images.insert(service.clone(), hash.clone());
+                recorded = true;
+            }
+        }
+    }
+    if recorded {
+        project.save(&state, &lock)?;
+    }
+
+    if result.ok() {
+        state.applied_fingerprint = Some(fingerprint);
+        // Every service back on the laptop had its remote release removed by this run.
+        state.remote_releases = placements
+            .iter()
+            .filter(|(_, p)| *p == Placement::Remote)
+            .map(|(n, _)| n.clone())
+            .collect();
+        project.save(&state, &lock)?;
+        if !ctx.ui.json {
+            let changed = result
+                .stages
+                .iter()
+                .filter(|(_, o)| matches!(o, Outcome::Done(r) if r.changed))
+                .count();
+            ctx.ui.say(format!(
+                "\n{} in {:.1}s ({changed} stage{} changed something)",
+                ctx.ui.ok(&format!("{} is up", c.project.name)),
+                started.elapsed().as_secs_f64(),
+                if changed == 1 { "" } else { "s" }
+            ));
+            for (name, placement) in &placements {
+                ctx.ui.say(format!(
+                    "  {name:<12} {}",
+                    match placement {
+                        Placement::Local => "local",
+                        Placement::Remote => "remote",
+                    }
+                ));
+            }
+            // The address read before the run holds unless this run started the VM.
+            let ip = match vm.ip {
+                Some(ip) if vm.state == Some(VmState::Running) && !recreate => Some(ip),
+                _ => read_ip(ctx, &profile).await,
+            };
+            if let Some(ip) = ip {
+                ctx.ui.say(format!(
+                    "  VM {ip}: kubectl --context {profile} -n {} get pods",
+                    c.project.namespace()
+                ));
+            }
+            // How to reach what has an Ingress or a NodePort (`devenv urls` lists the rest).
+            if let Ok(located) = crate::workloads::locate(&loaded, &ctx.user, &state, &[]) {
+                let client = crate::cluster::client(&profile).await.ok();
+                let vm = ip.map(std::net::IpAddr::V4);
+                let reachable: Vec<_> =
+                    crate::urls::gather(&located, client, c.project.namespace(), vm)
+                        .await
+                        .into_iter()
+                        .filter(|s| !s.urls.is_empty())
+                        .collect();
+                if !reachable.is_empty() {
+                    ctx.ui.say("  URLs (all of them: devenv urls):");
+                    crate::commands::urls::print(ctx, &c.project.name, &reachable, vm).await;
+                }
+            }
+        }
+        if args.watch {
+            // The watcher's `helm` action runs `up` again, which takes the project's lock.
+            drop(lock);
+            let watch = crate::commands::watch::Args {
+                debounce: 100,
+                once: false,
+                max_batches: None,
+                no_alerts: false,
+            };
+            return crate::commands::watch::exec(watch, ctx).await;
+        }
+        if let Some(d) = &dashboard {
+            // The dashboard's actions run devenv commands, which take the project's lock.
+            drop(lock);
+            d.serve_until_interrupted(ctx).await;
+        }
+        return Ok(0);
+    }
+    let cancelled = result.stages.iter().any(|(_, o)| *o == Outcome::Cancelled);
+    // A failed run stays on the dashboard until Ctrl-C; an interrupted one ends at once.
+    if let Some(d) = dashboard.as_ref().filter(|_| !cancelled) {
+        drop(lock);
+        ctx.ui.say(
+            ctx.ui
+                .warn("the run failed: its stages are on the dashboard"),
+        );
+        d.serve_until_interrupted(ctx).await;
+    }
+    let done: Vec<&str> = result
+        .stages
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Done(r) if r.changed))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let (message, stage_help, diagnostic) = if cancelled {
+        ("interrupted".to_string(), String::new(), codes::INTERRUPTED)
+    } else {
+        match result.first_failure() {
+            Some((stage, failure)) => {
+                let mut message = format!("error at '{stage}': {}", failure.message);
+                for cause in &failure.causes {
+                    message.push_str(&format!("\n  caused by: {cause}"));
+                }
+                let help = failure.help.clone().unwrap_or_default();
+                (message, help, failure.code)
+            }
+            None => (
+                "a stage did not finish".to_string(),
+                String::new(),
+                codes::STAGE_FAILED,
+            ),
+        }
+    };
+    Err(Error::Failed {
+        message,
+        help: format!(
+            "{}{}run `devenv up` again to continue from here (finished stages are checked and skipped); `devenv down --purge` undoes everything",
+            if stage_help.is_empty() {
+                String::new()
+            } else {
+                format!("{stage_help}\n")
+            },
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!("these stages made changes: {}; ", done.join(", "))
+            }
+        ),
+        code: if cancelled { 130 } else { 1 },
+        diagnostic,
+    })
+}
