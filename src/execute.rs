@@ -92,8 +92,11 @@ async fn reachable_route(
 pub struct Executor {
     pub runner: Arc<dyn Runner>,
     pub platform: Platform,
-    pub driver: &'static dyn Driver,
-    pub nfs: NfsHost,
+    /// The VM's driver; `None` when it is not known (`down` on a profile made elsewhere), and
+    /// then no action that needs it is planned.
+    pub driver: Option<&'static dyn Driver>,
+    /// The NFS server's files; `None` as for the driver.
+    pub nfs: Option<NfsHost>,
     pub project: String,
     pub uid: u32,
     /// `minikube docker-env`, asked once for every build of the run (it may restart dockerd
@@ -114,7 +117,9 @@ impl Executor {
                         let mut said = Vec::new();
                         let mut effects = Vec::new();
                         for action in &s.actions {
-                            if let Some(what) = self.execute(action, &progress).await? {
+                            if let Some(what) =
+                                self.execute(action, &progress, &mut effects).await?
+                            {
                                 changed = true;
                                 said.push(what);
                             }
@@ -152,8 +157,81 @@ impl Executor {
         &self,
         action: &Action,
         progress: &Progress,
+        effects: &mut Vec<Effect>,
     ) -> Result<Option<String>, Failure> {
         match action {
+            Action::Attempt {
+                cmd,
+                fine_if,
+                otherwise,
+            } => {
+                let sink = |_: Stream, line: &str| progress.line(line);
+                let out = self.runner.output_streaming(cmd, Some(&sink)).await;
+                let failed = match out {
+                    Ok(out) if out.success() || out.stderr.contains(fine_if) => None,
+                    Ok(out) => check_success(cmd, out).err().map(|e| Failure::from(&e)),
+                    Err(e) => Some(Failure::from(&e)),
+                };
+                match failed {
+                    None => Ok(Some(short(cmd))),
+                    Some(f) => {
+                        progress.line(&format!("{otherwise}: {}", f.message));
+                        effects.push(Effect::Left {
+                            what: otherwise.clone(),
+                            why: f.message,
+                        });
+                        Ok(None)
+                    }
+                }
+            }
+            Action::Unexport { path, .. } => {
+                apply::apply(
+                    self.runner.as_ref(),
+                    self.nfs()?,
+                    &self.project,
+                    self.uid,
+                    &Change::Remove,
+                    Duration::from_secs(60),
+                )
+                .await
+                .map_err(|e| Failure::from(&e))?;
+                Ok(Some(format!(
+                    "devenv's block removed from {}, NFS server reloaded",
+                    path.display()
+                )))
+            }
+            Action::Unhost { path, backup, .. } => {
+                crate::hosts::apply(
+                    self.runner.as_ref(),
+                    path,
+                    backup,
+                    &self.project,
+                    self.uid,
+                    None,
+                )
+                .await
+                .map_err(|e| Failure::from(&e))?;
+                Ok(Some(format!(
+                    "devenv's block removed from {}",
+                    path.display()
+                )))
+            }
+            Action::Remove(files) => {
+                let mut removed = 0;
+                for f in files {
+                    match std::fs::remove_file(f) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(Failure::new(
+                                codes::STATE_IO,
+                                format!("cannot remove {}: {e}", f.display()),
+                            ));
+                        }
+                    }
+                }
+                Ok((removed > 0).then(|| format!("removed {removed} files")))
+            }
             Action::Note(_) => Ok(None),
             Action::Verify(v) => self.verify(v, progress).await.map(|()| None),
             Action::Run(cmd) => {
@@ -178,7 +256,7 @@ impl Executor {
                         let ip = self.vm_address(profile).await?;
                         let client = devenv_drivers::ExportClient::Address(ip);
                         let line = crate::nfs::export_line(
-                            self.nfs.dialect,
+                            self.nfs()?.dialect,
                             source,
                             client,
                             crate::nfs::Owner::current(),
@@ -198,7 +276,7 @@ impl Executor {
                 };
                 apply::apply(
                     self.runner.as_ref(),
-                    &self.nfs,
+                    self.nfs()?,
                     &self.project,
                     self.uid,
                     &change,
@@ -277,6 +355,18 @@ impl Executor {
                     offload::quota::ensure(client, context, namespace, quota.as_ref()).await?,
                 );
                 Ok((!said.is_empty()).then(|| said.join("; ")))
+            }
+            Step::DeleteNamespace {
+                context,
+                namespace,
+                user,
+            } => {
+                // No service: the namespace is the whole project's.
+                let client = offload::connect_remote(context, "").await?;
+                let say = |line: &str| progress.line(line);
+                let deleted =
+                    offload::delete_namespace(client, context, namespace, user, &say).await?;
+                Ok(deleted.then(|| format!("deleted namespace {namespace} on {context}")))
             }
             Step::Tunnel {
                 profile,
@@ -494,7 +584,7 @@ impl Executor {
                             tail_lines(&format!("{seen}{}", out.stderr), 3)
                         ),
                     )
-                    .with_help(mount_causes(self.nfs.dialect)))
+                    .with_help(mount_causes(self.dialect())))
                 }
             }
             Verify::Rollout {
@@ -552,7 +642,26 @@ impl Executor {
 
     /// The host's address as the VM of `profile` sees it (the VM must run).
     async fn host_address(&self, profile: &str) -> Result<Ipv4Addr, Failure> {
-        Ok(self.driver.host_address(self.vm_address(profile).await?))
+        let driver = self
+            .driver
+            .ok_or_else(|| Failure::new(codes::DRIVER_UNKNOWN, "the VM's driver is not known"))?;
+        Ok(driver.host_address(self.vm_address(profile).await?))
+    }
+
+    fn nfs(&self) -> Result<&NfsHost, Failure> {
+        self.nfs.as_ref().ok_or_else(|| {
+            Failure::new(
+                codes::DRIVER_UNKNOWN,
+                "the NFS server of this machine is not known for the VM's driver",
+            )
+        })
+    }
+
+    /// The dialect of the exports file, for the help of a failed mount.
+    fn dialect(&self) -> devenv_drivers::ExportsDialect {
+        self.nfs
+            .as_ref()
+            .map_or(devenv_drivers::ExportsDialect::Linux, |n| n.dialect)
     }
 
     /// The VM's own address, from `minikube ip`.
@@ -587,10 +696,7 @@ impl Executor {
                 message: format!("the NFS mount failed: {}", e.message),
                 ..e
             }
-            .and_help(format!(
-                "likely causes:\n{}",
-                mount_causes(self.nfs.dialect)
-            ))
+            .and_help(format!("likely causes:\n{}", mount_causes(self.dialect())))
         })?;
         Ok(format!(
             "mounted {host}:{} at {}",

@@ -24,6 +24,8 @@ use crate::diagnostic::Failure;
 pub enum Effect {
     /// The image of `service` was built from the context whose hash is `hash`.
     ImageBuilt { service: String, hash: String },
+    /// Something the stage was to remove is left, and the run went on: `why` it is left.
+    Left { what: String, why: String },
 }
 
 /// What a stage reports when it succeeds.

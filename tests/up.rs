@@ -451,7 +451,10 @@ fn down_dry_run_prints_and_changes_nothing() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "would run: minikube delete -p devenv-shop",
+            "run    minikube delete -p devenv-shop",
+        ))
+        .stdout(predicate::str::contains(
+            "asks   delete the minikube VM devenv-shop and its disk",
         ))
         .stdout(predicate::str::contains("-# BEGIN devenv shop"));
     assert!(env.minikube_state.join("profiles/devenv-shop.env").exists());
@@ -693,7 +696,10 @@ fn the_vm_is_created_with_docker_and_a_containerd_profile_is_drift_with_the_way_
             "differs from [vm] (container runtime containerd → docker",
         ))
         .stdout(predicate::str::contains("devenv up --recreate"));
-    env.devenv().args(["up", "--recreate"]).assert().success();
+    env.devenv()
+        .args(["up", "--recreate", "--yes"])
+        .assert()
+        .success();
     assert!(
         env.minikube(&["docker-env", "-p", "devenv-shop", "--shell", "none"])
             .status
@@ -746,7 +752,25 @@ fn a_changed_vm_setting_is_reported_with_how_to_apply_it() {
         .stdout(predicate::str::contains("differs from [vm] (cpus 4 → 2)"))
         .stdout(predicate::str::contains("devenv up --recreate"));
     assert_eq!(calls_with(&env, "start"), 1, "the VM was not restarted");
-    env.devenv().args(["up", "--recreate"]).assert().success();
+    // Deleting the VM loses what its cluster holds: asked first, and without a terminal only
+    // --yes answers. The dry run says it will ask.
+    env.devenv()
+        .args(["up", "--recreate", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "asks   delete the VM devenv-shop with everything its cluster holds",
+        ));
+    env.devenv()
+        .args(["up", "--recreate"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("pass --yes"));
+    assert_eq!(calls_with(&env, "delete -p devenv-shop"), 0);
+    env.devenv()
+        .args(["up", "--recreate", "--yes"])
+        .assert()
+        .success();
     assert_eq!(calls_with(&env, "delete -p devenv-shop"), 1);
     assert_eq!(calls_with(&env, "start"), 2);
     let out = env.devenv().args(["--json", "status"]).output().unwrap();

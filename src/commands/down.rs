@@ -3,6 +3,7 @@
 //! per-user state, and the user's namespace on the remote cluster. Both stop the tunnel
 //! supervisor. Both are idempotent: on nothing, they say so and succeed.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +12,15 @@ use devenv_drivers::Choice;
 use crate::config::Loaded;
 use crate::context::Context;
 use crate::error::Error;
+use crate::execute::Executor;
 use crate::machine;
 use crate::minikube::{self, VmState};
+use crate::nfs::apply::NfsHost;
 use crate::nfs::{self, Owner, apply};
-use crate::process::{Cmd, DryRunRunner, Runner, check_success};
+use crate::offload::Step;
+use crate::plan::{Action, Plan, Stage};
+use crate::process::Cmd;
+use crate::reconcile::{Effect, Outcome, Reporter};
 use crate::state::{Footprint, ProjectDir};
 
 /// Stop the local environment (the VM keeps its disk); --purge removes all of it.
@@ -28,12 +34,8 @@ pub struct Args {
     /// Remove the release, the VM, the exports block and the project's state.
     #[arg(long)]
     pub purge: bool,
-    /// Do not ask for confirmation.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Print what would be done and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+    #[command(flatten)]
+    pub change: super::change::Flags,
 }
 
 /// The names of what `up` makes for `loaded`'s project, as recorded for `down`.
@@ -134,7 +136,7 @@ fn why(e: &Error) -> String {
 pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let (fp, project) = target(ctx)?;
     let profile = fp.profile.clone();
-    let _lock = if args.dry_run {
+    let lock = if args.change.dry_run {
         None
     } else {
         let name = fp.project.clone();
@@ -145,33 +147,141 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             );
         })?)
     };
-    let runner: Arc<dyn Runner> = if args.dry_run {
-        Arc::new(DryRunRunner::new(ctx.runner.clone(), true))
-    } else {
-        ctx.runner.clone()
+    let owner = Owner::current();
+    let driver = machine::driver_for(&Choice::parse(&fp.driver));
+    let host = driver
+        .as_ref()
+        .map_err(|e| Error::from(e.clone()))
+        .map(|driver| crate::export::host_for(ctx, *driver, owner));
+    let Planned { plan, mut left } = plan(ctx, &args, &fp, &project, &host, owner).await?;
+
+    if args.change.dry_run {
+        if !plan.stages.is_empty() {
+            super::change::show(ctx, &plan);
+        }
+        return Ok(report_left(ctx, &left));
+    }
+    if plan.stages.is_empty() {
+        return Ok(report_left(ctx, &left));
+    }
+    super::change::confirm(ctx, &plan, args.change, "devenv down --purge will:")?;
+    if plan.stages.iter().any(|s| s.name == "exports")
+        && let Ok(h) = &host
+        && h.privilege != apply::Privilege::Direct
+    {
+        crate::commands::exports::ask_sudo_once(ctx, h).await?;
+    }
+    let executor = Executor {
+        runner: ctx.runner.clone(),
+        platform: ctx.platform,
+        driver: driver.ok(),
+        nfs: host.ok(),
+        project: fp.project.clone(),
+        uid: owner.uid,
+        docker_env: Default::default(),
     };
-    let mut left = Vec::new();
-    // The tunnel to offloaded services only serves the VM: it stops with it.
-    let tunnel = crate::offload::tunnel::Files::new(project.path());
-    if let Some(pid) = tunnel.running() {
-        if args.dry_run {
-            ctx.ui
-                .say(format!("would stop the tunnel supervisor (pid {pid})"));
-        } else {
-            match crate::offload::tunnel::stop(&tunnel).await {
-                Ok(_) => ctx.ui.say(format!("tunnel supervisor (pid {pid}) stopped")),
-                Err(e) => left.push(Left {
-                    what: format!("the tunnel supervisor (pid {pid})"),
-                    why: e.to_string(),
-                    by_hand: format!("kill {pid}"),
-                }),
+    let reporters = vec![
+        super::change::screen(ctx),
+        Arc::new(crate::runlog::RunLog::create(project.path(), "down")) as Arc<dyn Reporter>,
+    ];
+    let interrupt = crate::process::Interrupt::listen().ok();
+    let result = super::change::run(&plan, &executor, reporters, interrupt).await;
+    drop(lock);
+    for effect in result.effects() {
+        if let Effect::Left { what, why } = effect {
+            crate::errln!("{}: {what} ({why})", ctx.ui.warn("warning"));
+        }
+    }
+    for unfinished in super::change::unfinished(&plan, &result) {
+        let stage = plan
+            .stages
+            .iter()
+            .find(|s| s.name == unfinished.stage)
+            .expect("a stage of the plan");
+        left.push(Left {
+            what: stage.confirm.clone().unwrap_or_else(|| stage.name.clone()),
+            why: match unfinished.failure {
+                Some(f) => f.render().lines().next().unwrap_or_default().to_string(),
+                None => "not run: a stage before it did not finish".into(),
+            },
+            by_hand: unfinished
+                .by_hand
+                .unwrap_or("see the error above")
+                .to_string(),
+        });
+    }
+    let kept_state = plan.stages.iter().any(|s| s.name == "state")
+        && !matches!(result.outcome("state"), Some(Outcome::Done(_)));
+    if kept_state {
+        crate::errln!(
+            "devenv's state in {} is kept: it lets `devenv down --purge` finish later",
+            project.path().display()
+        );
+    }
+    for s in &plan.stages {
+        if let Some(Outcome::Done(r)) = result.outcome(&s.name)
+            && r.changed
+        {
+            match &s.confirm {
+                Some(what) => ctx.ui.say(format!("done: {what}")),
+                None if s.name == "vm" => ctx.ui.say(format!(
+                    "{profile} stopped; its disk is kept, `devenv up` starts it again"
+                )),
+                None => {}
             }
         }
     }
+    Ok(report_left(ctx, &left))
+}
+
+/// The plan `down` runs, and what it found it cannot check (kept in the list of what is left).
+struct Planned {
+    plan: Plan,
+    left: Vec<Left>,
+}
+
+/// Reads the machine (read-only) and plans `down` for `fp`: stop the tunnel and the VM, or with
+/// `--purge` remove everything `up` made, the state last.
+async fn plan(
+    ctx: &Context,
+    args: &Args,
+    fp: &Footprint,
+    project: &ProjectDir,
+    host: &Result<NfsHost, Error>,
+    owner: Owner,
+) -> Result<Planned, Error> {
+    let profile = &fp.profile;
+    let mut left = Vec::new();
+    let mut stages = Vec::new();
+    // The tunnel to offloaded services only serves the VM: it stops with it.
+    let tunnel = crate::offload::tunnel::Files::new(project.path());
+    if let Some(pid) = tunnel.running() {
+        let (context, namespace) = fp.remote.clone().unwrap_or_default();
+        stages.push(
+            Stage::new(
+                "tunnel",
+                &[],
+                vec![Action::Offload(Step::Tunnel {
+                    profile: profile.clone(),
+                    dir: project.path().to_path_buf(),
+                    context,
+                    namespace,
+                    forwards: Vec::new(),
+                })],
+            )
+            .by_hand(format!("kill {pid}")),
+        );
+    }
     // A missing or failing minikube leaves the VM unknown; everything else still goes.
-    let vm = match ctx.runner.output(&minikube::status(&profile)).await {
+    let vm = match ctx.runner.output(&minikube::status(profile)).await {
         Ok(out) => Ok(minikube::parse_status(&out).unwrap_or_else(|e| VmState::Unknown(e.into()))),
         Err(e) => Err(Error::from(e)),
+    };
+    let plan = |stages| Plan {
+        project: fp.project.clone(),
+        profile: profile.clone(),
+        driver: fp.driver.clone(),
+        stages,
     };
 
     if !args.purge {
@@ -188,112 +298,103 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                 ));
             }
             Ok(VmState::Stopped) => ctx.ui.say(format!("{profile} is already stopped")),
-            Ok(_) => {
-                let stop = Cmd::new("minikube").args(["stop", "-p", &profile]);
-                match run(&*runner, &stop).await {
-                    Ok(()) if !args.dry_run => ctx.ui.say(format!(
-                        "{profile} stopped; its disk is kept, `devenv up` starts it again"
-                    )),
-                    Ok(()) => {}
-                    Err(e) => left.push(Left {
-                        what: format!("the VM {profile} (running)"),
-                        why: why(&e),
-                        by_hand: format!("minikube stop -p {profile}"),
-                    }),
-                }
-            }
-        }
-        return Ok(report_left(ctx, &left));
-    }
-
-    let owner = Owner::current();
-    let host = machine::driver_for(&Choice::parse(&fp.driver))
-        .map(|driver| crate::export::host_for(ctx, driver, owner));
-    let exports_text = host
-        .as_ref()
-        .map(|h| {
-            nfs::read_exports(&h.exports)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        })
-        .unwrap_or_default();
-    let has_block = host.as_ref().is_ok_and(|h| {
-        nfs::file::ExportsFile::parse_bytes(&exports_text, h.dialect)
-            .ok()
-            .and_then(|f| f.block_lines(&fp.project, owner.uid))
-            .is_some()
-    });
-    let tunnel_files = crate::offload::tunnel::Files::new(project.path());
-    let state_files = [
-        project.path().join("state.json"),
-        project.path().join("values-overlay.json"),
-        tunnel_files.spec(),
-        tunnel_files.status(),
-        tunnel_files.pid(),
-        tunnel_files.log(),
-    ];
-    let has_state = state_files.iter().any(|f| f.exists());
-    let mut steps = Vec::new();
-    if matches!(vm, Ok(VmState::Running)) {
-        steps.push(format!(
-            "uninstall the Helm release {} from namespace {}",
-            fp.release, fp.namespace
-        ));
-    }
-    if vm.as_ref().is_ok_and(|v| *v != VmState::Nonexistent) {
-        steps.push(format!("delete the minikube VM {profile} and its disk"));
-    }
-    if has_block && let Ok(h) = &host {
-        steps.push(format!(
-            "remove devenv's block for {} from {}",
-            fp.project,
-            h.exports.display()
-        ));
-    }
-    // The hosts file's block `devenv urls --write-hosts` wrote, if there is one.
-    let hosts_text = std::fs::read_to_string(&ctx.hosts_file).unwrap_or_default();
-    let hosts_block = crate::hosts::current(&hosts_text, &ctx.hosts_file, &fp.project, owner.uid);
-    let by_hand_hosts = format!(
-        "delete the lines from `# BEGIN devenv {}` to `# END devenv {}` in {}",
-        fp.project,
-        fp.project,
-        ctx.hosts_file.display()
-    );
-    if let Err(e) = &hosts_block {
-        left.push(Left {
-            what: format!(
-                "devenv's block for {} in {} (not read)",
-                fp.project,
-                ctx.hosts_file.display()
+            Ok(_) => stages.push(
+                Stage::new(
+                    "vm",
+                    &[],
+                    vec![Action::Run(
+                        Cmd::new("minikube").args(["stop", "-p", profile]),
+                    )],
+                )
+                .by_hand(format!("minikube stop -p {profile}")),
             ),
-            why: e.to_string(),
-            by_hand: by_hand_hosts.clone(),
+        }
+        return Ok(Planned {
+            plan: plan(stages),
+            left,
         });
     }
-    if matches!(hosts_block, Ok(Some(_))) {
-        steps.push(format!(
-            "remove devenv's block for {} from {}",
-            fp.project,
-            ctx.hosts_file.display()
-        ));
+
+    if matches!(vm, Ok(VmState::Running)) {
+        // Bounded: an unreachable cluster must not hold up the rest. Deleting the VM takes the
+        // release with it anyway, so a failure here is only reported.
+        let uninstall = Cmd::new("helm")
+            .args(["uninstall", &fp.release, "--namespace", &fp.namespace])
+            .args(["--kube-context", profile, "--wait", "--timeout", "60s"])
+            .timeout(Duration::from_secs(90));
+        stages.push(
+            Stage::new(
+                "release",
+                &[],
+                vec![Action::Attempt {
+                    cmd: uninstall,
+                    // A release that is already gone is what --purge wants.
+                    fine_if: "not found",
+                    otherwise: format!(
+                        "the release {} was not uninstalled; deleting the VM removes it",
+                        fp.release
+                    ),
+                }],
+            )
+            .destroys(format!(
+                "uninstall the Helm release {} from namespace {}",
+                fp.release, fp.namespace
+            )),
+        );
     }
-    if has_state {
-        steps.push(format!(
-            "clear devenv's state in {}",
-            project.path().display()
-        ));
+    match &vm {
+        Ok(VmState::Nonexistent) => {}
+        Ok(_) => {
+            let after: &[&str] = if stages.iter().any(|s| s.name == "release") {
+                &["release"]
+            } else {
+                &[]
+            };
+            stages.push(
+                Stage::new(
+                    "vm",
+                    after,
+                    vec![Action::Run(
+                        Cmd::new("minikube").args(["delete", "-p", profile]),
+                    )],
+                )
+                .destroys(format!("delete the minikube VM {profile} and its disk"))
+                .by_hand(format!("minikube delete -p {profile}")),
+            );
+        }
+        Err(e) => left.push(Left {
+            what: format!("the VM {profile} (not checked)"),
+            why: why(e),
+            by_hand: format!("minikube delete -p {profile}"),
+        }),
     }
-    let remote = remote_namespace(ctx, &fp).await;
+
+    let remote = remote_namespace(ctx, fp).await;
     let offloaded = project
         .load()
         .is_ok_and(|state| !state.remote_releases.is_empty());
     if let Some(r) = &remote {
+        let by_hand = format!(
+            "kubectl --context {} delete namespace {}",
+            r.context, r.namespace
+        );
         match &r.found {
-            Ok(true) => steps.push(format!(
-                "delete your namespace {} on {} with its releases, volumes and data",
-                r.namespace, r.context
-            )),
+            Ok(true) => stages.push(
+                Stage::new(
+                    "remote",
+                    &[],
+                    vec![Action::Offload(Step::DeleteNamespace {
+                        context: r.context.clone(),
+                        namespace: r.namespace.clone(),
+                        user: ctx.user.clone(),
+                    })],
+                )
+                .destroys(format!(
+                    "delete your namespace {} on {} with its releases, volumes and data",
+                    r.namespace, r.context
+                ))
+                .by_hand(by_hand),
+            ),
             Ok(false) => {}
             // Known to hold a release of this project: it is left. Otherwise devenv may never
             // have made it (nothing was offloaded from here), and a warning says how to check.
@@ -303,233 +404,144 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                     r.namespace, r.context
                 ),
                 why: why.clone(),
-                by_hand: format!(
-                    "kubectl --context {} delete namespace {}",
-                    r.context, r.namespace
-                ),
+                by_hand,
             }),
             Err(why) => crate::errln!(
-                "{}: your namespace {} on {} is not checked ({why}); `kubectl --context {} delete namespace {}` removes it if it exists",
+                "{}: your namespace {} on {} is not checked ({why}); `{by_hand}` removes it if it exists",
                 ctx.ui.warn("warning"),
                 r.namespace,
                 r.context,
-                r.context,
-                r.namespace
             ),
         }
     }
-    if let Err(e) = &vm {
-        left.push(Left {
-            what: format!("the VM {profile} (not checked)"),
-            why: why(e),
-            by_hand: format!("minikube delete -p {profile}"),
-        });
-    }
-    if let Err(e) = &host {
-        left.push(Left {
+
+    match host {
+        Ok(h) => {
+            let text = nfs::read_exports(&h.exports)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let has_block = nfs::file::ExportsFile::parse_bytes(&text, h.dialect)
+                .ok()
+                .and_then(|f| f.block_lines(&fp.project, owner.uid))
+                .is_some();
+            if has_block {
+                let after =
+                    apply::candidate(&text, h, &fp.project, owner.uid, &apply::Change::Remove)?;
+                stages.push(
+                    Stage::new(
+                        "exports",
+                        &[],
+                        vec![Action::Unexport {
+                            path: h.exports.clone(),
+                            diff: nfs::diff(&text, &after),
+                            reload: h.reload.clone(),
+                        }],
+                    )
+                    .destroys(format!(
+                        "remove devenv's block for {} from {}",
+                        fp.project,
+                        h.exports.display()
+                    ))
+                    .by_hand(format!(
+                        "delete the lines from `# BEGIN devenv {}` to `# END devenv {}` in {}, then reload the NFS server",
+                        fp.project,
+                        fp.project,
+                        h.exports.display()
+                    )),
+                );
+            }
+        }
+        Err(e) => left.push(Left {
             what: format!("devenv's exports block for {} (not checked)", fp.project),
             why: e.to_string(),
             by_hand: format!(
                 "delete the lines from `# BEGIN devenv {}` to `# END devenv {}` in the exports file, then reload the NFS server",
                 fp.project, fp.project
             ),
-        });
+        }),
     }
-    if steps.is_empty() {
-        if left.is_empty() {
-            ctx.ui.say(format!("nothing to remove for {}", fp.project));
-        }
-        return Ok(report_left(ctx, &left));
-    }
-    if !args.yes && !args.dry_run {
-        super::confirm(ctx, "devenv down --purge will:", &steps)?;
-    }
-    let mut done = Vec::new();
-    if has_block
-        && !args.dry_run
-        && let Ok(h) = &host
-        && h.privilege != apply::Privilege::Direct
-    {
-        crate::commands::exports::ask_sudo_once(ctx, h).await?;
-    }
-    if matches!(vm, Ok(VmState::Running)) {
-        // Bounded: an unreachable cluster must not hold up the rest. Deleting the VM takes the
-        // release with it anyway, so a failure here is only reported.
-        let uninstall = Cmd::new("helm")
-            .args(["uninstall", &fp.release, "--namespace", &fp.namespace])
-            .args(["--kube-context", &profile, "--wait", "--timeout", "60s"])
-            .timeout(Duration::from_secs(90));
-        let outcome = match runner.output(&uninstall).await {
-            // A release that is already gone is what --purge wants.
-            Ok(out) if out.success() || out.stderr.contains("not found") => Ok(()),
-            Ok(out) => check_success(&uninstall, out)
-                .map(drop)
-                .map_err(Error::from),
-            Err(e) => Err(e.into()),
-        };
-        match outcome {
-            Ok(()) => done.push(steps[0].clone()),
-            Err(e) => crate::errln!(
-                "{}: the release {} was not uninstalled ({}); deleting the VM removes it",
-                ctx.ui.warn("warning"),
-                fp.release,
-                why(&e)
-            ),
-        }
-    }
-    if let Ok(state) = &vm
-        && *state != VmState::Nonexistent
-    {
-        let delete = Cmd::new("minikube").args(["delete", "-p", &profile]);
-        match run(&*runner, &delete).await {
-            Ok(()) => done.push(format!("delete the minikube VM {profile} and its disk")),
-            Err(e) => left.push(Left {
-                what: format!("the VM {profile}"),
-                why: why(&e),
-                by_hand: format!("minikube delete -p {profile}"),
-            }),
-        }
-    }
-    if let Some(r) = &remote
-        && r.found == Ok(true)
-    {
-        let by_hand = format!(
-            "kubectl --context {} delete namespace {}",
-            r.context, r.namespace
-        );
-        if args.dry_run {
-            crate::outln!(
-                "would delete namespace {} on context {}",
-                r.namespace,
-                r.context
-            );
-        } else {
-            let deleted = async {
-                let client = crate::cluster::client(&r.context)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let say = |line: &str| ctx.ui.say(line);
-                crate::offload::delete_namespace(client, &r.context, &r.namespace, &ctx.user, &say)
-                    .await
-                    .map_err(|e| e.to_string())
-            };
-            match deleted.await {
-                Ok(_) => done.push(format!(
-                    "delete your namespace {} on {} with its releases, volumes and data",
-                    r.namespace, r.context
-                )),
-                Err(why) => left.push(Left {
-                    what: format!("your namespace {} on {}", r.namespace, r.context),
-                    why,
-                    by_hand,
-                }),
-            }
-        }
-    }
-    if has_block && let Ok(h) = &host {
-        if args.dry_run {
-            let after = apply::candidate(
-                &exports_text,
-                h,
-                &fp.project,
-                owner.uid,
-                &apply::Change::Remove,
-            )?;
-            crate::outln!("would change {}:", h.exports.display());
-            crate::out!("{}", nfs::diff(&exports_text, &after));
-        } else {
-            let removed = apply::apply(
-                ctx.runner.as_ref(),
-                h,
-                &fp.project,
-                owner.uid,
-                &apply::Change::Remove,
-                Duration::from_secs(60),
-            )
-            .await;
-            match removed {
-                Ok(_) => done.push(format!(
-                    "remove devenv's block for {} from {}",
-                    fp.project,
-                    h.exports.display()
-                )),
-                Err(e) => left.push(Left {
-                    what: format!("devenv's block for {} in {}", fp.project, h.exports.display()),
-                    why: why(&Error::from(e)),
-                    by_hand: format!(
-                        "delete the lines from `# BEGIN devenv {}` to `# END devenv {}` in {}, then reload the NFS server",
-                        fp.project,
-                        fp.project,
-                        h.exports.display()
-                    ),
-                }),
-            }
-        }
-    }
-    match &hosts_block {
-        Ok(Some(_)) if args.dry_run => {
+
+    // The hosts file's block `devenv urls --write-hosts` wrote, if there is one.
+    let hosts_text = std::fs::read_to_string(&ctx.hosts_file).unwrap_or_default();
+    let by_hand_hosts = format!(
+        "delete the lines from `# BEGIN devenv {}` to `# END devenv {}` in {}",
+        fp.project,
+        fp.project,
+        ctx.hosts_file.display()
+    );
+    match crate::hosts::current(&hosts_text, &ctx.hosts_file, &fp.project, owner.uid) {
+        Ok(Some(_)) => {
             let after =
                 crate::hosts::edit(&hosts_text, &ctx.hosts_file, &fp.project, owner.uid, None)?;
-            crate::outln!("would change {}:", ctx.hosts_file.display());
-            crate::out!("{}", nfs::diff(hosts_text.as_bytes(), after.as_bytes()));
+            stages.push(
+                Stage::new(
+                    "hosts",
+                    &[],
+                    vec![Action::Unhost {
+                        path: ctx.hosts_file.clone(),
+                        backup: ctx.state_dir()?.root().join("hosts.bak"),
+                        diff: nfs::diff(hosts_text.as_bytes(), after.as_bytes()),
+                    }],
+                )
+                .destroys(format!(
+                    "remove devenv's block for {} in {}",
+                    fp.project,
+                    ctx.hosts_file.display()
+                ))
+                .by_hand(by_hand_hosts),
+            );
         }
-        Ok(Some(_)) => {
-            let backup = ctx.state_dir()?.root().join("hosts.bak");
-            let removed = crate::hosts::apply(
-                ctx.runner.as_ref(),
-                &ctx.hosts_file,
-                &backup,
-                &fp.project,
-                owner.uid,
-                None,
-            )
-            .await;
-            let what = format!(
-                "devenv's block for {} in {}",
+        Ok(None) => {}
+        Err(e) => left.push(Left {
+            what: format!(
+                "devenv's block for {} in {} (not read)",
                 fp.project,
                 ctx.hosts_file.display()
+            ),
+            why: e.to_string(),
+            by_hand: by_hand_hosts,
+        }),
+    }
+
+    // The state names what is left: it goes last, and only once everything else is gone, so
+    // that the next `down --purge` can finish even if devenv.toml is broken by then.
+    let tunnel_files = crate::offload::tunnel::Files::new(project.path());
+    let state_files: Vec<PathBuf> = [
+        project.path().join("state.json"),
+        project.path().join("values-overlay.json"),
+        tunnel_files.spec(),
+        tunnel_files.status(),
+        tunnel_files.pid(),
+        tunnel_files.log(),
+    ]
+    .into_iter()
+    .filter(|f| f.exists())
+    .collect();
+    if !state_files.is_empty() {
+        if left.is_empty() {
+            let before: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
+            let before: Vec<&str> = before.iter().map(String::as_str).collect();
+            stages.push(
+                Stage::new("state", &before, vec![Action::Remove(state_files)]).destroys(format!(
+                    "clear devenv's state in {}",
+                    project.path().display()
+                )),
             );
-            match removed {
-                Ok(_) => done.push(format!("remove {what}")),
-                Err(e) => left.push(Left {
-                    what,
-                    why: e.to_string(),
-                    by_hand: by_hand_hosts,
-                }),
-            }
-        }
-        Ok(None) | Err(_) => {}
-    }
-    // The state names what is left: it stays until everything is gone, so that the next
-    // `down --purge` can finish even if devenv.toml is broken by then.
-    if has_state && left.is_empty() {
-        for f in &state_files {
-            if args.dry_run {
-                if f.exists() {
-                    crate::outln!("would remove {}", f.display());
-                }
-            } else if let Err(e) = std::fs::remove_file(f)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(Error::io("remove", f)(e));
-            }
-        }
-        done.push(format!(
-            "clear devenv's state in {}",
-            project.path().display()
-        ));
-    } else if has_state && !args.dry_run {
-        crate::errln!(
-            "devenv's state in {} is kept: it lets `devenv down --purge` finish later",
-            project.path().display()
-        );
-    }
-    if !args.dry_run {
-        for s in &done {
-            ctx.ui.say(format!("done: {s}"));
+        } else if !args.change.dry_run {
+            crate::errln!(
+                "devenv's state in {} is kept: it lets `devenv down --purge` finish later",
+                project.path().display()
+            );
         }
     }
-    Ok(report_left(ctx, &left))
+    if stages.is_empty() && left.is_empty() {
+        ctx.ui.say(format!("nothing to remove for {}", fp.project));
+    }
+    Ok(Planned {
+        plan: plan(stages),
+        left,
+    })
 }
 
 /// The user's namespace on the remote cluster and whether it is there to delete.
@@ -565,9 +577,4 @@ async fn remote_namespace(ctx: &Context, fp: &Footprint) -> Option<RemoteNamespa
         namespace,
         found,
     })
-}
-
-async fn run(runner: &dyn Runner, cmd: &Cmd) -> Result<(), Error> {
-    runner.run(cmd).await?;
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand, each with its clap `Args` and an `exec`.
 
+pub mod change;
 pub mod completions;
 pub mod doctor;
 pub mod down;

@@ -34,19 +34,16 @@ pub struct Args {
     #[arg(long, requires = "service")]
     pub local: bool,
     /// Record the choice only; the next `devenv up` applies it.
-    #[arg(long, conflicts_with = "purge")]
+    #[arg(long, conflicts_with_all = ["purge", "dry_run"])]
     pub no_apply: bool,
     /// With --local: also delete your namespace on the remote cluster, volumes and data included,
     /// once no other service of the project runs there.
     #[arg(long, requires = "local")]
     pub purge: bool,
-    /// With --purge: do not ask for confirmation.
-    #[arg(long, short = 'y', requires = "purge")]
-    pub yes: bool,
-    /// Print the plan the toggle would run (`devenv up --dry-run` with the choice applied) and
-    /// change nothing, not even the recorded choice.
-    #[arg(long, conflicts_with = "no_apply")]
-    pub dry_run: bool,
+    /// --dry-run prints the plan the toggle would run (`devenv up --dry-run` with the choice
+    /// applied) and changes nothing, not even the recorded choice.
+    #[command(flatten)]
+    pub change: super::change::Flags,
     /// How long to wait for another devenv command working on this project.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,
@@ -133,10 +130,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             });
         }
     }
-    if args.dry_run {
+    if args.change.dry_run {
         let code = up::exec(
             up::Args {
-                dry_run: true,
+                change: args.change,
                 watch: false,
                 recreate: false,
                 ui: false,
@@ -155,7 +152,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
         return Ok(code);
     }
-    if args.purge && !args.yes {
+    if args.purge && !args.change.yes {
         let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
         let on = c
             .remote
@@ -206,7 +203,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     ctx.ui.say(format!("{service} now runs {where_}: applying"));
     let code = up::exec(
         up::Args {
-            dry_run: false,
+            change: args.change,
             watch: false,
             recreate: false,
             ui: false,

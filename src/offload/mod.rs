@@ -123,6 +123,13 @@ pub enum Step {
         host: String,
         release: String,
     },
+    /// The user's namespace on the remote cluster deleted, with its releases, volumes and
+    /// data (`down --purge`); one that is not this user's is never touched.
+    DeleteNamespace {
+        context: String,
+        namespace: String,
+        user: String,
+    },
     /// A service back on the laptop, once its local copy is rolled out: the bridge's
     /// EndpointSlice (the remote address) is deleted and the remote release uninstalled, data
     /// kept.
@@ -163,6 +170,11 @@ impl Step {
                     ),
                     None => String::new(),
                 }
+            ),
+            Step::DeleteNamespace {
+                context, namespace, ..
+            } => format!(
+                "namespace {namespace} on context {context} is deleted with its releases, volumes and data (only if it is yours)"
             ),
             Step::Tunnel {
                 dir,
@@ -404,6 +416,11 @@ impl OffloadError {
         let back =
             |s: &str| format!("`devenv offload {s} --local` runs {s} on this laptop instead");
         match self {
+            OffloadError::Remote {
+                context, service, ..
+            } if service.is_empty() => Some(format!(
+                "`kubectl --context {context} get namespaces` shows the problem (missing context, unreachable server or refused credentials)"
+            )),
             OffloadError::Remote {
                 context, service, ..
             } => Some(format!(

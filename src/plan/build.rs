@@ -104,7 +104,15 @@ impl Plan {
         } else {
             vm
         };
-        stages.push(stage("vm", &["preflight"], vm));
+        let vm = stage("vm", &["preflight"], vm);
+        stages.push(match &facts.vm_state {
+            Some(VmState::Running) if facts.recreate && !facts.vm_drift.is_empty() => {
+                vm.destroys(format!(
+                    "delete the VM {profile} with everything its cluster holds, and create it again"
+                ))
+            }
+            _ => vm,
+        });
 
         // exports: after the VM, whose own address it is granted to
         let ex = &facts.exports;
@@ -512,7 +520,7 @@ impl Plan {
         Plan {
             project: c.project.name.clone(),
             profile,
-            driver: driver.name(),
+            driver: driver.name().to_string(),
             stages,
         }
     }
@@ -542,9 +550,5 @@ fn oversize(c: &crate::config::Config, host: Option<crate::machine::Resources>) 
     notes
 }
 fn stage(name: &str, after: &[&str], actions: Vec<Action>) -> Stage {
-    Stage {
-        name: name.to_string(),
-        after: after.iter().map(|s| s.to_string()).collect(),
-        actions,
-    }
+    Stage::new(name, after, actions)
 }

@@ -180,6 +180,163 @@ pub enum Action {
     Offload(crate::offload::Step),
     /// An image built in the VM's Docker daemon (reached through `minikube docker-env`).
     Build { profile: String, spec: ImageSpec },
+    /// A command whose failure does not stop the stage: the run goes on and reports what was
+    /// left (`down --purge` uninstalls the release before deleting the VM, which takes the
+    /// release with it anyway). Output containing `fine_if` counts as success.
+    Attempt {
+        cmd: Cmd,
+        fine_if: &'static str,
+        /// What is left when it fails, and why that is acceptable.
+        otherwise: String,
+    },
+    /// devenv's block removed from the exports file (the diff shown), then the reload.
+    Unexport {
+        path: PathBuf,
+        diff: String,
+        reload: Vec<Cmd>,
+    },
+    /// devenv's block removed from the hosts file, the file first copied to `backup`.
+    Unhost {
+        path: PathBuf,
+        backup: PathBuf,
+        diff: String,
+    },
+    /// Files devenv owns, removed (absent ones are fine).
+    Remove(Vec<PathBuf>),
+}
+
+/// One line of a rendered plan: the verb, what it acts on, indented detail lines, and the same
+/// in JSON. Each action says itself once, and the text and JSON plans are both read from it.
+struct Shown {
+    verb: &'static str,
+    head: String,
+    detail: Vec<String>,
+    json: serde_json::Value,
+}
+
+fn run_json(c: &Cmd) -> serde_json::Value {
+    serde_json::json!({
+        "run": c.display(),
+        "argv": std::iter::once(c.program().to_string())
+            .chain(c.get_args().iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn shown_run(c: &Cmd) -> Shown {
+    Shown {
+        verb: "run",
+        head: c.display(),
+        detail: Vec::new(),
+        json: run_json(c),
+    }
+}
+
+fn shown_edit(path: &std::path::Path, diff: &str, reload: &[Cmd]) -> Vec<Shown> {
+    std::iter::once(Shown {
+        verb: "edit",
+        head: quote(&process::display_path(path)),
+        detail: diff.lines().map(str::to_string).collect(),
+        json: serde_json::json!({"edit": path, "diff": diff}),
+    })
+    .chain(reload.iter().map(shown_run))
+    .collect()
+}
+
+impl Action {
+    /// How the action reads in a plan, text and JSON alike.
+    fn shown(&self) -> Vec<Shown> {
+        let one = |verb, head: String, json| {
+            vec![Shown {
+                verb,
+                head,
+                detail: Vec::new(),
+                json,
+            }]
+        };
+        match self {
+            Action::Verify(v) => {
+                let d = v.describe();
+                one("check", d.clone(), serde_json::json!({"check": d}))
+            }
+            Action::Note(t) => one("note", t.clone(), serde_json::json!({"note": t})),
+            Action::Offload(step) => {
+                let d = step.describe();
+                one("ensure", d.clone(), serde_json::json!({"offload": d}))
+            }
+            Action::Run(c) => vec![shown_run(c)],
+            Action::Attempt { cmd, otherwise, .. } => vec![Shown {
+                verb: "run",
+                head: cmd.display(),
+                detail: vec![format!("(if it fails: {otherwise})")],
+                json: {
+                    let mut j = run_json(cmd);
+                    j["if_it_fails"] = serde_json::json!(otherwise);
+                    j
+                },
+            }],
+            Action::Exports {
+                path, diff, reload, ..
+            }
+            | Action::Unexport { path, diff, reload } => shown_edit(path, diff, reload),
+            Action::Unhost { path, diff, backup } => {
+                let mut s = shown_edit(path, diff, &[]);
+                s[0].json["backup"] = serde_json::json!(backup);
+                s
+            }
+            Action::Mount(m) => {
+                let mut shown = Vec::new();
+                if m.host.is_none() {
+                    shown.push(Shown {
+                        verb: "note",
+                        head: format!(
+                            "the host is {} as seen from the VM (the driver's usual gateway); confirmed once the VM has its address",
+                            m.assumed_host
+                        ),
+                        detail: Vec::new(),
+                        json: serde_json::Value::Null,
+                    });
+                }
+                shown.extend(
+                    m.commands(m.host.unwrap_or(m.assumed_host))
+                        .iter()
+                        .map(shown_run),
+                );
+                shown
+            }
+            Action::Write { path, contents } => vec![Shown {
+                verb: "write",
+                head: quote(&process::display_path(path)),
+                detail: contents.lines().map(|l| format!("| {l}")).collect(),
+                json: serde_json::json!({"write": path, "contents": contents}),
+            }],
+            Action::Remove(files) => files
+                .iter()
+                .map(|f| Shown {
+                    verb: "remove",
+                    head: quote(&process::display_path(f)),
+                    detail: Vec::new(),
+                    json: serde_json::json!({"remove": f}),
+                })
+                .collect(),
+            Action::Build { profile, spec } => one(
+                "build",
+                format!(
+                    "{} (as {}) from {} with {}, in the Docker daemon of {profile} (minikube docker-env)",
+                    spec.reference,
+                    spec.content_reference(),
+                    quote(&process::display_path(&spec.context)),
+                    spec.dockerfile
+                ),
+                serde_json::json!({
+                    "build": spec.reference,
+                    "as": spec.content_reference(),
+                    "context": spec.context,
+                    "dockerfile": spec.dockerfile,
+                }),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +345,33 @@ pub struct Stage {
     /// Stages that must finish first.
     pub after: Vec<String>,
     pub actions: Vec<Action>,
+    /// What the stage destroys, in a few words: asked before the run unless `--yes`.
+    pub confirm: Option<String>,
+    /// How to do the stage's work by hand, said when it fails.
+    pub by_hand: Option<String>,
+}
+
+impl Stage {
+    pub fn new(name: &str, after: &[&str], actions: Vec<Action>) -> Stage {
+        Stage {
+            name: name.to_string(),
+            after: after.iter().map(|s| s.to_string()).collect(),
+            actions,
+            confirm: None,
+            by_hand: None,
+        }
+    }
+
+    /// Asked for before the run: `what` is lost.
+    pub fn destroys(mut self, what: impl Into<String>) -> Stage {
+        self.confirm = Some(what.into());
+        self
+    }
+
+    pub fn by_hand(mut self, how: impl Into<String>) -> Stage {
+        self.by_hand = Some(how.into());
+        self
+    }
 }
 
 #[cfg(test)]
@@ -197,7 +381,7 @@ mod tests;
 pub struct Plan {
     pub project: String,
     pub profile: String,
-    pub driver: &'static str,
+    pub driver: String,
     pub stages: Vec<Stage>,
 }
 
@@ -326,8 +510,20 @@ impl Plan {
                     | Action::Write { .. }
                     | Action::Offload(_)
                     | Action::Build { .. }
+                    | Action::Attempt { .. }
+                    | Action::Unexport { .. }
+                    | Action::Unhost { .. }
+                    | Action::Remove(_)
             )
         })
+    }
+
+    /// What the run would destroy, stage by stage: the list asked for before it starts.
+    pub fn destroys(&self) -> Vec<String> {
+        self.stages
+            .iter()
+            .filter_map(|s| s.confirm.clone())
+            .collect()
     }
 
     /// The plan as text: stages in dependency order, one action per line.
@@ -348,8 +544,14 @@ impl Plan {
                 format!("  (after {})", s.after.join(", "))
             };
             let _ = writeln!(out, "\n{}. {}{after}", i + 1, s.name);
-            for a in &s.actions {
-                render_action(&mut out, a);
+            if let Some(what) = &s.confirm {
+                let _ = writeln!(out, "   asks   {what} (--yes answers for you)");
+            }
+            for shown in s.actions.iter().flat_map(Action::shown) {
+                let _ = writeln!(out, "   {:<6} {}", shown.verb, shown.head);
+                for l in &shown.detail {
+                    let _ = writeln!(out, "          {l}");
+                }
             }
         }
         out
@@ -360,52 +562,23 @@ impl Plan {
         struct JStage<'a> {
             name: &'a str,
             after: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            asks: Option<&'a str>,
             actions: Vec<serde_json::Value>,
         }
-        let run = |c: &Cmd| {
-            serde_json::json!({
-                "run": c.display(),
-                "argv": std::iter::once(c.program().to_string())
-                    .chain(c.get_args().iter().map(|a| a.to_string_lossy().into_owned()))
-                    .collect::<Vec<_>>(),
-            })
-        };
         let stages: Vec<JStage<'_>> = self
             .stages
             .iter()
             .map(|s| JStage {
                 name: &s.name,
                 after: &s.after,
+                asks: s.confirm.as_deref(),
                 actions: s
                     .actions
                     .iter()
-                    .flat_map(|a| match a {
-                        Action::Verify(v) => vec![serde_json::json!({"check": v.describe()})],
-                        Action::Note(t) => vec![serde_json::json!({"note": t})],
-                        Action::Offload(step) => {
-                            vec![serde_json::json!({"offload": step.describe()})]
-                        }
-                        Action::Run(c) => vec![run(c)],
-                        Action::Exports {
-                            path, diff, reload, ..
-                        } => std::iter::once(serde_json::json!({"edit": path, "diff": diff}))
-                            .chain(reload.iter().map(run))
-                            .collect(),
-                        Action::Mount(m) => m
-                            .commands(m.host.unwrap_or(m.assumed_host))
-                            .iter()
-                            .map(run)
-                            .collect(),
-                        Action::Write { path, contents } => {
-                            vec![serde_json::json!({"write": path, "contents": contents})]
-                        }
-                        Action::Build { spec, .. } => vec![serde_json::json!({
-                            "build": spec.reference,
-                            "as": spec.content_reference(),
-                            "context": spec.context,
-                            "dockerfile": spec.dockerfile,
-                        })],
-                    })
+                    .flat_map(Action::shown)
+                    .map(|shown| shown.json)
+                    .filter(|j| !j.is_null())
                     .collect(),
             })
             .collect();
@@ -415,61 +588,5 @@ impl Plan {
             "driver": self.driver,
             "stages": stages,
         })
-    }
-}
-
-fn render_action(out: &mut String, a: &Action) {
-    match a {
-        Action::Verify(v) => {
-            let _ = writeln!(out, "   check  {}", v.describe());
-        }
-        Action::Note(t) => {
-            let _ = writeln!(out, "   note   {t}");
-        }
-        Action::Offload(step) => {
-            let _ = writeln!(out, "   ensure {}", step.describe());
-        }
-        Action::Run(cmd) => {
-            let _ = writeln!(out, "   run    {}", cmd.display());
-        }
-        Action::Exports {
-            path, diff, reload, ..
-        } => {
-            let _ = writeln!(out, "   edit   {}", quote(&process::display_path(path)));
-            for l in diff.lines() {
-                let _ = writeln!(out, "          {l}");
-            }
-            for cmd in reload {
-                let _ = writeln!(out, "   run    {}", cmd.display());
-            }
-        }
-        Action::Mount(m) => {
-            if m.host.is_none() {
-                let _ = writeln!(
-                    out,
-                    "   note   the host is {} as seen from the VM (the driver's usual gateway); confirmed once the VM has its address",
-                    m.assumed_host
-                );
-            }
-            for cmd in m.commands(m.host.unwrap_or(m.assumed_host)) {
-                let _ = writeln!(out, "   run    {}", cmd.display());
-            }
-        }
-        Action::Write { path, contents } => {
-            let _ = writeln!(out, "   write  {}", quote(&process::display_path(path)));
-            for l in contents.lines() {
-                let _ = writeln!(out, "          | {l}");
-            }
-        }
-        Action::Build { profile, spec } => {
-            let _ = writeln!(
-                out,
-                "   build  {} (as {}) from {} with {}, in the Docker daemon of {profile} (minikube docker-env)",
-                spec.reference,
-                spec.content_reference(),
-                quote(&process::display_path(&spec.context)),
-                spec.dockerfile
-            );
-        }
     }
 }

@@ -31,7 +31,7 @@ pub(super) async fn gather(
     let profile = c.project.profile();
     // A mutating run reads the probe with the mounts: a VM that already serves the tree is
     // then checked in the same SSH session. A dry run writes nothing, not even a probe.
-    let probe = if args.dry_run {
+    let probe = if args.change.dry_run {
         None
     } else {
         loaded

@@ -22,7 +22,7 @@ use crate::minikube::{self, VmState};
 use crate::nfs::{self, apply::Privilege, apply::candidate};
 use crate::plan::{ExportsFacts, Facts, ImageFacts, Plan};
 use crate::probe::Probe;
-use crate::reconcile::{self, JsonReporter, Outcome, PlainReporter, Reporter};
+use crate::reconcile::{self, Outcome, Reporter};
 
 mod gather;
 use gather::{Gathered, gather, read_ip};
@@ -35,14 +35,13 @@ use gather::{Gathered, gather, read_ip};
 /// edits instead, and changes nothing.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print the plan (stages, commands, file edits) and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+    #[command(flatten)]
+    pub change: super::change::Flags,
     /// Once everything is up, keep watching the source tree like `devenv watch`.
     #[arg(long, conflicts_with = "dry_run")]
     pub watch: bool,
     /// Delete and recreate the VM when its settings differ from [vm] (the cluster's contents
-    /// are lost; the release is installed again).
+    /// are lost; the release is installed again). Asked first, unless --yes.
     #[arg(long)]
     pub recreate: bool,
     /// Show the run, then the environment, in the dashboard (`devenv ui`) and keep serving it
@@ -66,7 +65,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let c = &loaded.config;
     let project = ctx.state_dir()?.project(&c.project.name, &loaded.root);
     // A mutating run holds the project's lock from the first read to the last write.
-    let lock = if args.dry_run {
+    let lock = if args.change.dry_run {
         None
     } else {
         let name = c.project.name.clone();
@@ -82,7 +81,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     };
     // Catch Ctrl-C once the lock is held (waiting for it stays interruptible): one pressed
     // while the machine is being read is kept and cancels the run as soon as it begins.
-    let mut interrupt = if args.dry_run {
+    let interrupt = if args.change.dry_run {
         None
     } else {
         crate::process::Interrupt::listen().ok()
@@ -109,27 +108,10 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let release_unchanged = facts.release_unchanged;
     let plan = Plan::build(&loaded, &facts);
 
-    if args.dry_run {
-        // A run would stop at these: the dry run says so and exits 1, as the run would.
-        let stops = plan.known_failures(ctx.platform);
-        if ctx.ui.json {
-            let mut json = plan.to_json();
-            json["would_stop"] = stops
-                .iter()
-                .map(|(stage, message)| serde_json::json!({"stage": stage, "error": message}))
-                .collect();
-            crate::outln!("{json}");
-        } else {
-            crate::out!("{}", plan.render());
-        }
-        for (stage, message) in &stops {
-            crate::errln!("{}: {stage} would stop: {message}", ctx.ui.fail("error"));
-        }
-        if !stops.is_empty() {
-            crate::errln!("  (all checks with their fixes: devenv doctor)");
-        }
-        return Ok(if stops.is_empty() { 0 } else { 1 });
+    if args.change.dry_run {
+        return Ok(super::change::show(ctx, &plan));
     }
+    super::change::confirm(ctx, &plan, args.change, "devenv up will:")?;
 
     let lock = lock.expect("a mutating run holds the lock");
     let changes_exports = matches!(&facts.exports.diff, Ok(d) if !d.is_empty())
@@ -158,21 +140,13 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let executor = Executor {
         runner: ctx.runner.clone(),
         platform: ctx.platform,
-        driver,
-        nfs: export.host.clone(),
+        driver: Some(driver),
+        nfs: Some(export.host.clone()),
         project: c.project.name.clone(),
         uid: export.owner.uid,
         docker_env: Default::default(),
     };
-    let screen: Arc<dyn Reporter> = if ctx.ui.json {
-        Arc::new(JsonReporter)
-    } else if ctx.ui.quiet {
-        Arc::new(reconcile::QuietReporter)
-    } else if ctx.ui.progress_bars() {
-        Arc::new(crate::progress::TerminalReporter::new())
-    } else {
-        Arc::new(PlainReporter)
-    };
+    let screen = super::change::screen(ctx);
     // Kept for `devenv doctor --bundle`, whatever the screen showed.
     let mut reporters: Vec<Arc<dyn Reporter>> = vec![
         screen,
@@ -190,16 +164,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     } else {
         None
     };
-    let reporter: Arc<dyn Reporter> = Arc::new(reconcile::Tee(reporters));
-    let cancel = async move {
-        match interrupt.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    let result = reconcile::run(executor.stages(&plan), reporter, cancel).await;
+    let result = super::change::run(&plan, &executor, reporters, interrupt).await;
     // What the stages did that the state records: the images built, by their context's hash.
     let mut recorded = false;
     for effect in result.effects() {
@@ -208,6 +173,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                 state.images.insert(service.clone(), hash.clone());
                 recorded = true;
             }
+            reconcile::Effect::Left { .. } => {}
         }
     }
     if recorded {
