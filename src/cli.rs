@@ -70,7 +70,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> Result<i32, Error> {
     use commands::*;
     match command {
         Command::Onboard(args) => onboard::exec(args, ctx).await,
-        Command::Init(args) => init::exec(args, ctx),
+        Command::Init(args) => init::exec(args, ctx).await,
         Command::Up(args) => up::exec(args, ctx).await,
         Command::Down(args) => down::exec(args, ctx).await,
         Command::Status(args) => status::exec(args, ctx).await,

@@ -17,7 +17,7 @@ use crate::offload::{self, OffloadError, Step, tunnel};
 use crate::plan::{Action, MountSpec, Plan, Verify};
 use crate::process::{Cmd, Platform, Runner, Stream, check_success, tail_lines};
 use crate::reconcile::{Effect, Progress, Report, Stage};
-use crate::state::write_atomic;
+use crate::state::write_atomic_mode;
 
 /// Where the bridge of a tunnelled service points: the supervisor's listening ports.
 fn tunnel_route(
@@ -105,6 +105,20 @@ pub struct Executor {
 }
 
 impl Executor {
+    /// An executor for `project` that knows no VM driver and no NFS server yet: enough for
+    /// plans that touch neither (`init`); `up` and `down` set them.
+    pub fn new(runner: Arc<dyn Runner>, platform: Platform, project: &str, uid: u32) -> Executor {
+        Executor {
+            runner,
+            platform,
+            driver: None,
+            nfs: None,
+            project: project.to_string(),
+            uid,
+            docker_env: Default::default(),
+        }
+    }
+
     /// The plan's stages as reconcile stages.
     pub fn stages<'a>(&'a self, plan: &'a Plan) -> Vec<Stage<'a>> {
         plan.stages
@@ -238,8 +252,13 @@ impl Executor {
                 self.run(cmd, progress).await?;
                 Ok(Some(short(cmd)))
             }
-            Action::Write { path, contents } => {
-                write_atomic(path, contents.as_bytes()).map_err(|e| Failure::from(&e))?;
+            Action::Write {
+                path,
+                contents,
+                mode,
+            } => {
+                write_atomic_mode(path, contents.as_bytes(), *mode)
+                    .map_err(|e| Failure::from(&e))?;
                 Ok(Some(format!("wrote {}", path.display())))
             }
             Action::Exports {

@@ -223,7 +223,10 @@ fn init_writes_with_the_users_umask_and_keeps_the_mode_of_a_file_it_overwrites()
     // An existing file keeps its own mode through --force.
     let file = env.project.join("devenv.toml");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o604)).unwrap();
-    env.devenv().args(["init", "--force"]).assert().success();
+    env.devenv()
+        .args(["init", "--force", "--yes"])
+        .assert()
+        .success();
     assert_eq!(mode(&file), 0o604);
 }
 
@@ -249,7 +252,28 @@ fn init_never_overwrites_without_force() {
         std::fs::read_to_string(env.project.join("devenv.toml")).unwrap(),
         "# mine\n"
     );
-    env.devenv().args(["init", "--force"]).assert().success();
+    // --force overwrites, and what is overwritten is lost: without a terminal only --yes
+    // agrees to it, and the dry run says it will ask.
+    env.devenv()
+        .args(["init", "--force", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "asks   overwrite devenv.toml (what they hold now is lost)",
+        ));
+    env.devenv()
+        .args(["init", "--force"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("pass --yes"));
+    assert_eq!(
+        std::fs::read_to_string(env.project.join("devenv.toml")).unwrap(),
+        "# mine\n"
+    );
+    env.devenv()
+        .args(["init", "--force", "--yes"])
+        .assert()
+        .success();
     assert_ne!(
         std::fs::read_to_string(env.project.join("devenv.toml")).unwrap(),
         "# mine\n"
@@ -263,9 +287,9 @@ fn init_dry_run_writes_nothing() {
         .args(["init", "--example", "--dry-run"])
         .assert()
         .success()
-        .stdout(predicate::str::contains(
-            "would write deploy/chart/Chart.yaml",
-        ));
+        .stdout(predicate::str::contains("write  "))
+        .stdout(predicate::str::contains("deploy/chart/Chart.yaml"))
+        .stdout(predicate::str::contains("| apiVersion: v2"));
     assert!(!env.project.join("devenv.toml").exists());
 }
 
@@ -277,7 +301,19 @@ fn init_json_lists_the_files() {
         .args(["--json", "init", "--example"])
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The run's events, one object per line, then what was written.
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["stage"] == "write" && e["event"] == "done"),
+        "{stdout}"
+    );
+    let v = lines.last().unwrap();
     let files = v["files"].as_array().unwrap();
     assert!(files.iter().any(|f| f == "deploy/values-dev.yaml"));
     for f in files {

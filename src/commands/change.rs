@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::context::Context;
-use crate::diagnostic::Failure;
+use crate::diagnostic::{Failure, codes};
 use crate::error::Error;
 use crate::execute::Executor;
 use crate::plan::Plan;
@@ -89,6 +89,55 @@ pub async fn run(
         }
     };
     reconcile::run(executor.stages(plan), reporter, cancel).await
+}
+
+/// The error of a run that did not finish: the first failed stage with its causes and help,
+/// what the run changed, and `again` (how to go on from here).
+pub fn failed(result: &RunResult, again: &str) -> Error {
+    let cancelled = result.stages.iter().any(|(_, o)| *o == Outcome::Cancelled);
+    let done: Vec<&str> = result
+        .stages
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Done(r) if r.changed))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let (message, stage_help, diagnostic) = if cancelled {
+        ("interrupted".to_string(), String::new(), codes::INTERRUPTED)
+    } else {
+        match result.first_failure() {
+            Some((stage, failure)) => {
+                let mut message = format!("error at '{stage}': {}", failure.message);
+                for cause in &failure.causes {
+                    message.push_str(&format!("\n  caused by: {cause}"));
+                }
+                let help = failure.help.clone().unwrap_or_default();
+                (message, help, failure.code)
+            }
+            None => (
+                "a stage did not finish".to_string(),
+                String::new(),
+                codes::STAGE_FAILED,
+            ),
+        }
+    };
+    Error::Failed {
+        message,
+        help: format!(
+            "{}{}{again}",
+            if stage_help.is_empty() {
+                String::new()
+            } else {
+                format!("{stage_help}\n")
+            },
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!("these stages made changes: {}; ", done.join(", "))
+            }
+        ),
+        code: if cancelled { 130 } else { 1 },
+        diagnostic,
+    }
 }
 
 /// A stage that did not finish, with its error (none when it was skipped or cancelled) and

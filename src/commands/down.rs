@@ -172,13 +172,9 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         crate::commands::exports::ask_sudo_once(ctx, h).await?;
     }
     let executor = Executor {
-        runner: ctx.runner.clone(),
-        platform: ctx.platform,
         driver: driver.ok(),
         nfs: host.ok(),
-        project: fp.project.clone(),
-        uid: owner.uid,
-        docker_env: Default::default(),
+        ..Executor::new(ctx.runner.clone(), ctx.platform, &fp.project, owner.uid)
     };
     let reporters = vec![
         super::change::screen(ctx),
@@ -282,6 +278,7 @@ async fn plan(
         profile: profile.clone(),
         driver: fp.driver.clone(),
         stages,
+        title: None,
     };
 
     if !args.purge {

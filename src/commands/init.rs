@@ -1,12 +1,15 @@
 //! `devenv init`: write a commented starter devenv.toml, or with `--example` a complete example
 //! project (devenv.toml, an umbrella chart with Postgres and OpenSearch subcharts, values).
-//! Existing files are never overwritten unless `--force` says so.
+//! Existing files are never overwritten unless `--force` says so, and then only once that is
+//! confirmed (or `--yes`). The files are a plan like every change: `--dry-run` shows each with
+//! its contents.
 
 use std::path::{Path, PathBuf};
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::state::write_atomic_mode;
+use crate::execute::Executor;
+use crate::plan::{Action, Plan, Stage};
 use crate::templates;
 
 /// Write a starter devenv.toml (or a whole example project) into the current directory.
@@ -22,16 +25,22 @@ pub struct Args {
     /// Project name (default: the directory's name, made a valid DNS label).
     #[arg(long)]
     pub name: Option<String>,
-    /// Overwrite files that already exist.
+    /// Overwrite files that already exist (asked first, unless --yes).
     #[arg(long)]
     pub force: bool,
-    /// Show which files would be written, and write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+    #[command(flatten)]
+    pub change: super::change::Flags,
 }
 
-pub fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
+pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let dir = &ctx.cwd;
+    let name = args.name.clone().unwrap_or_else(|| {
+        if args.example {
+            "shop".to_string()
+        } else {
+            name_from_dir(dir)
+        }
+    });
     let files: Vec<(PathBuf, String)> = if args.example {
         templates::EXAMPLE
             .iter()
@@ -46,7 +55,6 @@ pub fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             })
             .collect()
     } else {
-        let name = args.name.clone().unwrap_or_else(|| name_from_dir(dir));
         let chart = find_chart(dir)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|| "deploy/chart".to_string());
@@ -71,51 +79,101 @@ pub fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
                     "these files"
                 },
                 if existing.len() == 1 { "s" } else { "" },
-                existing
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                list(&existing)
             ),
             help: "nothing was written; pass --force to overwrite them".into(),
         });
     }
 
-    let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
-    if !args.dry_run {
-        let new_file_mode = 0o666 & !umask();
-        for (rel, text) in &files {
-            let path = dir.join(rel);
-            // The user's files, not devenv's state: an overwritten file keeps its mode, a new
-            // one gets what the umask allows, as an editor would write it.
-            let mode = std::fs::metadata(&path)
-                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
-                .unwrap_or(new_file_mode);
-            write_atomic_mode(&path, text.as_bytes(), Some(mode))?;
-        }
+    let plan = plan(dir, &name, &files);
+    if args.change.dry_run {
+        return Ok(super::change::show(ctx, &plan));
     }
+    super::change::confirm(ctx, &plan, args.change, "devenv init --force will:")?;
+    let executor = Executor::new(
+        ctx.runner.clone(),
+        ctx.platform,
+        &name,
+        crate::nfs::Owner::current().uid,
+    );
+    let result = super::change::run(&plan, &executor, vec![super::change::screen(ctx)], None).await;
+    if !result.ok() {
+        return Err(super::change::failed(
+            &result,
+            "the files written so far are whole; `devenv init --force` writes them all again",
+        ));
+    }
+    let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
     if ctx.ui.json {
         crate::outln!(
             "{}",
-            serde_json::json!({ "dry_run": args.dry_run, "directory": dir, "files": paths })
+            serde_json::json!({ "directory": dir, "files": paths })
         );
         return Ok(0);
     }
-    let verb = if args.dry_run { "would write" } else { "wrote" };
     for p in &paths {
-        ctx.ui.say(format!("{verb} {p}"));
+        ctx.ui.say(format!("wrote {p}"));
     }
-    if !args.dry_run {
-        ctx.ui.say(format!(
-            "\nnext: `devenv doctor` to check this machine, then `devenv up --dry-run` to see the plan{}",
-            if args.example {
-                ""
-            } else {
-                " (edit devenv.toml first: chart, values, services)"
-            }
-        ));
-    }
+    ctx.ui.say(format!(
+        "\nnext: `devenv doctor` to check this machine, then `devenv up --dry-run` to see the plan{}",
+        if args.example {
+            ""
+        } else {
+            " (edit devenv.toml first: chart, values, services)"
+        }
+    ));
     Ok(0)
+}
+
+fn list(paths: &[&Path]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The files to write into `dir`, as a plan: new ones in one stage, and in another the ones
+/// that exist (only with `--force`), which is asked for since their contents are lost.
+fn plan(dir: &Path, name: &str, files: &[(PathBuf, String)]) -> Plan {
+    // The user's files, not devenv's state: an overwritten file keeps its mode, a new one gets
+    // what the umask allows, as an editor would write it.
+    let new_file_mode = 0o666 & !umask();
+    let (existing, new): (Vec<_>, Vec<_>) = files.iter().partition(|(p, _)| dir.join(p).exists());
+    let write = |(rel, text): &&(PathBuf, String)| {
+        let path = dir.join(rel);
+        let mode = std::fs::metadata(&path)
+            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+            .unwrap_or(new_file_mode);
+        Action::Write {
+            path,
+            contents: text.clone(),
+            mode: Some(mode),
+        }
+    };
+    let mut stages = Vec::new();
+    if !new.is_empty() {
+        stages.push(Stage::new("write", &[], new.iter().map(write).collect()));
+    }
+    if !existing.is_empty() {
+        let paths: Vec<&Path> = existing.iter().map(|(p, _)| p.as_path()).collect();
+        stages.push(
+            Stage::new("overwrite", &[], existing.iter().map(write).collect()).destroys(format!(
+                "overwrite {} (what they hold now is lost)",
+                list(&paths)
+            )),
+        );
+    }
+    Plan {
+        project: name.to_string(),
+        profile: String::new(),
+        driver: String::new(),
+        stages,
+        title: Some(format!(
+            "Plan for devenv init of project {name} in {}",
+            dir.display()
+        )),
+    }
 }
 
 /// The process's umask (read by setting it and putting it back; init runs on one thread).

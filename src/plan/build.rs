@@ -466,6 +466,7 @@ impl Plan {
                 Action::Write {
                     path: facts.overlay_file.clone(),
                     contents: serde_json::to_string_pretty(&overlay).expect("json") + "\n",
+                    mode: None,
                 },
                 Action::Run(helm::upgrade_install(loaded, &profile, &facts.overlay_file)),
             ]
@@ -522,6 +523,7 @@ impl Plan {
             profile,
             driver: driver.name().to_string(),
             stages,
+            title: None,
         }
     }
 }

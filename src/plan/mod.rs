@@ -172,8 +172,13 @@ pub enum Action {
     },
     /// The NFS mount inside the VM.
     Mount(MountSpec),
-    /// A file devenv owns, written whole.
-    Write { path: PathBuf, contents: String },
+    /// A file written whole (atomically: it is never seen half-written), with `mode` when
+    /// given, else private to the user (devenv's own files).
+    Write {
+        path: PathBuf,
+        contents: String,
+        mode: Option<u32>,
+    },
     /// Something that needs no action, and why.
     Note(String),
     /// A step of offloading a service to the remote cluster, or of bringing it back.
@@ -304,7 +309,7 @@ impl Action {
                 );
                 shown
             }
-            Action::Write { path, contents } => vec![Shown {
+            Action::Write { path, contents, .. } => vec![Shown {
                 verb: "write",
                 head: quote(&process::display_path(path)),
                 detail: contents.lines().map(|l| format!("| {l}")).collect(),
@@ -383,6 +388,8 @@ pub struct Plan {
     pub profile: String,
     pub driver: String,
     pub stages: Vec<Stage>,
+    /// The first line of the rendered plan, when it is not about a project's VM (`init`).
+    pub title: Option<String>,
 }
 
 /// The exports stage, computed by [`crate::nfs::apply::candidate`] against the current file.
@@ -529,14 +536,21 @@ impl Plan {
     /// The plan as text: stages in dependency order, one action per line.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "Plan for project {} (minikube profile {}, driver {}): {} stages",
-            self.project,
-            self.profile,
-            self.driver,
-            self.stages.len()
-        );
+        match &self.title {
+            Some(title) => {
+                let _ = writeln!(out, "{title}: {} stages", self.stages.len());
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "Plan for project {} (minikube profile {}, driver {}): {} stages",
+                    self.project,
+                    self.profile,
+                    self.driver,
+                    self.stages.len()
+                );
+            }
+        }
         for (i, s) in self.stages.iter().enumerate() {
             let after = if s.after.is_empty() {
                 String::new()

@@ -3,7 +3,6 @@
 //! fingerprint), computes the plan, and runs it; `--dry-run` prints the plan instead. A second
 //! `up` with nothing changed only reads and verifies.
 
-use crate::diagnostic::codes;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,13 +137,14 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         project.save(&state, &lock)?;
     }
     let executor = Executor {
-        runner: ctx.runner.clone(),
-        platform: ctx.platform,
         driver: Some(driver),
         nfs: Some(export.host.clone()),
-        project: c.project.name.clone(),
-        uid: export.owner.uid,
-        docker_env: Default::default(),
+        ..Executor::new(
+            ctx.runner.clone(),
+            ctx.platform,
+            &c.project.name,
+            export.owner.uid,
+        )
     };
     let screen = super::change::screen(ctx);
     // Kept for `devenv doctor --bundle`, whatever the screen showed.
@@ -265,47 +265,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         );
         d.serve_until_interrupted(ctx).await;
     }
-    let done: Vec<&str> = result
-        .stages
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Done(r) if r.changed))
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let (message, stage_help, diagnostic) = if cancelled {
-        ("interrupted".to_string(), String::new(), codes::INTERRUPTED)
-    } else {
-        match result.first_failure() {
-            Some((stage, failure)) => {
-                let mut message = format!("error at '{stage}': {}", failure.message);
-                for cause in &failure.causes {
-                    message.push_str(&format!("\n  caused by: {cause}"));
-                }
-                let help = failure.help.clone().unwrap_or_default();
-                (message, help, failure.code)
-            }
-            None => (
-                "a stage did not finish".to_string(),
-                String::new(),
-                codes::STAGE_FAILED,
-            ),
-        }
-    };
-    Err(Error::Failed {
-        message,
-        help: format!(
-            "{}{}run `devenv up` again to continue from here (finished stages are checked and skipped); `devenv down --purge` undoes everything",
-            if stage_help.is_empty() {
-                String::new()
-            } else {
-                format!("{stage_help}\n")
-            },
-            if done.is_empty() {
-                String::new()
-            } else {
-                format!("these stages made changes: {}; ", done.join(", "))
-            }
-        ),
-        code: if cancelled { 130 } else { 1 },
-        diagnostic,
-    })
+    Err(super::change::failed(
+        &result,
+        "run `devenv up` again to continue from here (finished stages are checked and skipped); `devenv down --purge` undoes everything",
+    ))
 }
