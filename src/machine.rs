@@ -211,7 +211,7 @@ impl Host for Machine {
         &'a self,
         program: &'a str,
         args: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<ProbeOutput, String>> {
+    ) -> BoxFuture<'a, Result<ProbeOutput, devenv_drivers::RunFailure>> {
         Box::pin(async move {
             let cmd = Cmd::new(program)
                 .args(args)
@@ -223,7 +223,10 @@ impl Host for Machine {
                     stdout: out.stdout,
                     stderr: out.stderr,
                 }),
-                Err(e) => Err(e.to_string()),
+                Err(e @ crate::process::ProcessError::NotFound { .. }) => {
+                    Err(devenv_drivers::RunFailure::NotFound(e.to_string()))
+                }
+                Err(e) => Err(devenv_drivers::RunFailure::Other(e.to_string())),
             }
         })
     }

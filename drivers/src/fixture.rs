@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use crate::host::{Arch, BoxFuture, FileInfo, Host, Os, ProbeOutput};
+use crate::host::{Arch, BoxFuture, FileInfo, Host, Os, ProbeOutput, RunFailure};
 
 /// Drives a future that is ready on its first poll, which every future over a [`FakeHost`] is.
 pub fn block_on<F: Future>(fut: F) -> F::Output {
@@ -25,7 +25,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
 }
 
 /// A successful probe that printed `stdout`.
-pub fn out(stdout: &str) -> Result<ProbeOutput, String> {
+pub fn out(stdout: &str) -> Result<ProbeOutput, RunFailure> {
     Ok(ProbeOutput {
         code: Some(0),
         stdout: stdout.to_string(),
@@ -35,7 +35,7 @@ pub fn out(stdout: &str) -> Result<ProbeOutput, String> {
 
 /// A probe that exited with `code` after printing `stderr` (and `stdout`, which virsh leaves as a
 /// single newline on errors).
-pub fn exit(code: i32, stdout: &str, stderr: &str) -> Result<ProbeOutput, String> {
+pub fn exit(code: i32, stdout: &str, stderr: &str) -> Result<ProbeOutput, RunFailure> {
     Ok(ProbeOutput {
         code: Some(code),
         stdout: stdout.to_string(),
@@ -52,7 +52,7 @@ pub struct FakeHost {
     programs: HashMap<String, PathBuf>,
     files: HashMap<PathBuf, FileInfo>,
     texts: HashMap<PathBuf, String>,
-    answers: HashMap<String, Result<ProbeOutput, String>>,
+    answers: HashMap<String, Result<ProbeOutput, RunFailure>>,
     ran: Mutex<Vec<String>>,
 }
 
@@ -146,7 +146,7 @@ impl FakeHost {
     }
 
     /// Scripts the answer to `argv` (program and arguments joined by single spaces).
-    pub fn answer(mut self, argv: &str, answer: Result<ProbeOutput, String>) -> Self {
+    pub fn answer(mut self, argv: &str, answer: Result<ProbeOutput, RunFailure>) -> Self {
         self.answers.insert(argv.to_string(), answer);
         self
     }
@@ -194,7 +194,7 @@ impl Host for FakeHost {
         &'a self,
         program: &'a str,
         args: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<ProbeOutput, String>> {
+    ) -> BoxFuture<'a, Result<ProbeOutput, RunFailure>> {
         let argv = std::iter::once(program)
             .chain(args.iter().copied())
             .collect::<Vec<_>>()

@@ -22,6 +22,27 @@ pub enum Arch {
     Other,
 }
 
+/// Why a probe's program did not run at all. A driver's check tells a missing program (which
+/// an install fixes) from one that hung or could not start (which a restart of its daemon may
+/// fix) by the variant, never by the words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunFailure {
+    /// The program is not installed (not on PATH, or gone when it was started).
+    NotFound(String),
+    /// It could not be started, or did not finish in its time: why, in words for a check.
+    Other(String),
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunFailure::NotFound(why) | RunFailure::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for RunFailure {}
+
 /// What a finished probe printed. `code` is `None` when it was killed by a signal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProbeOutput {
@@ -69,5 +90,5 @@ pub trait Host: Send + Sync {
         &'a self,
         program: &'a str,
         args: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<ProbeOutput, String>>;
+    ) -> BoxFuture<'a, Result<ProbeOutput, RunFailure>>;
 }

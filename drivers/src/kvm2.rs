@@ -13,7 +13,7 @@ use crate::packages::{Need, Platform, install};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::host::{Arch, BoxFuture, Host, Os};
+use crate::host::{Arch, BoxFuture, Host, Os, RunFailure};
 use crate::probe::{failure_line, last_line, not_checked, parse_version};
 use crate::status::{Check, CheckState, DriverStatus};
 use crate::{Driver, ExportClient, ExportsDialect, Priority, gateway_of};
@@ -366,10 +366,9 @@ fn virsh_missing(id: &str, path: Option<PathBuf>, why: &str, platform: Platform)
 
 /// A `virsh` that could not run at all: missing, or hung on a daemon that accepts but never
 /// answers.
-fn virsh_did_not_run(id: &str, error: &str, platform: Platform) -> Check {
-    let lower = error.to_lowercase();
-    if lower.contains("not found") || lower.contains("no such file") {
-        return virsh_missing(id, None, &format!("could not run ({error})"), platform);
+fn virsh_did_not_run(id: &str, error: &RunFailure, platform: Platform) -> Check {
+    if let RunFailure::NotFound(why) = error {
+        return virsh_missing(id, None, &format!("could not run ({why})"), platform);
     }
     Check::fail(
         id,

@@ -20,7 +20,7 @@ pub mod hyperkit;
 pub mod kvm2;
 pub mod vfkit;
 
-pub use host::{Arch, BoxFuture, FileInfo, Host, Os, ProbeOutput};
+pub use host::{Arch, BoxFuture, FileInfo, Host, Os, ProbeOutput, RunFailure};
 pub use registry::{Choice, Registry, SelectError};
 pub use status::{Check, CheckState, DriverStatus};
 

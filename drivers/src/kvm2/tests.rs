@@ -291,7 +291,7 @@ fn kvm2_names_fedoras_packages_and_dnf_on_fedora() {
 
 #[test]
 fn kvm2_says_libvirt_clients_is_missing_when_virsh_cannot_be_run() {
-    let host = healthy().answer(URI, Err("virsh: not found".into()));
+    let host = healthy().answer(URI, Err(RunFailure::NotFound("virsh: not found".into())));
     let c = check(&status(&host), "kvm2.libvirtd").clone();
     assert_eq!(c.state, CheckState::Fail);
     assert!(c.reason.contains("libvirt-clients is missing"), "{c:?}");
@@ -340,7 +340,7 @@ fn kvm2_sends_a_refused_user_to_the_libvirt_group() {
 
 #[test]
 fn kvm2_suggests_a_restart_when_virsh_hangs() {
-    let host = healthy().answer(URI, Err("timed out after 5s".into()));
+    let host = healthy().answer(URI, Err(RunFailure::Other("timed out after 5s".into())));
     let c = check(&status(&host), "kvm2.libvirtd").clone();
     assert_eq!(c.reason, "virsh did not answer: timed out after 5s");
     assert_eq!(c.fix.as_deref(), Some("sudo systemctl restart libvirtd"));
