@@ -144,7 +144,10 @@ pub fn profile_list_light() -> Cmd {
 
 /// Whether `profile list -o json` (light or not) could be read, and the profile's settings
 /// in it: `Ok(None)` is a list without the profile.
-pub fn find_profile(json: &str, profile: &str) -> Result<Option<ProfileSettings>, String> {
+pub fn find_profile(
+    json: &str,
+    profile: &str,
+) -> Result<Option<ProfileSettings>, crate::unreadable::Unreadable> {
     let list: ProfileList = serde_json::from_str(json.trim()).map_err(|e| e.to_string())?;
     Ok(list
         .valid

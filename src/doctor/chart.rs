@@ -49,7 +49,7 @@ pub fn template(loaded: &Loaded) -> Cmd {
 }
 
 /// Every object in a multi-document YAML stream; empty documents are skipped.
-pub fn parse_manifests(text: &str) -> Result<Vec<Value>, String> {
+pub fn parse_manifests(text: &str) -> Result<Vec<Value>, crate::unreadable::Unreadable> {
     let mut out = Vec::new();
     for document in serde_norway::Deserializer::from_str(text) {
         let v = Value::deserialize(document).map_err(|e| e.to_string())?;

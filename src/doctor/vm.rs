@@ -51,7 +51,7 @@ pub struct Profile {
 
 /// Read `minikube profile list -o json` (valid and invalid profiles alike: an invalid one may
 /// still have a VirtualBox VM behind it).
-pub fn parse_profiles(text: &str) -> Result<Vec<Profile>, String> {
+pub fn parse_profiles(text: &str) -> Result<Vec<Profile>, crate::unreadable::Unreadable> {
     let v: Value = serde_json::from_str(text.trim())
         .map_err(|e| format!("cannot read `minikube profile list -o json`: {e}"))?;
     let mut out = Vec::new();

@@ -158,7 +158,7 @@ impl Hub {
     }
 
     /// The devenv arguments of `action` on `service`, or why it cannot be done.
-    pub fn command_of(&self, service: &str, action: &str) -> Result<Vec<String>, String> {
+    fn command_of(&self, service: &str, action: &str) -> Result<Vec<String>, String> {
         if !self.services.iter().any(|s| s == service) {
             return Err(format!("{service} is not a service of devenv.toml"));
         }
