@@ -306,6 +306,22 @@ impl Diagnostic for crate::docker::DockerError {
     }
 }
 
+impl Diagnostic for crate::offload::ValuesError {
+    fn code(&self) -> &'static str {
+        match self {
+            crate::offload::ValuesError::Read { .. } => codes::CHART_READ,
+            crate::offload::ValuesError::Yaml { .. } => codes::CHART_YAML,
+        }
+    }
+
+    fn help(&self) -> Option<String> {
+        Some(
+            "the subchart's values come from the chart's values.yaml and the files of [project] values; fix the file named, then run the command again"
+                .into(),
+        )
+    }
+}
+
 impl Diagnostic for crate::docker::build::BuildError {
     fn code(&self) -> &'static str {
         use crate::docker::build::BuildError::*;

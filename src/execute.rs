@@ -199,7 +199,7 @@ impl Executor {
                 }
             }
             Action::Unexport { path, .. } => {
-                apply::apply(
+                let outcome = apply::apply(
                     self.runner.as_ref(),
                     self.nfs()?,
                     &self.project,
@@ -209,10 +209,7 @@ impl Executor {
                 )
                 .await
                 .map_err(|e| Failure::from(&e))?;
-                Ok(Some(format!(
-                    "devenv's block removed from {}, NFS server reloaded",
-                    path.display()
-                )))
+                Ok(said_of(path, &outcome))
             }
             Action::Unhost { path, backup, .. } => {
                 crate::hosts::apply(
@@ -293,7 +290,7 @@ impl Executor {
                     lines: &lines,
                     grant: grant.as_ref(),
                 };
-                apply::apply(
+                let outcome = apply::apply(
                     self.runner.as_ref(),
                     self.nfs()?,
                     &self.project,
@@ -303,10 +300,7 @@ impl Executor {
                 )
                 .await
                 .map_err(|e| Failure::from(&e))?;
-                Ok(Some(format!(
-                    "{} updated, NFS server reloaded",
-                    path.display()
-                )))
+                Ok(said_of(path, &outcome))
             }
             Action::Mount(m) => self.mount(m, progress).await.map(Some),
             Action::Build { profile, spec } => {
@@ -569,6 +563,7 @@ impl Executor {
                     ""
                 }
             ))),
+            Verify::Failed(f) => Err(f.clone()),
             Verify::Driver { .. } | Verify::Tools(_) | Verify::Unsupported(_) => {
                 match v.known_failure(self.platform) {
                     None => Ok(()),
@@ -771,6 +766,25 @@ fn mount_causes(dialect: devenv_drivers::ExportsDialect) -> String {
 }
 
 /// A command shortened for a summary line: the program and its first two words.
+/// What a change of the exports file did, in a line (`None`: nothing).
+fn said_of(path: &std::path::Path, outcome: &apply::Outcome) -> Option<String> {
+    match outcome {
+        apply::Outcome::Unchanged => None,
+        apply::Outcome::Reloaded => Some(format!(
+            "{}: as wanted; NFS server reloaded (an interrupted change had not)",
+            path.display()
+        )),
+        apply::Outcome::Changed { backup } => Some(format!(
+            "{} changed{}; NFS server reloaded",
+            path.display(),
+            backup
+                .as_ref()
+                .map(|b| format!(" (previous version kept in {})", b.display()))
+                .unwrap_or_default()
+        )),
+    }
+}
+
 fn short(cmd: &Cmd) -> String {
     let words: Vec<String> = std::iter::once(cmd.program().to_string())
         .chain(

@@ -18,6 +18,59 @@ fn up_help_explains_the_stages_and_dry_run() {
     insta::assert_snapshot!("up_help", String::from_utf8(out.stdout).unwrap());
 }
 
+/// Every command that changes the machine takes the same two flags, with the same words: they
+/// come from one definition (`commands::change::Flags`) and mean the same everywhere.
+#[test]
+fn every_command_that_changes_the_machine_has_dry_run_and_yes() {
+    let env = Env::new();
+    let mut words: Option<(String, String)> = None;
+    for command in [
+        &["up"][..],
+        &["down"],
+        &["offload"],
+        &["exports", "apply"],
+        &["exports", "remove"],
+        &["init"],
+    ] {
+        let out = env.devenv().args(command).arg("--help").output().unwrap();
+        let help = String::from_utf8(out.stdout).unwrap();
+        // The option's line and its description (beside it in the short help, under it in the
+        // long one), up to the next option or blank line, as one line of words.
+        let said = |flag: &str| {
+            let lines: Vec<&str> = help.lines().map(str::trim).collect();
+            let at = lines
+                .iter()
+                .position(|l| {
+                    l.strip_prefix(flag)
+                        .is_some_and(|r| r.is_empty() || r.starts_with(' '))
+                })
+                .unwrap_or_else(|| panic!("devenv {command:?} has no {flag}:\n{help}"));
+            std::iter::once(&lines[at][flag.len()..])
+                .chain(
+                    lines[at + 1..]
+                        .iter()
+                        .copied()
+                        .take_while(|l| !l.is_empty() && !l.starts_with('-')),
+                )
+                .flat_map(|l| l.split_whitespace())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let these = (said("--dry-run"), said("-y, --yes"));
+        match &words {
+            None => words = Some(these),
+            Some(first) => assert_eq!(first, &these, "devenv {command:?} says it otherwise"),
+        }
+    }
+    // onboard asks twice (the plan, then the exports helper), so its --yes says more.
+    let out = env.devenv().args(["onboard", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("--dry-run") && help.contains("--yes"),
+        "{help}"
+    );
+}
+
 #[test]
 fn version_is_the_package_version() {
     Env::new()

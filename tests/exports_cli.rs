@@ -67,7 +67,7 @@ fn dry_run_prints_the_diff_and_writes_nothing() {
         .args(["apply", "--dry-run"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("would change"))
+        .stdout(predicate::str::contains("edit   "))
         .stdout(predicate::str::contains(" # VAGRANT-END: 501 3f2a"))
         .stdout(predicate::str::contains("+# END devenv shop uid="));
     assert_eq!(read(&env), FOREIGN);

@@ -1322,7 +1322,7 @@ fn a_toggle_dry_run_prints_the_plan_with_the_choice_applied_and_records_nothing(
     );
     assert_eq!(code, Some(0), "no question asked for a dry run: {stderr}");
     assert!(
-        stdout.contains("delete namespace devenv-ann-shop"),
+        stdout.contains("asks   delete your namespace devenv-ann-shop on dev-cluster"),
         "{stdout}"
     );
     for cluster in [&local, &remote] {

@@ -2,17 +2,18 @@
 //! file and anything in the way; `apply` writes or updates it and reloads the NFS server;
 //! `remove` takes it out again, leaving the rest of the file as it was.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::execute::Executor;
 pub use crate::export::{Export, host_for};
-use crate::nfs::apply::{self, Change, NfsHost, Outcome, Privilege};
+use crate::nfs::apply::{self, Change, NfsHost, Privilege};
 use crate::nfs::file::ExportsFile;
 use crate::nfs::{self, helper};
+use crate::plan::{self, Plan};
 use crate::process::Cmd;
+use crate::reconcile;
 
 /// Show, write or remove this project's NFS export in /etc/exports.
 ///
@@ -30,28 +31,23 @@ pub enum Action {
     Show,
     /// Write or update the block, then reload the NFS server.
     Apply {
-        /// Print the diff and change nothing.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        change: super::change::Flags,
     },
     /// Remove the block, then reload the NFS server.
     Remove {
-        /// Print the diff and change nothing.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        change: super::change::Flags,
     },
 }
-
-/// How long to wait for another devenv process editing the exports file.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     let loaded = ctx.load_config()?;
     let export = Export::for_project(ctx, &loaded).await?;
     match args.action.unwrap_or(Action::Show) {
         Action::Show => show(ctx, &export),
-        Action::Apply { dry_run } => change_block(ctx, &export, &export.set(), dry_run).await,
-        Action::Remove { dry_run } => change_block(ctx, &export, &Change::Remove, dry_run).await,
+        Action::Apply { change } => change_block(ctx, &loaded, &export, false, change).await,
+        Action::Remove { change } => change_block(ctx, &loaded, &export, true, change).await,
     }
 }
 
@@ -115,88 +111,97 @@ fn show(ctx: &Context, export: &Export) -> Result<i32, Error> {
     Ok(if conflicts.is_empty() { 0 } else { 1 })
 }
 
+/// `apply` (or with `remove`, `remove`) as a plan of one stage, run like every change.
 async fn change_block(
     ctx: &Context,
+    loaded: &crate::config::Loaded,
     export: &Export,
-    change: &Change<'_>,
-    dry_run: bool,
+    remove: bool,
+    flags: super::change::Flags,
 ) -> Result<i32, Error> {
     let current = export.current()?;
+    let change = if remove { Change::Remove } else { export.set() };
     let after = apply::candidate(
         &current,
         &export.host,
         &export.project,
         export.owner.uid,
-        change,
+        &change,
     )?;
     let diff = nfs::diff(&current, &after);
     let owed = export.host.reload_owed();
-    if dry_run || (after == current && !owed) {
-        if ctx.ui.json {
-            crate::outln!(
-                "{}",
-                json!({ "file": export.host.exports, "changed": after != current, "dry_run": dry_run, "diff": diff, "reload_owed": owed })
-            );
-        } else if after == current && owed {
-            ctx.ui.say(format!(
-                "{}: as wanted, but an interrupted change never reloaded the NFS server: `devenv exports apply` reloads it",
-                export.host.exports.display()
-            ));
-        } else if after == current {
-            ctx.ui.say(format!(
-                "{}: nothing to change",
-                export.host.exports.display()
-            ));
-        } else {
-            ctx.ui
-                .say(format!("would change {}:", export.host.exports.display()));
-            crate::out!("{diff}");
+    let file = &export.host.exports;
+    let mut actions = Vec::new();
+    if after == current && !owed {
+        actions.push(plan::Action::Note(format!(
+            "{}: nothing to change",
+            file.display()
+        )));
+    } else {
+        if after == current {
+            actions.push(plan::Action::Note(format!(
+                "{}: as wanted, but an interrupted change never reloaded the NFS server: it is reloaded now",
+                file.display()
+            )));
         }
-        return Ok(0);
+        actions.push(if remove {
+            plan::Action::Unexport {
+                path: file.clone(),
+                diff: diff.clone(),
+                reload: export.host.reload.clone(),
+            }
+        } else {
+            plan::Action::Exports {
+                path: file.clone(),
+                diff: diff.clone(),
+                source: export.source.clone(),
+                lines: export.lines.clone(),
+                grant: Some(export.grant.clone()),
+                vm_address_of: None,
+                reload: export.host.reload.clone(),
+            }
+        });
     }
-    if export.host.privilege != Privilege::Direct {
+    let c = &loaded.config;
+    let plan = Plan {
+        project: c.project.name.clone(),
+        profile: c.project.profile(),
+        driver: c.vm.driver.clone(),
+        stages: vec![plan::Stage::new("exports", &[], actions)],
+        title: Some(format!(
+            "Plan for devenv's block of project {} in {}",
+            c.project.name,
+            file.display()
+        )),
+    };
+    if flags.dry_run {
+        return Ok(super::change::show(ctx, &plan));
+    }
+    super::change::confirm(ctx, &plan, flags, "devenv exports will:")?;
+    if plan.changes_anything() && export.host.privilege != Privilege::Direct {
         ask_sudo_once(ctx, &export.host).await?;
     }
-    let outcome = apply::apply(
-        ctx.runner.as_ref(),
-        &export.host,
-        &export.project,
-        export.owner.uid,
-        change,
-        LOCK_TIMEOUT,
-    )
-    .await?;
-    let backup = match &outcome {
-        Outcome::Changed { backup } => backup.clone(),
-        Outcome::Unchanged | Outcome::Reloaded => None,
+    let executor = Executor {
+        nfs: Some(export.host.clone()),
+        ..Executor::new(
+            ctx.runner.clone(),
+            ctx.platform,
+            &export.project,
+            export.owner.uid,
+        )
     };
-    let changed = matches!(outcome, Outcome::Changed { .. });
-    if ctx.ui.json {
-        crate::outln!(
-            "{}",
-            json!({ "file": export.host.exports, "changed": changed, "dry_run": false, "diff": diff, "backup": backup, "reloaded": outcome != Outcome::Unchanged })
-        );
-    } else if outcome == Outcome::Unchanged {
-        ctx.ui.say(format!(
-            "{}: nothing to change",
-            export.host.exports.display()
+    let result = super::change::run(&plan, &executor, vec![super::change::screen(ctx)], None).await;
+    if !result.ok() {
+        return Err(super::change::failed(
+            &result,
+            "`devenv exports` shows the block as it is now",
         ));
-    } else if outcome == Outcome::Reloaded {
-        ctx.ui.say(format!(
-            "{}: as wanted; NFS server reloaded (an interrupted change had not)",
-            export.host.exports.display()
-        ));
-    } else {
-        ctx.ui
-            .say(format!("changed {}:", export.host.exports.display()));
-        if !ctx.ui.quiet {
-            crate::out!("{diff}");
-        }
-        if let Some(b) = backup {
-            ctx.ui
-                .say(format!("previous version kept in {}", b.display()));
-        }
-        ctx.ui.say("NFS server reloaded");
+    }
+    let changed =
+        matches!(result.outcome("exports"), Some(reconcile::Outcome::Done(r)) if r.changed);
+    if changed && !diff.is_empty() && !ctx.ui.quiet && !ctx.ui.json {
+        crate::outln!("the change to {}:", file.display());
+        crate::out!("{diff}");
     }
     Ok(0)
 }

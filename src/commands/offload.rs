@@ -11,7 +11,6 @@ use crate::commands::up;
 use crate::config::{Loaded, Placement};
 use crate::context::Context;
 use crate::error::Error;
-use crate::offload::OffloadError;
 use crate::offload::savings::{self, Requests};
 use crate::process::{Cmd, check_success};
 
@@ -130,47 +129,11 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             });
         }
     }
-    if args.change.dry_run {
-        let code = up::exec(
-            up::Args {
-                change: args.change,
-                watch: false,
-                recreate: false,
-                ui: false,
-                no_open: false,
-                lock_timeout: args.lock_timeout,
-                toggle: Some((service.clone(), placement)),
-            },
-            ctx,
-        )
-        .await?;
-        if args.purge && !ctx.ui.json {
-            let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
-            ctx.ui.say(format!(
-                "then, once nothing else of the project runs there: delete namespace {namespace} with its releases and volumes"
-            ));
-        }
-        return Ok(code);
-    }
-    if args.purge && !args.change.yes {
-        let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
-        let on = c
-            .remote
-            .as_ref()
-            .map(|r| format!(" on {}", r.context))
-            .unwrap_or_default();
-        super::confirm(
-            ctx,
-            &format!("devenv offload {service} --local --purge will:"),
-            &[
-                format!("run {service} on this laptop again"),
-                format!(
-                    "delete your namespace {namespace}{on} with its releases, volumes and data, once nothing else of the project runs there"
-                ),
-            ],
-        )?;
-    }
-    {
+    let where_ = match placement {
+        Placement::Local => "on this laptop",
+        Placement::Remote => "on the remote dev cluster",
+    };
+    if args.no_apply {
         let lock = project.lock(Duration::from_secs(args.lock_timeout), |pid| {
             if !ctx.ui.quiet {
                 crate::errln!(
@@ -189,19 +152,18 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             state.offload.insert(service.clone(), placement);
         }
         project.save(&state, &lock)?;
-    }
-    let where_ = match placement {
-        Placement::Local => "on this laptop",
-        Placement::Remote => "on the remote dev cluster",
-    };
-    if args.no_apply {
         ctx.ui.say(format!(
             "{service} will run {where_}; `devenv up` applies it"
         ));
         return Ok(0);
     }
-    ctx.ui.say(format!("{service} now runs {where_}: applying"));
-    let code = up::exec(
+    if !args.change.dry_run {
+        ctx.ui.say(format!("{service} now runs {where_}: applying"));
+    }
+    // The toggle is `up` with the choice applied: the same plan, question, run and state
+    // (the choice is recorded by the run, once agreed to); --purge adds the stage that deletes
+    // the remote namespace.
+    up::exec(
         up::Args {
             change: args.change,
             watch: false,
@@ -209,76 +171,12 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             ui: false,
             no_open: false,
             lock_timeout: args.lock_timeout,
-            toggle: None,
+            toggle: Some((service, placement)),
+            purge_remote: args.purge,
         },
         ctx,
     )
-    .await?;
-    if args.purge {
-        purge(ctx, &loaded, &service).await?;
-    }
-    Ok(code)
-}
-
-/// Delete the user's remote namespace (and with it the volumes of every release in it), only
-/// when it is devenv's and this user's, and no other service of the project still runs there.
-async fn purge(ctx: &Context, loaded: &Loaded, service: &str) -> Result<(), Error> {
-    let c = &loaded.config;
-    let Some(r) = &c.remote else {
-        return Ok(());
-    };
-    let state = ctx
-        .state_dir()?
-        .project(&c.project.name, &loaded.root)
-        .load()?;
-    let still: Vec<&String> = c
-        .services
-        .iter()
-        .filter(|(n, s)| state.placement(n, s) == Placement::Remote)
-        .map(|(n, _)| n)
-        .collect();
-    let namespace = crate::offload::remote_namespace(&ctx.user, &c.project.name);
-    let failed = |e: OffloadError| Error::Failed {
-        message: format!("{service} runs locally, but its remote data was not purged: {e}"),
-        help: e.help().unwrap_or_else(|| {
-            format!("kubectl --context {} get namespace {namespace}", r.context)
-        }),
-        code: 1,
-        diagnostic: crate::diagnostic::Diagnostic::code(&e),
-    };
-    if !still.is_empty() {
-        return Err(Error::Failed {
-            message: format!(
-                "{service} runs locally; namespace {namespace} on {} is kept: {} still run there",
-                r.context,
-                still
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            help: "bring them back with `devenv offload <service> --local` first, then --purge"
-                .into(),
-            code: 1,
-            diagnostic: crate::diagnostic::codes::OFFLOAD_IN_USE,
-        });
-    }
-    let client = crate::offload::connect_remote(&r.context, service)
-        .await
-        .map_err(failed)?;
-    let say = |line: &str| ctx.ui.say(line);
-    let removed = crate::offload::delete_namespace(client, &r.context, &namespace, &ctx.user, &say)
-        .await
-        .map_err(failed)?;
-    ctx.ui.say(if removed {
-        format!(
-            "deleted namespace {namespace} on {} (its volumes and data)",
-            r.context
-        )
-    } else {
-        format!("namespace {namespace} on {} was already gone", r.context)
-    });
-    Ok(())
+    .await
 }
 
 /// Services that can move: a `host` the bridge can take over and a subchart to disable.

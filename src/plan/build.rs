@@ -150,7 +150,7 @@ impl Plan {
                 });
                 actions
             }
-            Err(why) => vec![Action::Verify(Verify::Unsupported(why.clone()))],
+            Err(why) => vec![Action::Verify(Verify::Failed(why.clone()))],
         };
         stages.push(stage("exports", &["preflight", "vm"], exports));
 
@@ -253,7 +253,7 @@ impl Plan {
                     let values = match facts.remote_values.get(*name) {
                         Some(Ok(values)) => values.clone(),
                         Some(Err(why)) => {
-                            actions.push(Action::Verify(Verify::Unsupported(why.clone())));
+                            actions.push(Action::Verify(Verify::Failed(why.clone())));
                             serde_json::Value::Null
                         }
                         None => serde_json::Value::Null,
@@ -418,10 +418,12 @@ impl Plan {
         let mut images = Vec::new();
         for image in &facts.images {
             match &image.spec {
-                Err(why) => images.push(Action::Verify(Verify::Unsupported(format!(
-                    "the image of {}: {why}",
-                    image.service
-                )))),
+                Err(why) => {
+                    images.push(Action::Verify(Verify::Failed(crate::diagnostic::Failure {
+                        message: format!("the image of {}: {}", image.service, why.message),
+                        ..why.clone()
+                    })))
+                }
                 Ok(spec) if image.built => images.push(Action::Note(format!(
                     "{} is built from the current {} (as {})",
                     spec.reference,
@@ -514,6 +516,39 @@ impl Plan {
         ))];
         if !remote.is_empty() {
             summary.push(Action::Note(format!("remote: {}", remote.join(", "))));
+        }
+        if let Some(purge) = &facts.purge_remote {
+            let PurgeRemote {
+                context,
+                namespace,
+                still,
+            } = purge;
+            let purge = if still.is_empty() {
+                stage(
+                    "purge",
+                    &summary_after.iter().map(String::as_str).collect::<Vec<_>>(),
+                    vec![Action::Offload(crate::offload::Step::DeleteNamespace {
+                        context: context.clone(),
+                        namespace: namespace.clone(),
+                        user: facts.user.clone(),
+                    })],
+                )
+                .destroys(format!(
+                    "delete your namespace {namespace} on {context} with its releases, volumes and data"
+                ))
+                .by_hand(format!("kubectl --context {context} delete namespace {namespace}"))
+            } else {
+                stage(
+                    "purge",
+                    &["preflight"],
+                    vec![Action::Verify(Verify::Unsupported(format!(
+                        "namespace {namespace} on {context} is kept: {} still run there; bring them back with `devenv offload <service> --local` first, then --purge",
+                        still.join(", ")
+                    )))],
+                )
+            };
+            summary_after.push(purge.name.clone());
+            stages.push(purge);
         }
         let summary_after: Vec<&str> = summary_after.iter().map(String::as_str).collect();
         stages.push(stage("summary", &summary_after, summary));

@@ -31,6 +31,9 @@ pub enum Verify {
     Tools(Vec<&'static str>),
     /// Something this version of devenv cannot do yet; the stage fails with this message.
     Unsupported(String),
+    /// Something read while planning failed (a values file, an image's context, the exports
+    /// file): the stage fails with that error, its code and help kept.
+    Failed(crate::diagnostic::Failure),
     /// Versions outside `[requires]` (never empty): the stage fails naming each with its fix.
     Versions(Vec<crate::requires::Mismatch>),
     /// A file devenv writes in the source tree on the host reads back through the VM's mount.
@@ -72,6 +75,7 @@ impl Verify {
                 (!missing.is_empty()).then(|| format!("not installed:\n{}", missing.join("\n")))
             }
             Verify::Unsupported(why) => Some(why.clone()),
+            Verify::Failed(f) => Some(f.message.clone()),
             Verify::Versions(found) => Some(
                 found
                     .iter()
@@ -90,6 +94,7 @@ impl Verify {
             }
             Verify::Tools(tools) => format!("{} are installed", tools.join(", ")),
             Verify::Unsupported(why) => format!("stops here: {why}"),
+            Verify::Failed(f) => format!("stops here: {}", f.message),
             Verify::Versions(_) => "the versions devenv.toml's [requires] names".to_string(),
             Verify::MountProbe {
                 host_dir, vm_dir, ..
@@ -407,7 +412,7 @@ pub struct ExportsFacts {
     /// VM): the exports stage then follows the vm stage and reads it.
     pub awaits_vm_address: bool,
     /// The change to the file as a diff (empty: nothing to change), or why it cannot be made.
-    pub diff: Result<String, String>,
+    pub diff: Result<String, crate::diagnostic::Failure>,
     /// Whether the file is changed through sudo.
     pub sudo: bool,
     /// How the NFS server is made to re-read the file.
@@ -459,7 +464,8 @@ pub struct Facts {
     /// What the umbrella chart gives each offloaded service's subchart (its section and the
     /// global one of the chart's values.yaml and the team's values files), or why it could not
     /// be read ([`crate::offload::subchart_values`]).
-    pub remote_values: std::collections::BTreeMap<String, Result<serde_json::Value, String>>,
+    pub remote_values:
+        std::collections::BTreeMap<String, Result<serde_json::Value, crate::diagnostic::Failure>>,
     /// Nothing that the release depends on changed since the last successful `up`.
     pub release_unchanged: bool,
     /// The developer's user name, for the remote namespace.
@@ -476,6 +482,19 @@ pub struct Facts {
     pub tunnel_running: bool,
     /// The images of `[services.*.image]`, by service.
     pub images: Vec<ImageFacts>,
+    /// `devenv offload <service> --local --purge`: the user's remote namespace is to be deleted
+    /// once the run has brought the service back.
+    pub purge_remote: Option<PurgeRemote>,
+}
+
+/// The remote namespace `offload --purge` deletes, and what still runs there.
+#[derive(Debug, Clone)]
+pub struct PurgeRemote {
+    pub context: String,
+    pub namespace: String,
+    /// Services of the project that run remotely after this run: while there are any, the
+    /// namespace (their data) is kept.
+    pub still: Vec<String>,
 }
 
 /// One service's image as found while planning.
@@ -483,7 +502,7 @@ pub struct Facts {
 pub struct ImageFacts {
     pub service: String,
     /// The image to build (with its context's hash), or why its context cannot be read.
-    pub spec: Result<ImageSpec, String>,
+    pub spec: Result<ImageSpec, crate::diagnostic::Failure>,
     /// The VM's daemon already holds the image of this very context.
     pub built: bool,
 }

@@ -67,6 +67,7 @@ fn settled(loaded: &Loaded) -> Facts {
         state_dir: PathBuf::from("/nonexistent/state"),
         tunnel_running: false,
         images: Vec::new(),
+        purge_remote: None,
     }
 }
 
@@ -118,7 +119,10 @@ fn an_offloaded_service_gets_its_remote_stage_with_the_values_read_beforehand() 
     }
     facts.remote_values.insert(
         "postgres".into(),
-        Err("values.yaml: line 3: not YAML".into()),
+        Err(crate::diagnostic::Failure::new(
+            crate::diagnostic::codes::CHART_YAML,
+            "values.yaml: line 3: not YAML",
+        )),
     );
     let plan = Plan::build(&loaded, &facts);
     assert!(
@@ -134,9 +138,58 @@ fn an_offloaded_service_gets_its_remote_stage_with_the_values_read_beforehand() 
     assert!(
         remote.actions.iter().any(|a| matches!(
             a,
-            Action::Verify(Verify::Unsupported(why)) if why == "values.yaml: line 3: not YAML"
+            Action::Verify(Verify::Failed(why)) if why.message == "values.yaml: line 3: not YAML"
         )),
         "a values file that could not be read is the remote stage's failure: {}",
         plan.render()
+    );
+}
+
+#[test]
+fn a_purge_deletes_the_remote_namespace_last_and_asks_first() {
+    let loaded = example();
+    let mut facts = settled(&loaded);
+    facts.purge_remote = Some(PurgeRemote {
+        context: "dev-cluster".into(),
+        namespace: "devenv-ann-shop".into(),
+        still: Vec::new(),
+    });
+    let plan = Plan::build(&loaded, &facts);
+    let purge = plan.stages.iter().find(|s| s.name == "purge").unwrap();
+    assert!(matches!(
+        &purge.actions[..],
+        [Action::Offload(crate::offload::Step::DeleteNamespace { namespace, .. })] if namespace == "devenv-ann-shop"
+    ));
+    assert_eq!(
+        plan.destroys(),
+        [
+            "delete your namespace devenv-ann-shop on dev-cluster with its releases, volumes and data"
+        ]
+    );
+    // It waits for what the summary waits for (the release and the service's way back),
+    // and the summary waits for it.
+    let summary = plan.stages.iter().find(|s| s.name == "summary").unwrap();
+    let before: Vec<&String> = summary.after.iter().filter(|a| *a != "purge").collect();
+    assert!(summary.after.iter().any(|a| a == "purge"));
+    assert_eq!(purge.after.iter().collect::<Vec<_>>(), before);
+}
+
+#[test]
+fn a_purge_with_services_still_remote_keeps_the_namespace_and_asks_nothing() {
+    let loaded = example();
+    let mut facts = settled(&loaded);
+    facts.purge_remote = Some(PurgeRemote {
+        context: "dev-cluster".into(),
+        namespace: "devenv-ann-shop".into(),
+        still: vec!["opensearch".into()],
+    });
+    let plan = Plan::build(&loaded, &facts);
+    assert!(plan.destroys().is_empty());
+    let stops = plan.known_failures(crate::process::Platform::Debian);
+    assert!(
+        stops
+            .iter()
+            .any(|(stage, why)| stage == "purge" && why.contains("opensearch still run there")),
+        "{stops:?}"
     );
 }

@@ -2,6 +2,7 @@
 //! the plan is a pure function of devenv.toml and them.
 
 use super::*;
+use crate::diagnostic::{Failure, codes};
 
 /// What `up` plans from, and what it needs of it afterwards.
 pub(super) struct Gathered {
@@ -78,7 +79,12 @@ pub(super) async fn gather(
     let export = Export::at_address(ctx, loaded, vm.ip)?;
     let change = export.set();
     let diff = nfs::read_exports(&export.host.exports)
-        .map_err(|e| format!("cannot read {}: {e}", export.host.exports.display()))
+        .map_err(|e| {
+            Failure::new(
+                codes::EXPORTS_IO,
+                format!("cannot read {}: {e}", export.host.exports.display()),
+            )
+        })
         .and_then(|current| {
             let current = current.unwrap_or_default();
             candidate(
@@ -89,7 +95,7 @@ pub(super) async fn gather(
                 &change,
             )
             .map(|after| nfs::diff(&current, &after))
-            .map_err(|e| e.to_string())
+            .map_err(|e| Failure::from(&e))
         });
 
     let vm_driver_mismatch = match (&vm.state, &stored_driver) {
@@ -212,7 +218,7 @@ pub(super) async fn gather(
                 let mut files = vec![loaded.chart_dir().join("values.yaml")];
                 files.extend(c.project.values.iter().map(|v| loaded.root.join(v)));
                 let values =
-                    crate::offload::subchart_values(&files, &key).map_err(|e| e.to_string());
+                    crate::offload::subchart_values(&files, &key).map_err(|e| Failure::from(&e));
                 (name.clone(), values)
             })
             .collect(),
@@ -225,6 +231,17 @@ pub(super) async fn gather(
             .running()
             .is_some(),
         images: images.clone(),
+        purge_remote: c.remote.as_ref().filter(|_| args.purge_remote).map(|r| {
+            crate::plan::PurgeRemote {
+                context: r.context.clone(),
+                namespace: crate::offload::remote_namespace(&ctx.user, &c.project.name),
+                still: placements
+                    .iter()
+                    .filter(|(_, p)| *p == Placement::Remote)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            }
+        }),
     };
     Ok(Gathered {
         facts,
@@ -399,7 +416,8 @@ fn read_images(
         .filter(|(_, p)| *p == Placement::Local)
         .filter_map(|(name, _)| {
             let image = loaded.config.services.get(name)?.image.as_ref()?;
-            let spec = ImageSpec::read(&loaded.root, name, image).map_err(|e| e.to_string());
+            let spec = ImageSpec::read(&loaded.root, name, image)
+                .map_err(|e| Failure::from(&crate::docker::build::BuildError::Context(e)));
             let built = vm_keeps_images
                 && spec
                     .as_ref()

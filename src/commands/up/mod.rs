@@ -53,9 +53,14 @@ pub struct Args {
     /// How long to wait for another devenv command working on this project.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,
-    /// A toggle not recorded yet, planned as if it were (`devenv offload … --dry-run`).
+    /// A service's new place (`devenv offload`): planned with it, and recorded in the state
+    /// by the run once agreed to (a dry run records nothing).
     #[arg(skip)]
     pub toggle: Option<(String, Placement)>,
+    /// With a toggle back to the laptop: delete the user's remote namespace once nothing of the
+    /// project runs there (`devenv offload … --local --purge`).
+    #[arg(skip)]
+    pub purge_remote: bool,
 }
 
 pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
@@ -85,9 +90,20 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     } else {
         crate::process::Interrupt::listen().ok()
     };
-    let mut state = project.load()?;
+    let recorded = project.load()?;
+    let mut state = recorded.clone();
+    // A toggle is recorded with the rest of the run's state, once the run is agreed to.
+    // Choosing the team's default again drops the override, so a later change of the default
+    // reaches this developer too.
     if let Some((service, placement)) = &args.toggle {
-        state.offload.insert(service.clone(), *placement);
+        if c.services
+            .get(service)
+            .is_some_and(|s| s.offload == *placement)
+        {
+            state.offload.remove(service);
+        } else {
+            state.offload.insert(service.clone(), *placement);
+        }
     }
     let placements: Vec<(String, Placement)> = c
         .services
@@ -121,7 +137,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
     }
     // Until the release succeeds again, nothing may be taken as already applied; and a remote
     // release this run may install is on record before it exists.
-    let before = state.clone();
+    let before = recorded;
     if !release_unchanged {
         state.applied_fingerprint = None;
     }
