@@ -20,8 +20,7 @@ pub struct Flags {
     /// Print the plan (stages, commands, file edits) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Answer yes to the question asked before anything is destroyed (needed without a
-    /// terminal).
+    /// Answer yes to the question the plan asks before it runs (needed without a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
 }

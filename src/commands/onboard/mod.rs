@@ -78,13 +78,10 @@ const WIDTH: usize = 96;
 /// doctor` and exits with its code.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run the plan without asking (the exports helper still needs --exports-helper or its own
-    /// yes).
-    #[arg(short, long)]
-    pub yes: bool,
-    /// Print the plan and change nothing (read-only probes still run).
-    #[arg(long)]
-    pub dry_run: bool,
+    /// --yes runs the plan without asking; the exports helper still needs --exports-helper or
+    /// its own yes.
+    #[command(flatten)]
+    pub change: super::change::Flags,
     /// VM driver to prepare: vfkit (macOS 13 or later), hyperkit (Intel Macs only; deprecated)
     /// or kvm2 (Linux). Default: vm.driver of the project's devenv.toml, else the best for this
     /// machine.
@@ -316,7 +313,7 @@ impl Action {
 }
 
 pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
-    let planning_only = args.dry_run || ctx.ui.json;
+    let planning_only = args.change.dry_run || ctx.ui.json;
     let (plan, facts) = plan_for(&args, ctx, planning_only).await?;
     // As root, `id -un` names root and the groups are root's: the plan can be shown, not run.
     let as_root = facts.uid == Some(0);
@@ -344,7 +341,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             ctx.ui.warn("warning")
         );
     }
-    if args.dry_run {
+    if args.change.dry_run {
         ctx.ui.say("");
         ctx.ui.say("Dry run: nothing was changed.");
         return Ok(0);
@@ -469,7 +466,7 @@ async fn plan_for(args: &Args, ctx: &Context, planning_only: bool) -> Result<(Pl
 /// refuses), then a separate one for the exports helper (`--exports-helper`, or asked). `None` when
 /// the plan was declined; otherwise whether to install the helper.
 fn confirm(args: &Args, ctx: &Context, plan: &Plan) -> Result<Option<bool>, Error> {
-    if !plan.steps.is_empty() && !args.yes {
+    if !plan.steps.is_empty() && !args.change.yes {
         if !ctx.interactive {
             return Err(Error::Usage {
                 message: "devenv onboard asks before it changes anything, and there is no \
