@@ -246,6 +246,10 @@ impl Executor {
             Action::Note(_) => Ok(None),
             Action::Verify(v) => self.verify(v, progress).await.map(|()| None),
             Action::Run(cmd) => {
+                // A program on the terminal may ask for a password: it is announced first.
+                if cmd.is_interactive() {
+                    progress.line(&format!("$ {}", cmd.display()));
+                }
                 self.run(cmd, progress).await?;
                 Ok(Some(short(cmd)))
             }
@@ -254,6 +258,7 @@ impl Executor {
                 contents,
                 mode,
             } => {
+                progress.line(&format!("writing {}", path.display()));
                 write_atomic_mode(path, contents.as_bytes(), *mode)
                     .map_err(|e| Failure::from(&e))?;
                 Ok(Some(format!("wrote {}", path.display())))

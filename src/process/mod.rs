@@ -112,6 +112,11 @@ impl Cmd {
         self
     }
 
+    /// Whether the program gets devenv's terminal (see [`Cmd::interactive`]).
+    pub fn is_interactive(&self) -> bool {
+        self.interactive
+    }
+
     pub fn program(&self) -> &str {
         &self.program
     }

@@ -41,6 +41,7 @@ use semver::Version;
 /// The snippets `devenv exports` needs to run its sudo commands without a password prompt.
 mod probe;
 mod render;
+mod run;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -49,6 +50,7 @@ use probe::*;
 pub use probe::{kube_minor, parse_dpkg_query, parse_rpm_query, unit_enabled};
 pub use render::render;
 use render::*;
+use run::run_steps;
 use steps::*;
 
 const SUDOERS_LINUX: &str = include_str!("../../../templates/sudoers.linux");
@@ -366,7 +368,7 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         ui.say("Nothing to install: everything devenv needs is already here.");
     } else {
         std::fs::create_dir_all(&facts.work).map_err(Error::io("create", &facts.work))?;
-        run_steps(&todo, ctx.runner.as_ref(), ui).await?;
+        run_steps(&todo, ctx).await?;
         ui.say("");
         ui.say(ui.ok(&format!("Done: {} step{}.", todo.len(), plural(todo.len()))));
         for note in todo.iter().filter_map(|s| s.after.as_deref()) {
@@ -534,91 +536,6 @@ fn ask(question: &str) -> Result<bool, Error> {
         line.trim().to_ascii_lowercase().as_str(),
         "y" | "yes"
     ))
-}
-
-/// Run the steps in order, each command announced before it runs (root ones as such). The first
-/// failure stops everything, and stderr says what was already done.
-async fn run_steps(steps: &[&Step], runner: &dyn Runner, ui: &Ui) -> Result<(), Error> {
-    let total = steps.len();
-    for (i, step) in steps.iter().enumerate() {
-        ui.say("");
-        ui.say(ui.bold(&format!("[{}/{total}] {}", i + 1, step.title)));
-        for (j, action) in step.actions.iter().enumerate() {
-            if let Err(e) = run_action(action, runner, ui).await {
-                report_stop(steps, i, j);
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn run_action(action: &Action, runner: &dyn Runner, ui: &Ui) -> Result<(), Error> {
-    match action {
-        Action::Run { argv, sudo } => {
-            let line = join(argv.iter().map(String::as_str));
-            if *sudo {
-                // Said even under --quiet: nothing runs as root unannounced.
-                crate::outln!("  as root (sudo): {line}");
-            } else {
-                ui.say(format!("  $ {line}"));
-            }
-            let cmd = Cmd::new(&argv[0]).args(&argv[1..]).interactive();
-            runner.run(&cmd).await?;
-        }
-        Action::Write { path, contents } => {
-            ui.say(format!("  writing {}", path.display()));
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
-            }
-            std::fs::write(path, contents).map_err(Error::io("write", path))?;
-        }
-        Action::Manual { shell } => {
-            return Err(Error::Usage {
-                message: format!("this is for you to run: {shell}"),
-                help: "then run `devenv onboard` again".into(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Where onboarding stopped, what was already done and what was not, on stderr.
-fn report_stop(steps: &[&Step], failed_step: usize, failed_action: usize) {
-    let total = steps.len();
-    let step = steps[failed_step];
-    crate::errln!();
-    crate::errln!(
-        "onboarding stopped at step {} of {total} ({}).",
-        failed_step + 1,
-        step.title
-    );
-    let done_here = &step.actions[..failed_action];
-    if failed_step == 0 && done_here.is_empty() {
-        crate::errln!("nothing was done before it.");
-    } else {
-        crate::errln!("already done:");
-        for (i, s) in steps[..failed_step].iter().enumerate() {
-            crate::errln!("  {}. {}", i + 1, s.title);
-        }
-        for a in done_here {
-            crate::errln!("  {}. (part of it) {}", failed_step + 1, a.display());
-        }
-    }
-    let mut not_run = Vec::new();
-    if failed_action + 1 < step.actions.len() {
-        not_run.push(format!("the rest of step {}", failed_step + 1));
-    }
-    let rest: Vec<String> = (failed_step + 2..=total).map(|n| n.to_string()).collect();
-    if !rest.is_empty() {
-        not_run.push(format!("step{} {}", plural(rest.len()), rest.join(", ")));
-    }
-    if !not_run.is_empty() {
-        crate::errln!("not run: {}", not_run.join(", "));
-    }
-    crate::errln!(
-        "Fix the cause, then run `devenv onboard` again: it plans only what is still missing."
-    );
 }
 
 fn plural(n: usize) -> &'static str {
