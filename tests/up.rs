@@ -323,11 +323,24 @@ fn down_stops_the_vm_and_purge_removes_everything_devenv_made() {
         env.minikube_state.join("profiles/devenv-shop.env").exists(),
         "nothing removed without --yes"
     );
-    env.devenv()
-        .args(["down", "--purge", "--yes"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("delete the minikube VM"));
+    // With --json, stdout is the run's events, one object per line, and nothing else.
+    let out = env
+        .devenv()
+        .args(["--json", "down", "--purge", "--yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["stage"] == "vm" && e["event"] == "done" && e["changed"] == true),
+        "{stdout}"
+    );
     assert!(!env.minikube_state.join("profiles/devenv-shop.env").exists());
     assert_eq!(
         std::fs::read_to_string(&env.exports).unwrap(),
@@ -339,6 +352,11 @@ fn down_stops_the_vm_and_purge_removes_everything_devenv_made() {
         .assert()
         .success()
         .stdout(predicate::str::contains("nothing to remove"));
+    env.devenv()
+        .args(["--json", "down", "--purge", "--yes"])
+        .assert()
+        .success()
+        .stdout("{\"note\":\"nothing to remove for shop\"}\n");
     env.devenv()
         .arg("down")
         .assert()

@@ -219,6 +219,8 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
             && r.changed
         {
             match &s.confirm {
+                // With --json the stages' events have said it.
+                _ if ctx.ui.json => {}
                 Some(what) => ctx.ui.say(format!("done: {what}")),
                 None if s.name == "vm" => ctx.ui.say(format!(
                     "{profile} stopped; its disk is kept, `devenv up` starts it again"
@@ -289,12 +291,12 @@ async fn plan(
                 by_hand: format!("minikube stop -p {profile}"),
             }),
             Ok(VmState::Nonexistent) => {
-                ctx.ui.say(format!(
-                    "nothing to stop: there is no VM for {}",
-                    fp.project
-                ));
+                note(
+                    ctx,
+                    &format!("nothing to stop: there is no VM for {}", fp.project),
+                );
             }
-            Ok(VmState::Stopped) => ctx.ui.say(format!("{profile} is already stopped")),
+            Ok(VmState::Stopped) => note(ctx, &format!("{profile} is already stopped")),
             Ok(_) => stages.push(
                 Stage::new(
                     "vm",
@@ -533,12 +535,22 @@ async fn plan(
         }
     }
     if stages.is_empty() && left.is_empty() {
-        ctx.ui.say(format!("nothing to remove for {}", fp.project));
+        note(ctx, &format!("nothing to remove for {}", fp.project));
     }
     Ok(Planned {
         plan: plan(stages),
         left,
     })
+}
+
+/// Something `down` found with nothing to do about it: a line, or with `--json` an object, so
+/// that stdout stays one JSON object per line.
+fn note(ctx: &Context, text: &str) {
+    if ctx.ui.json {
+        crate::outln!("{}", serde_json::json!({ "note": text }));
+    } else {
+        ctx.ui.say(text);
+    }
 }
 
 /// The user's namespace on the remote cluster and whether it is there to delete.
