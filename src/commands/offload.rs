@@ -18,9 +18,9 @@ use crate::process::{Cmd, check_success};
 ///
 /// Without a service, lists every service: where it runs for you, where the team's default
 /// puts it, and the CPU and memory its subchart requests (what the laptop saves when it runs
-/// remotely). With a service and --remote or --local, records your choice and runs `up` at
-/// once (unless --no-apply); the other services of the chart keep finding it under the same
-/// DNS name.
+/// remotely). With a service and --remote or --local, runs `up` with your choice at once and
+/// records it (--no-apply only records it; --dry-run prints the plan and records nothing); the
+/// other services of the chart keep finding it under the same DNS name.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The service (a [services.<name>] of devenv.toml with a host and a values_key).
@@ -36,11 +36,11 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["purge", "dry_run"])]
     pub no_apply: bool,
     /// With --local: also delete your namespace on the remote cluster, volumes and data included,
-    /// once no other service of the project runs there.
+    /// once no other service of the project runs there (asked first, unless --yes).
     #[arg(long, requires = "local")]
     pub purge: bool,
-    /// --dry-run prints the plan the toggle would run (`devenv up --dry-run` with the choice
-    /// applied) and changes nothing, not even the recorded choice.
+    // --dry-run prints the plan the toggle would run (`devenv up --dry-run` with the choice
+    // applied) and changes nothing, not even the recorded choice.
     #[command(flatten)]
     pub change: super::change::Flags,
     /// How long to wait for another devenv command working on this project.

@@ -80,8 +80,8 @@ const WIDTH: usize = 96;
 /// doctor` and exits with its code.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// --yes runs the plan without asking; the exports helper still needs --exports-helper or
-    /// its own yes.
+    // --yes runs the plan without asking; the exports helper still needs --exports-helper or
+    // its own yes.
     #[command(flatten)]
     pub change: super::change::Flags,
     /// VM driver to prepare: vfkit (macOS 13 or later), hyperkit (Intel Macs only; deprecated)
