@@ -208,6 +208,15 @@ impl Host for FakeHost {
     }
 }
 
+/// The check `id` of a driver's status; a test that names a check the driver lacks fails.
+pub fn check<'a>(status: &'a crate::DriverStatus, id: &str) -> &'a crate::Check {
+    status
+        .checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no check {id} in {status:#?}"))
+}
+
 /// `/dev/kvm` as a character device the current user may open.
 pub const DEV_KVM_RW: FileInfo = FileInfo {
     uid: 0,

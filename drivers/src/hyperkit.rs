@@ -193,14 +193,6 @@ mod tests {
         block_on(Hyperkit.status(host))
     }
 
-    fn check<'a>(status: &'a DriverStatus, id: &str) -> &'a Check {
-        status
-            .checks
-            .iter()
-            .find(|c| c.id == id)
-            .unwrap_or_else(|| panic!("no check {id} in {status:#?}"))
-    }
-
     #[test]
     fn hyperkit_is_usable_but_always_warns_that_it_is_deprecated() {
         let s = status(&intel_mac());

@@ -140,14 +140,6 @@ mod tests {
         block_on(Vfkit.status(host))
     }
 
-    fn check<'a>(status: &'a DriverStatus, id: &str) -> &'a Check {
-        status
-            .checks
-            .iter()
-            .find(|c| c.id == id)
-            .unwrap_or_else(|| panic!("no check {id} in {status:#?}"))
-    }
-
     #[test]
     fn vfkit_is_healthy_on_a_recent_mac_of_either_cpu() {
         for arch in [Arch::Aarch64, Arch::X86_64] {

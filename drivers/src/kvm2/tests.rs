@@ -27,14 +27,6 @@ fn status(host: &FakeHost) -> DriverStatus {
     block_on(Kvm2.status(host))
 }
 
-fn check<'a>(status: &'a DriverStatus, id: &str) -> &'a Check {
-    status
-        .checks
-        .iter()
-        .find(|c| c.id == id)
-        .unwrap_or_else(|| panic!("no check {id} in {status:#?}"))
-}
-
 #[test]
 fn kvm2_is_healthy_and_installed_when_every_prerequisite_is_met() {
     let s = status(&healthy());
