@@ -300,31 +300,22 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    /// `text` with project shop's block (uid 1000) holding `block`.
+    fn set(text: &str, block: &[&str]) -> String {
+        edit(text, Path::new(P), "shop", 1000, Some(&lines(block))).unwrap()
+    }
+
     #[test]
     fn a_new_block_is_appended_and_every_other_byte_kept() {
         let text = "127.0.0.1\tlocalhost\n# a comment\n::1 localhost ip6-localhost";
-        let after = edit(
-            text,
-            Path::new(P),
-            "shop",
-            1000,
-            Some(&lines(&["192.168.39.10 shop.local"])),
-        )
-        .unwrap();
+        let after = set(text, &["192.168.39.10 shop.local"]);
         assert_eq!(
             after,
             "127.0.0.1\tlocalhost\n# a comment\n::1 localhost ip6-localhost\n\
              # BEGIN devenv shop uid=1000\n192.168.39.10 shop.local\n# END devenv shop uid=1000\n"
         );
         // Set again: unchanged; removed: the file as it was, but for the line end it lacked.
-        let again = edit(
-            &after,
-            Path::new(P),
-            "shop",
-            1000,
-            Some(&lines(&["192.168.39.10 shop.local"])),
-        )
-        .unwrap();
+        let again = set(&after, &["192.168.39.10 shop.local"]);
         assert_eq!(again, after);
         let removed = edit(&after, Path::new(P), "shop", 1000, None).unwrap();
         assert_eq!(removed, format!("{text}\n"));
@@ -333,14 +324,7 @@ mod tests {
     #[test]
     fn only_this_projects_and_users_block_is_touched_and_crlf_is_kept() {
         let text = "127.0.0.1 localhost\r\n# BEGIN devenv shop uid=1001\r\n10.0.0.2 shop.local\r\n# END devenv shop uid=1001\r\n# BEGIN devenv shop uid=1000\r\n10.0.0.1 old.local\r\n# END devenv shop uid=1000\r\n# after\r\n";
-        let after = edit(
-            text,
-            Path::new(P),
-            "shop",
-            1000,
-            Some(&lines(&["10.0.0.9 shop.local"])),
-        )
-        .unwrap();
+        let after = set(text, &["10.0.0.9 shop.local"]);
         assert_eq!(
             after,
             text.replace("10.0.0.1 old.local", "10.0.0.9 shop.local")
