@@ -139,12 +139,11 @@ pub fn failed(result: &RunResult, again: &str) -> Error {
     }
 }
 
-/// A stage that did not finish, with its error (none when it was skipped or cancelled) and
-/// how to do its work by hand.
+/// A stage that did not finish (its `by_hand` says how to do its work by hand), with its error:
+/// none when it was skipped or cancelled.
 pub struct Unfinished<'a> {
-    pub stage: &'a str,
+    pub stage: &'a crate::plan::Stage,
     pub failure: Option<&'a Failure>,
-    pub by_hand: Option<&'a str>,
 }
 
 /// The stages of `plan` that did not finish in `result`, in the plan's order.
@@ -157,11 +156,7 @@ pub fn unfinished<'a>(plan: &'a Plan, result: &'a RunResult) -> Vec<Unfinished<'
                 Outcome::Failed(f) => Some(f),
                 Outcome::Skipped { .. } | Outcome::Cancelled => None,
             };
-            Some(Unfinished {
-                stage: &s.name,
-                failure,
-                by_hand: s.by_hand.as_deref(),
-            })
+            Some(Unfinished { stage: s, failure })
         })
         .collect()
 }

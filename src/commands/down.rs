@@ -189,30 +189,23 @@ pub async fn exec(args: Args, ctx: &Context) -> Result<i32, Error> {
         }
     }
     for unfinished in super::change::unfinished(&plan, &result) {
-        let stage = plan
-            .stages
-            .iter()
-            .find(|s| s.name == unfinished.stage)
-            .expect("a stage of the plan");
+        let stage = unfinished.stage;
         left.push(Left {
             what: stage.confirm.clone().unwrap_or_else(|| stage.name.clone()),
             why: match unfinished.failure {
                 Some(f) => f.render().lines().next().unwrap_or_default().to_string(),
                 None => "not run: a stage before it did not finish".into(),
             },
-            by_hand: unfinished
+            by_hand: stage
                 .by_hand
-                .unwrap_or("see the error above")
-                .to_string(),
+                .clone()
+                .unwrap_or_else(|| "see the error above".into()),
         });
     }
     let kept_state = plan.stages.iter().any(|s| s.name == "state")
         && !matches!(result.outcome("state"), Some(Outcome::Done(_)));
     if kept_state {
-        crate::errln!(
-            "devenv's state in {} is kept: it lets `devenv down --purge` finish later",
-            project.path().display()
-        );
+        state_kept(&project);
     }
     for s in &plan.stages {
         if let Some(Outcome::Done(r)) = result.outcome(&s.name)
@@ -528,10 +521,7 @@ async fn plan(
                 )),
             );
         } else if !args.change.dry_run {
-            crate::errln!(
-                "devenv's state in {} is kept: it lets `devenv down --purge` finish later",
-                project.path().display()
-            );
+            state_kept(project);
         }
     }
     if stages.is_empty() && left.is_empty() {
@@ -541,6 +531,14 @@ async fn plan(
         plan: plan(stages),
         left,
     })
+}
+
+/// The state names what is left: it stays until everything is gone.
+fn state_kept(project: &ProjectDir) {
+    crate::errln!(
+        "devenv's state in {} is kept: it lets `devenv down --purge` finish later",
+        project.path().display()
+    );
 }
 
 /// Something `down` found with nothing to do about it: a line, or with `--json` an object, so

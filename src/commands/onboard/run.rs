@@ -36,7 +36,10 @@ pub(super) async fn run_steps(steps: &[&Step], ctx: &Context) -> Result<(), Erro
         return Ok(());
     }
     let unfinished = crate::commands::change::unfinished(&plan, &result);
-    let failed = unfinished.first().map(|u| u.stage).unwrap_or_default();
+    let failed = unfinished
+        .first()
+        .map(|u| u.stage.name.as_str())
+        .unwrap_or_default();
     let at = plan
         .stages
         .iter()
