@@ -179,12 +179,10 @@ impl Executor {
                 fine_if,
                 otherwise,
             } => {
-                let sink = |_: Stream, line: &str| progress.line(line);
-                let out = self.runner.output_streaming(cmd, Some(&sink)).await;
-                let failed = match out {
+                let failed = match self.output(cmd, progress).await {
                     Ok(out) if out.success() || out.stderr.contains(fine_if) => None,
                     Ok(out) => check_success(cmd, out).err().map(|e| Failure::from(&e)),
-                    Err(e) => Some(Failure::from(&e)),
+                    Err(f) => Some(f),
                 };
                 match failed {
                     None => Ok(Some(short(cmd))),
@@ -544,14 +542,23 @@ impl Executor {
         }
     }
 
+    /// Run `cmd`, its output lines shown as the stage's progress; a non-zero exit is a failure.
     async fn run(&self, cmd: &Cmd, progress: &Progress) -> Result<crate::process::Output, Failure> {
+        let out = self.output(cmd, progress).await?;
+        check_success(cmd, out).map_err(|e| Failure::from(&e))
+    }
+
+    /// Run `cmd`, its output lines shown as the stage's progress, whatever its exit.
+    async fn output(
+        &self,
+        cmd: &Cmd,
+        progress: &Progress,
+    ) -> Result<crate::process::Output, Failure> {
         let sink = |_: Stream, line: &str| progress.line(line);
-        let out = self
-            .runner
+        self.runner
             .output_streaming(cmd, Some(&sink))
             .await
-            .map_err(|e| Failure::from(&e))?;
-        check_success(cmd, out).map_err(|e| Failure::from(&e))
+            .map_err(|e| Failure::from(&e))
     }
 
     async fn verify(&self, v: &Verify, progress: &Progress) -> Result<(), Failure> {
